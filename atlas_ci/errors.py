@@ -1,0 +1,85 @@
+"""The exception tree and the exit codes it maps to.
+
+Every error a user can cause or meet derives from :class:`AtlasCIError`; the single
+error boundary in :mod:`atlas_ci.cli` prints ``error: <message>; <hint>`` and exits
+with the class's code. Messages never carry a secret.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """Documented exit codes (README, "Exit codes")."""
+
+    OK = 0
+    BUG = 1
+    CONFIG = 2
+    INPUT = 3
+    AUTH = 4
+    REFUSED = 5
+    UNAVAILABLE = 6
+    INTERRUPTED = 130
+    TERMINATED = 143
+
+
+class AtlasCIError(Exception):
+    """Root of every error the tool reports as one line."""
+
+    exit_code: ExitCode = ExitCode.BUG
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def one_line(self) -> str:
+        """``<what went wrong>; <how to fix>`` on a single line."""
+        text = f"{self.message}; {self.hint}" if self.hint else self.message
+        return " ".join(text.split())
+
+
+class ConfigError(AtlasCIError):
+    """A flag, input or environment variable is missing or malformed."""
+
+    exit_code = ExitCode.CONFIG
+
+
+class InputFileError(AtlasCIError):
+    """The manifest, artifact JSON or an artifact file cannot be used."""
+
+    exit_code = ExitCode.INPUT
+
+    def __init__(self, message: str, hint: str = "", path: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.path = path
+
+
+class AuthError(AtlasCIError):
+    """The registry rejected the token (401/403)."""
+
+    exit_code = ExitCode.AUTH
+
+
+class RegistryRefused(AtlasCIError):
+    """The registry refused a request (4xx) or answered outside the contract."""
+
+    exit_code = ExitCode.REFUSED
+
+
+class RegistryUnavailable(AtlasCIError):
+    """The registry could not be reached or kept failing (network, timeout, 5xx)."""
+
+    exit_code = ExitCode.UNAVAILABLE
+
+
+class Interrupted(AtlasCIError):
+    """SIGINT or SIGTERM arrived; the message says what state the server was left in."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+    def __init__(self, message: str, hint: str = "", signum: int = 2) -> None:
+        super().__init__(message, hint)
+        if signum == 15:
+            self.exit_code = ExitCode.TERMINATED

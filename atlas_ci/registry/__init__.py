@@ -1,0 +1,1 @@
+"""The embedded Atlas-compatible registry behind ``atlas-ci serve``."""
