@@ -1,0 +1,429 @@
+"""The Atlas v1 API over one ``requests.Session``: timeouts, retries, the status table.
+
+Every request the tool makes is made here (the file PUT's body is streamed by
+:mod:`atlas_ci.transfer`, called from here). Errors leave this module as
+:mod:`atlas_ci.errors` classes whose messages hold neither the token nor an upload URL.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from atlas_ci import USER_AGENT
+from atlas_ci.errors import (
+    AtlasCIError,
+    AuthError,
+    RegistryRefused,
+    RegistryUnavailable,
+)
+from atlas_ci.redaction import redact, redact_url, register
+from atlas_ci.retry import NOT_PROCESSED_STATUSES, RETRY_STATUSES, RetryPolicy
+from atlas_ci.settings import Settings
+
+Log = Callable[[str], None]
+_MAX_REDIRECTS = 5
+
+
+class NotFound(RegistryRefused):
+    """404: drives create-if-missing; anywhere else it is a refusal."""
+
+
+class Ambiguous(RegistryUnavailable):
+    """A non-replayable request failed in a way that leaves unknown whether it was processed."""
+
+
+@dataclass(frozen=True)
+class Version:
+    """The part of a version object the flow uses."""
+
+    version: int
+    upload_path: str | None
+    raw: Mapping[str, Any]
+
+
+def first_json(body: bytes) -> Any:
+    """The first JSON value of ``body`` (atlas-wire §4: trailing data is ignored)."""
+    text = body.decode("utf-8", errors="replace").lstrip()
+    value, _ = json.JSONDecoder().raw_decode(text)
+    return value
+
+
+def _transport_was_sent(exc: BaseException) -> bool:
+    """Whether a transport failure may have happened after the request reached the server."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return False
+    if isinstance(exc, requests.ConnectionError):
+        text = repr(exc.args)
+        never_sent = (
+            "NewConnectionError",
+            "NameResolutionError",
+            "Failed to establish a new connection",
+            "ConnectTimeoutError",
+        )
+        return not any(marker in text for marker in never_sent)
+    return True
+
+
+def _describe_transport(exc: BaseException) -> str:
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS verification failed"
+    text = repr(exc)
+    for marker, words in (
+        ("Connection refused", "connection refused"),
+        ("NameResolutionError", "host name not found"),
+        ("Connection reset", "connection reset"),
+        ("RemoteDisconnected", "connection closed without a response"),
+        ("BrokenPipe", "connection closed while sending"),
+        ("IncompleteRead", "response cut short"),
+    ):
+        if marker in text:
+            return words
+    return type(exc).__name__
+
+
+class AtlasClient:
+    """One registry, one session; methods named after the calls of atlas-wire §3."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        session: requests.Session | None = None,
+        policy: RetryPolicy | None = None,
+        log: Log | None = None,
+        debug: Log | None = None,
+    ) -> None:
+        self.settings = settings
+        self.session = session or requests.Session()
+        self.session.headers["User-Agent"] = USER_AGENT
+        # Accept-Encoding/Accept are requests' defaults; the contract sends no Accept.
+        self.session.headers.pop("Accept", None)
+        self.policy = policy or RetryPolicy(retries=settings.retries, max_wait=settings.max_wait)
+        self._log = log or (lambda _line: None)
+        self._debug = debug or (lambda _line: None)
+        base = urlsplit(settings.atlas_url)
+        self._origin = (base.scheme, base.hostname, base.port)
+
+    # --- the calls ------------------------------------------------------------------
+
+    def authenticate(self) -> None:
+        """``GET /api/v1/authenticate``: any 2xx is success."""
+        self._call("GET", self.settings.endpoint("authenticate"), what="token check")
+
+    def get_artifact(self, user: str, name: str) -> Mapping[str, Any] | None:
+        """The artifact object, or None on 404 exactly."""
+        try:
+            resp = self._call(
+                "GET", self.settings.endpoint("artifacts", user, name), what="artifact lookup"
+            )
+        except NotFound:
+            return None
+        body = self._json(resp, "artifact lookup")
+        if not isinstance(body, dict):
+            raise RegistryRefused(
+                "the registry answered the artifact lookup with something other than a JSON object",
+                "check that atlas_url points at an Atlas-compatible registry",
+            )
+        return body
+
+    def create_artifact(self, user: str, name: str) -> bool:
+        """Create ``user/name`` if missing; True if this call created it."""
+        if self.get_artifact(user, name) is not None:
+            return False
+        self._log(f"Creating artifact: {user}/{name}")
+        payload = {"artifact": {"username": user, "name": name}}
+        try:
+            self._call(
+                "POST",
+                self.settings.endpoint("artifacts"),
+                body=payload,
+                what="artifact creation",
+                replayable=False,
+            )
+        except (RegistryRefused, Ambiguous):
+            # A parallel job may have won the race, or our own first try went through:
+            # ask the API instead of reading error text.
+            if self.get_artifact(user, name) is not None:
+                return False
+            raise
+        return True
+
+    def create_version(
+        self, user: str, name: str, artifact_type: str, body: Mapping[str, Any], *, file: bool
+    ) -> Version:
+        """``POST /api/v1/artifacts/{user}/{name}/{type}``: never sent twice on a guess."""
+        url = self.settings.endpoint("artifacts", user, name, artifact_type)
+        resp = self._call("POST", url, body=body, what="version creation", replayable=False)
+        return parse_version(self._json(resp, "version creation"), file=file)
+
+    def search(
+        self, user: str, name: str, artifact_type: str, params: Mapping[str, str]
+    ) -> list[Mapping[str, Any]] | None:
+        """Terraform's read-back (atlas-wire §10); None when the server has no search."""
+        url = self.settings.endpoint("artifacts", user, name, artifact_type, "search")
+        try:
+            resp = self._call("GET", url, params=params, what="version search")
+        except NotFound:
+            return None
+        body = self._json(resp, "version search")
+        versions = body.get("versions") if isinstance(body, dict) else None
+        if not isinstance(versions, list) or not all(isinstance(v, dict) for v in versions):
+            raise RegistryRefused(
+                "the registry's search answer has no list of versions",
+                "check that atlas_url points at an Atlas-compatible registry",
+            )
+        return versions
+
+    def upload(
+        self,
+        upload_path: str,
+        path: Path,
+        size: int,
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> str | None:
+        """PUT the file to ``upload_path`` (no token, streamed, retried from offset 0).
+
+        Returns the sha256 of the bytes sent.
+        """
+        from atlas_ci import transfer
+
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                outcome = transfer.put_file(
+                    upload_path,
+                    path,
+                    size,
+                    session=self.session,
+                    verify=self.settings.verify,
+                    timeout=self.settings.timeout,
+                    progress=progress,
+                )
+            except (requests.RequestException, OSError) as exc:
+                if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
+                    raise
+                reason = _describe_transport(exc)
+                if attempt <= self.policy.retries:
+                    self._retry_line("file upload", reason, attempt, None)
+                    continue
+                raise RegistryUnavailable(
+                    f"file upload failed: {reason} (after {attempt} tries)",
+                    "the version stays pending; check the network and re-run",
+                ) from None
+            status = outcome.response.status
+            if 200 <= status < 300:
+                return outcome.sha256
+            if status in RETRY_STATUSES and attempt <= self.policy.retries:
+                self._retry_line(
+                    "file upload",
+                    f"{status} {outcome.response.reason}",
+                    attempt,
+                    outcome.response.headers.get("Retry-After"),
+                )
+                continue
+            if 300 <= status < 400:
+                raise RegistryRefused(
+                    f"the upload URL answered {status} (a redirect), which is not followed "
+                    "for a file upload",
+                    "the registry must return the final upload URL in upload_path",
+                )
+            raise self._status_error(
+                status, outcome.response.reason, outcome.response.body, "file upload"
+            )
+
+    # --- one request, with the status table and retries ------------------------------
+
+    def _call(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        body: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+        replayable: bool = True,
+    ) -> requests.Response:
+        data = None
+        headers: dict[str, str] = {}
+        if body is not None:
+            data = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+            headers["Content-Type"] = "application/json"
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                resp = self._send(method, url, data, headers, params)
+            except requests.RequestException as exc:
+                reason = _describe_transport(exc)
+                if isinstance(exc, requests.exceptions.SSLError):
+                    raise RegistryUnavailable(
+                        f"{what} failed: {reason} for {redact_url(url)}",
+                        "pass the registry's CA with --ca-file or ATLAS_CAFILE",
+                    ) from None
+                sent = _transport_was_sent(exc)
+                if (replayable or not sent) and attempt <= self.policy.retries:
+                    self._retry_line(what, reason, attempt, None)
+                    continue
+                cls = Ambiguous if (sent and not replayable) else RegistryUnavailable
+                raise cls(
+                    f"{what} failed: {reason} ({redact_url(url)}, {attempt} tries)",
+                    "check that the registry is up and reachable, then re-run",
+                ) from None
+            status = resp.status_code
+            if 200 <= status < 300:
+                return resp
+            if status in RETRY_STATUSES:
+                safe = replayable or status in NOT_PROCESSED_STATUSES
+                if safe and attempt <= self.policy.retries:
+                    self._retry_line(
+                        what, f"{status} {resp.reason}", attempt, resp.headers.get("Retry-After")
+                    )
+                    continue
+                if not safe:
+                    raise Ambiguous(
+                        f"{what} failed: {status} {resp.reason}; the registry may or may not "
+                        "have processed it",
+                        "check the registry before re-running",
+                    )
+            raise self._status_error(status, resp.reason, resp.content, what)
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        data: bytes | None,
+        headers: dict[str, str],
+        params: Mapping[str, str] | None,
+    ) -> requests.Response:
+        """One request; follows redirects itself so the token never leaves the origin."""
+        for _ in range(_MAX_REDIRECTS + 1):
+            send_headers = dict(headers)
+            token = self.settings.token
+            if token and self._same_origin(url):
+                send_headers["X-Atlas-Token"] = token.reveal()
+            self._debug(f"{method} {redact_url(url)}")
+            resp = self.session.request(
+                method,
+                url,
+                data=data,
+                headers=send_headers,
+                params=params,
+                timeout=self.settings.timeout,
+                verify=self.settings.verify,
+                allow_redirects=False,
+            )
+            self._debug(f"{method} {redact_url(url)} -> {resp.status_code}")
+            if not resp.is_redirect:
+                return resp
+            location = resp.headers.get("Location", "")
+            target = urljoin(url, location)
+            if method != "GET" or resp.status_code not in (301, 302, 303, 307, 308):
+                raise RegistryRefused(
+                    f"the registry redirected {method} {redact_url(url)} to "
+                    f"{redact_url(target)}; writes are not redirected",
+                    "set atlas_url to the registry's final address",
+                )
+            resp.close()
+            url, params = target, None
+        raise RegistryRefused(
+            f"too many redirects from {redact_url(url)}", "set atlas_url to the final address"
+        )
+
+    def _same_origin(self, url: str) -> bool:
+        parts = urlsplit(url)
+        return (parts.scheme, parts.hostname, parts.port) == self._origin
+
+    def _retry_line(self, what: str, reason: str, attempt: int, retry_after: str | None) -> None:
+        wait = self.policy.delay(attempt, retry_after)
+        self._log(f"{what} failed ({reason}); retry {attempt}/{self.policy.retries} in {wait:.1f}s")
+        self.policy.pause(wait)
+
+    def _json(self, resp: requests.Response, what: str) -> Any:
+        try:
+            return first_json(resp.content)
+        except ValueError:
+            raise RegistryRefused(
+                f"the registry's answer to the {what} is not JSON ({resp.status_code})",
+                "check that atlas_url points at an Atlas-compatible registry",
+            ) from None
+
+    def _status_error(self, status: int, reason: str, content: bytes, what: str) -> AtlasCIError:
+        if status in (401, 403):
+            return AuthError(
+                f"authentication failed ({status}) during the {what}",
+                "check ATLAS_TOKEN (or the action's token input) and its rights on the artifact",
+            )
+        if status == 404:
+            return NotFound(
+                f"{what}: not found (404)",
+                "check the artifact name and that atlas_url points at the registry's API",
+            )
+        if status in (400, 422):
+            detail = _errors_text(content)
+            return RegistryRefused(
+                f"the registry refused the {what}: {detail}",
+                "fix what the registry names and re-run",
+            )
+        if status >= 500:
+            return RegistryUnavailable(
+                f"the registry failed the {what}: {status} {reason}",
+                "the registry is failing; try again later",
+            )
+        return RegistryRefused(f"{what}: {status} {reason}", "see the registry's documentation")
+
+
+def _errors_text(content: bytes) -> str:
+    try:
+        body = first_json(content)
+    except ValueError:
+        body = None
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if isinstance(errors, list) and errors:
+        text = ", ".join(str(e) for e in errors)
+        return redact(" ".join(text.split()))[:500]
+    return "its error body could not be decoded"
+
+
+def parse_version(body: Any, *, file: bool) -> Version:
+    """The version POST's answer: flat (the contract) or wrapped in ``{"version": {...}}``."""
+    hint = "the registry does not answer as atlas-wire.md §3.5 says; check atlas_url"
+    if not isinstance(body, dict):
+        raise RegistryRefused("the version answer is not a JSON object", hint)
+    fields = {str(k).lower(): v for k, v in body.items()}
+    if isinstance(fields.get("version"), dict):
+        fields = {str(k).lower(): v for k, v in fields["version"].items()}
+    number = fields.get("version")
+    if not isinstance(number, int) or isinstance(number, bool):
+        raise RegistryRefused("the version answer has no integer 'version'", hint)
+    upload_path = fields.get("upload_path")
+    if isinstance(upload_path, str) and upload_path:
+        register(upload_path)  # a presigned URL is a credential: never print it
+    if file:
+        if not isinstance(upload_path, str) or not upload_path.strip():
+            raise RegistryRefused(
+                f"the registry created version {number} but gave no upload_path for its file",
+                hint,
+            )
+        scheme = urlsplit(upload_path).scheme
+        if scheme not in ("http", "https") or not urlsplit(upload_path).hostname:
+            raise RegistryRefused(
+                f"the registry gave version {number} an upload_path that is not an absolute "
+                "http(s) URL",
+                hint,
+            )
+    return Version(
+        version=number,
+        upload_path=upload_path if isinstance(upload_path, str) else None,
+        raw=fields,
+    )

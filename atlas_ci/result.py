@@ -1,0 +1,85 @@
+"""What one run produced: a version per build, for every reporter to render."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    build: str
+    artifact: str
+    artifact_type: str
+    version: int | None  # None in a dry run: nothing was created
+    file: FileInfo | None
+    seconds: float  # wall time of this build's archive + upload
+    metadata: dict[str, str] | None
+
+    @property
+    def id(self) -> str | None:
+        """``user/name/type/N``, Packer's result artifact id."""
+        if self.version is None:
+            return None
+        return f"{self.artifact}/{self.artifact_type}/{self.version}"
+
+
+@dataclass(frozen=True)
+class Result:
+    builds: tuple[BuildResult, ...]
+    dry_run: bool = False
+
+    @property
+    def last(self) -> BuildResult:
+        return self.builds[-1]
+
+    @property
+    def version(self) -> int | None:
+        return self.last.version
+
+    @property
+    def id(self) -> str | None:
+        return self.last.id
+
+    @property
+    def artifact(self) -> str:
+        return self.last.artifact
+
+    @property
+    def artifact_type(self) -> str:
+        return self.last.artifact_type
+
+    def versions(self) -> dict[str, int | None]:
+        """Build name -> version (the action's ``versions`` output)."""
+        return {b.build: b.version for b in self.builds}
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` line's object."""
+        data: dict[str, Any] = {
+            "artifact": self.artifact,
+            "artifact_type": self.artifact_type,
+            "version": self.version,
+            "id": self.id,
+            "builds": [
+                {
+                    "build": b.build,
+                    "artifact_type": b.artifact_type,
+                    "version": b.version,
+                    "id": b.id,
+                    "metadata": b.metadata,
+                    "file": None
+                    if b.file is None
+                    else {"size": b.file.size, "sha256": b.file.sha256},
+                }
+                for b in self.builds
+            ],
+        }
+        if self.dry_run:
+            data["dry_run"] = True
+        return data

@@ -1,0 +1,27 @@
+"""Terraform's ``atlas_artifact`` query parameters (atlas-wire §10)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from atlas_ci.errors import ConfigError
+
+
+def search_params(version: str, build: str | None, metadata: Sequence[str]) -> dict[str, str]:
+    """``version``, ``build`` and ``metadata.N.key``/``metadata.N.value`` pairs."""
+    version = version.strip() or "latest"
+    if version not in ("latest", "any") and not version.isdigit():
+        raise ConfigError(
+            f"--version {version!r} is not latest, any or a number", "pass --version latest"
+        )
+    params = {"version": version}
+    if build:
+        params["build"] = build
+    for index, pair in enumerate(metadata, start=1):
+        key, sep, value = pair.partition("=")
+        if not key:
+            raise ConfigError(f"--metadata {pair!r} has no key", "write KEY or KEY=VALUE")
+        params[f"metadata.{index}.key"] = key
+        if sep:
+            params[f"metadata.{index}.value"] = value
+    return params

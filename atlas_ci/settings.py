@@ -1,0 +1,350 @@
+"""The one settings object, and where each of its values came from.
+
+CLI flags, GitHub Action inputs and environment variables all arrive here under the seed's
+own key names (``artifact``, ``artifact_type``, ``token``, ``atlas_url``, ``metadata``).
+Precedence: flag / input > environment > default. ``Settings.sources`` records which one
+won for every field, so ``--debug`` can say it without ever showing a secret's value.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from atlas_ci.errors import ConfigError
+from atlas_ci.redaction import Secret, redact_url
+
+DEFAULT_ATLAS_URL = "https://atlas.hashicorp.com"
+DEFAULT_MANIFEST = "packer-manifest.json"
+_PATH_SAFE = "/$&+,:;=@"
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+_GO_INT = re.compile(r"[+-]?(0[xX][0-9a-fA-F]+|0[bB][01]+|0[oO][0-7]+|0[0-7]*|[1-9][0-9]*)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything one run needs, validated; build it with :meth:`from_sources`."""
+
+    artifact: str
+    artifact_type: str | None = None
+    token: Secret | None = None
+    atlas_url: str = DEFAULT_ATLAS_URL
+    metadata: dict[str, str] | None = None
+    manifest: str | None = DEFAULT_MANIFEST
+    artifact_json: str | None = None
+    builds: tuple[str, ...] = ()
+    build_id: int = 0
+    compile_id: int = 0
+    verify: bool | str = True
+    dry_run: bool = False
+    json: bool = False
+    dotenv: str | None = None
+    workspace: Path | None = None
+    allow_outside_workspace: bool = True
+    retries: int = 5
+    max_wait: float = 60.0
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    debug: bool = False
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def user(self) -> str:
+        return self.artifact.split("/", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.artifact.split("/", 1)[1]
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        return (self.connect_timeout, self.read_timeout)
+
+    def endpoint(self, *parts: str) -> str:
+        """The absolute URL of ``/api/v1/<parts...>`` under the configured base."""
+        return api_url(self.atlas_url, *parts)
+
+    def describe_sources(self) -> list[str]:
+        """``field: source`` lines for ``--debug``; never a value of a secret."""
+        return [f"{name} from {where}" for name, where in sorted(self.sources.items())]
+
+    @classmethod
+    def from_sources(
+        cls, *, flags: Mapping[str, object], env: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Merge flags (or action inputs) over the environment, validate, freeze."""
+        return _build(flags, os.environ if env is None else env)
+
+
+# --- building -------------------------------------------------------------------------
+
+
+def _build(flags: Mapping[str, object], env: Mapping[str, str]) -> Settings:
+    sources: dict[str, str] = {}
+    problems: list[str] = []
+
+    def flag(name: str) -> object:
+        value = flags.get(name)
+        return None if value in (None, "", [], ()) else value
+
+    artifact = _text(flag("artifact"))
+    if artifact is None:
+        problems.append("artifact must be set (--artifact USER/NAME)")
+    artifact_type = _text(flag("artifact_type"))
+    if artifact and "artifact_type" in flags:
+        sources["artifact_type"] = "flag" if artifact_type else "inferred"
+    if problems:
+        raise ConfigError("; ".join(problems), "see atlas-ci upload --help")
+    assert artifact is not None
+    _check_slug(artifact)
+    sources["artifact"] = "flag"
+
+    # token: never on the command line (it would show in the process list).
+    token: Secret | None = None
+    if flag("no_token"):
+        sources["token"] = "none (--no-token)"  # noqa: S105 - a source name
+    elif env.get("ATLAS_TOKEN"):
+        token = Secret(env["ATLAS_TOKEN"])
+        sources["token"] = "env ATLAS_TOKEN"  # noqa: S105 - a source name
+    elif flags.get("require_token", True):
+        raise ConfigError(
+            "no token: ATLAS_TOKEN is not set",
+            "export ATLAS_TOKEN (or pass the action's token input); use --no-token for a "
+            "registry that needs none",
+        )
+
+    url_flag = _text(flag("atlas_url"))
+    if url_flag:
+        raw_url, sources["atlas_url"] = url_flag, "flag"
+    elif env.get("ATLAS_ADDRESS"):
+        raw_url, sources["atlas_url"] = env["ATLAS_ADDRESS"], "env ATLAS_ADDRESS"
+    else:
+        raw_url, sources["atlas_url"] = DEFAULT_ATLAS_URL, "default"
+    atlas_url = normalise_base_url(raw_url, sources["atlas_url"])
+
+    metadata = _metadata(flags, sources)
+
+    manifest = _text(flag("manifest"))
+    artifact_json = _text(flag("artifact_json"))
+    if manifest and artifact_json:
+        raise ConfigError("--manifest and --artifact-json were both given", "pass only one of them")
+    if artifact_json:
+        sources["artifact_json"] = "flag"
+        manifest = None
+    else:
+        sources["manifest"] = "flag" if manifest else "default"
+        manifest = manifest or DEFAULT_MANIFEST
+
+    builds_raw = flags.get("builds") or ()
+    builds = tuple(str(b) for b in builds_raw) if isinstance(builds_raw, list | tuple) else ()
+
+    build_id = parse_go_int("ATLAS_BUILD_ID", env.get("ATLAS_BUILD_ID"))
+    compile_id = parse_go_int("ATLAS_COMPILE_ID", env.get("ATLAS_COMPILE_ID"))
+
+    verify = _verify(flags, env, sources)
+
+    workspace = flags.get("workspace")
+    retries = _number(flags.get("retries"), "--retries", int, 5, minimum=0, maximum=100)
+    max_wait = _number(flags.get("max_wait"), "--max-wait", float, 60.0, minimum=0.0)
+    timeout = _number(flags.get("timeout"), "--timeout", float, 60.0, minimum=0.1)
+
+    return Settings(
+        artifact=artifact,
+        artifact_type=artifact_type,
+        token=token,
+        atlas_url=atlas_url,
+        metadata=metadata,
+        manifest=manifest,
+        artifact_json=artifact_json,
+        builds=builds,
+        build_id=build_id,
+        compile_id=compile_id,
+        verify=verify,
+        dry_run=bool(flags.get("dry_run")),
+        json=bool(flags.get("json")),
+        dotenv=_text(flag("dotenv")),
+        workspace=Path(str(workspace)) if workspace else None,
+        allow_outside_workspace=bool(flags.get("allow_outside_workspace", workspace is None)),
+        retries=int(retries),
+        max_wait=float(max_wait),
+        connect_timeout=min(10.0, float(timeout)),
+        read_timeout=float(timeout),
+        debug=bool(flags.get("debug")) or env.get("RUNNER_DEBUG") == "1",
+        sources=sources,
+    )
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _check_slug(artifact: str) -> None:
+    user, sep, name = artifact.partition("/")
+    if not sep or "/" in name or not user or not name:
+        raise ConfigError(
+            f'malformed slug "{artifact}"',
+            "give the artifact as USER/NAME with exactly one '/' and both parts non-empty",
+        )
+    if any(ch in artifact for ch in "\r\n\0"):
+        raise ConfigError(
+            f"malformed slug {artifact!r}", "the artifact name cannot hold control characters"
+        )
+
+
+def _metadata(flags: Mapping[str, object], sources: dict[str, str]) -> dict[str, str] | None:
+    merged: dict[str, str] | None = None
+    file_arg = _text(flags.get("metadata_file"))
+    text = flags.get("metadata_text")
+    pairs = flags.get("metadata_pairs")
+    if not (file_arg or (isinstance(text, str) and text.strip()) or pairs):
+        return None
+    from atlas_ci import plan
+
+    if file_arg:
+        merged = dict(plan.load_metadata_file(file_arg))
+        sources["metadata"] = "metadata file"
+    if isinstance(text, str) and text.strip():
+        merged = {**(merged or {}), **plan.parse_metadata_text(text, "the metadata input")}
+        sources["metadata"] = "input"
+    if isinstance(pairs, list | tuple) and pairs:
+        merged = {**(merged or {}), **plan.parse_metadata_pairs([str(p) for p in pairs])}
+        sources["metadata"] = "flag"
+    return merged
+
+
+def _verify(
+    flags: Mapping[str, object], env: Mapping[str, str], sources: dict[str, str]
+) -> bool | str:
+    if flags.get("insecure"):
+        sources["verify"] = "--insecure"
+        return False
+    if env.get("ATLAS_TLS_NOVERIFY"):
+        sources["verify"] = "env ATLAS_TLS_NOVERIFY"
+        return False
+    for where, value in (
+        ("flag --ca-file", _text(flags.get("ca_file"))),
+        ("env ATLAS_CAFILE", env.get("ATLAS_CAFILE") or None),
+        ("env ATLAS_CAPATH", env.get("ATLAS_CAPATH") or None),
+    ):
+        if value:
+            path = Path(value)
+            wants_dir = where.endswith("CAPATH")
+            ok = path.is_dir() if wants_dir else path.is_file()
+            if not ok:
+                kind = "directory" if wants_dir else "file"
+                raise ConfigError(
+                    f"CA {kind} {value!r} ({where}) does not exist",
+                    f"point it at a readable PEM {kind}",
+                )
+            sources["verify"] = where
+            return str(path)
+    sources["verify"] = "system CA bundle"
+    return True
+
+
+def _number(
+    value: object,
+    name: str,
+    kind: type[int] | type[float],
+    default: float,
+    *,
+    minimum: float,
+    maximum: float | None = None,
+) -> float:
+    if value is None or value == "":
+        return default
+    try:
+        number = kind(str(value))
+    except ValueError:
+        raise ConfigError(f"{name} {value!r} is not a number", f"give {name} a number") from None
+    if number < minimum or (maximum is not None and number > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise ConfigError(f"{name} {value!r} is out of range", f"give {name} a value {bound}")
+    return number
+
+
+# --- URL and number rules of the wire contract ------------------------------------------
+
+
+def normalise_base_url(raw: str, source: str = "atlas_url") -> str:
+    """Validate the base URL; drop its query and one trailing ``/api/v1`` (atlas-wire §1)."""
+    text = raw.strip()
+    shown = redact_url(text) if "://" in text else text
+    if "://" not in text:
+        raise ConfigError(
+            f"atlas_url {shown!r} ({source}) has no scheme",
+            "write it as https://atlas.example.com or http://127.0.0.1:8080",
+        )
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ConfigError(
+            f"atlas_url {shown!r} ({source}) is not a valid URL",
+            "write it as https://atlas.example.com[:port][/prefix]",
+        ) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"atlas_url {shown!r} ({source}) must be an http:// or https:// URL with a host",
+            "write it as https://atlas.example.com",
+        )
+    path = _clean_path(parts.path)
+    if path.endswith("/api/v1"):
+        path = path[: -len("/api/v1")]
+    return urlunsplit((parts.scheme, parts.netloc, path.rstrip("/"), "", ""))
+
+
+def api_url(base: str, *parts: str) -> str:
+    """``base`` + ``/api/v1/<parts>``, joined and cleaned like Go's ``path.Join``, escaped."""
+    split = urlsplit(base)
+    joined = _clean_path("/".join([split.path, "api/v1", *parts]))
+    return urlunsplit((split.scheme, split.netloc, quote(joined, safe=_PATH_SAFE), "", ""))
+
+
+def _clean_path(path: str) -> str:
+    if not path:
+        return ""
+    cleaned = posixpath.normpath("/" + path)
+    # POSIX keeps a leading "//"; Go's path.Clean does not.
+    return "/" + cleaned.lstrip("/") if cleaned != "/" else ""
+
+
+def parse_go_int(name: str, value: str | None) -> int:
+    """An integer by Go's base-0 rules (``0x10`` = 16, ``010`` = 8); 0 when unset."""
+    if value is None or value == "":
+        return 0
+    if not _GO_INT.fullmatch(value):
+        raise ConfigError(
+            f"{name}={value!r} is not an integer",
+            f"set {name} to a whole number such as 42 (0x2a and 052 also work), or unset it",
+        )
+    sign = -1 if value.startswith("-") else 1
+    digits = value.lstrip("+-")
+    lower = digits.lower()
+    if lower.startswith("0x"):
+        number = int(digits[2:], 16)
+    elif lower.startswith("0b"):
+        number = int(digits[2:], 2)
+    elif lower.startswith("0o"):
+        number = int(digits[2:], 8)
+    elif len(digits) > 1 and digits.startswith("0"):
+        number = int(digits[1:], 8)
+    else:
+        number = int(digits, 10)
+    number *= sign
+    if not _INT64[0] <= number <= _INT64[1]:
+        raise ConfigError(f"{name}={value!r} is out of range", f"{name} must fit in 64 bits")
+    return number
+
+
+def split_lines(values: Sequence[str]) -> list[str]:
+    """Names given one per line (the action's ``build`` input), blanks dropped."""
+    return [line.strip() for value in values for line in value.splitlines() if line.strip()]

@@ -1,0 +1,226 @@
+"""The post-processor's flow for one or more builds: validate all, then upload each.
+
+Order (atlas-wire §3): token check, artifact get/create, then per build: archive, version
+create, file PUT. Every selected build is validated before the first request that changes
+anything, and an archive error aborts before its version is created.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from atlas_ci import archive, manifest, plan
+from atlas_ci.errors import ConfigError, Interrupted
+from atlas_ci.manifest import Artifact
+from atlas_ci.progress import Progress, human_bytes
+from atlas_ci.result import BuildResult, FileInfo, Result
+from atlas_ci.settings import Settings
+
+Log = Callable[[str], None]
+_INFERRED = (
+    "amazon-* -> amazon.ami, a single .box file -> vagrant.box, docker -> docker.image, "
+    "googlecompute -> googlecompute.image"
+)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One build to upload: what Packer built plus what we will send for it."""
+
+    artifact: Artifact
+    artifact_type: str
+    metadata: dict[str, str] | None
+
+    @property
+    def label(self) -> str:
+        return self.artifact.build or self.artifact.id or "artifact"
+
+
+def load_artifacts(settings: Settings) -> list[Artifact]:
+    """The builds to upload, from the manifest or the artifact JSON, all validated."""
+    cwd = settings.workspace or Path.cwd()
+    if settings.artifact_json:
+        return manifest.load_artifact_json(
+            settings.artifact_json,
+            cwd=cwd,
+            workspace=settings.workspace,
+            allow_outside_workspace=settings.allow_outside_workspace,
+        )
+    return manifest.load_manifest(
+        settings.manifest or "packer-manifest.json",
+        settings.builds,
+        cwd=cwd,
+        workspace=settings.workspace,
+        allow_outside_workspace=settings.allow_outside_workspace,
+    )
+
+
+def plan_jobs(settings: Settings, artifacts: list[Artifact], log: Log) -> list[Job]:
+    """Type and metadata for every build; any problem is raised before any request."""
+    jobs = []
+    for art in artifacts:
+        artifact_type = settings.artifact_type or plan.infer_artifact_type(art)
+        if artifact_type is None:
+            raise ConfigError(
+                f"cannot infer the artifact type of build {art.build or art.source!r} "
+                f"(builder {art.builder_type or 'unknown'!r})",
+                f"pass --artifact-type (the action's artifact_type); inferred are {_INFERRED}",
+            )
+        metadata = plan.merge_metadata(plan.builder_metadata(art), settings.metadata)
+        if artifact_type == "vagrant.box" and not (metadata or {}).get("provider"):
+            found = plan.vagrant_provider(art)
+            if found is None:
+                raise ConfigError(
+                    f"a vagrant.box needs a 'provider' metadata entry and build "
+                    f"{art.build or art.source!r} does not tell which",
+                    "pass --metadata provider=virtualbox (or vmware_desktop, libvirt, ...)",
+                )
+            provider, reason = found
+            log(f"Using provider={provider} for {art.build or 'the box'} ({reason})")
+            metadata = {**(metadata or {}), "provider": provider}
+        jobs.append(Job(artifact=art, artifact_type=artifact_type, metadata=metadata))
+    return jobs
+
+
+def version_body(settings: Settings, job: Job, has_file: bool) -> dict[str, Any]:
+    """The exact ``artifact_version`` body of atlas-wire §3.5."""
+    return {
+        "artifact_version": {
+            "build_id": settings.build_id,
+            "compile_id": settings.compile_id,
+            "file": has_file,
+            "id": job.artifact.id,
+            "metadata": job.metadata,
+        }
+    }
+
+
+def sha256_of(path: Path) -> str:
+    """sha256 of a file in 1 MiB reads (dry runs: nothing is sent to hash on the way)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def run_upload(
+    settings: Settings,
+    log: Log | None = None,
+    *,
+    debug: Log | None = None,
+    interactive: bool = False,
+    client: Any = None,
+) -> Result:
+    """Do what Packer's atlas post-processor did, for every selected build."""
+    from atlas_ci.client import AtlasClient
+
+    say: Log = log or (lambda _line: None)
+    state = _State()
+    artifacts = load_artifacts(settings)
+    jobs = plan_jobs(settings, artifacts, say)
+    api = client or AtlasClient(settings, log=say, debug=debug)
+    user, name = settings.user, settings.name
+    try:
+        api.authenticate()
+        if settings.dry_run:
+            exists = api.get_artifact(user, name) is not None
+            say(f"Artifact {settings.artifact} {'exists' if exists else 'would be created'}")
+        elif api.create_artifact(user, name):
+            state.created_artifact = True
+        builds = []
+        with tempfile.TemporaryDirectory(prefix="atlas-ci-") as tmp:
+            for job in jobs:
+                builds.append(_one(settings, api, job, Path(tmp), say, interactive, state))
+    except KeyboardInterrupt as exc:
+        signum = int(getattr(exc, "signum", 2))
+        raise Interrupted(f"interrupted; {state.describe(settings)}", signum=signum) from None
+    return Result(builds=tuple(builds), dry_run=settings.dry_run)
+
+
+class _State:
+    """What the server holds so far, for the line printed on an interrupt."""
+
+    def __init__(self) -> None:
+        self.created_artifact = False
+        self.pending: str | None = None
+        self.done: list[str] = []
+
+    def describe(self, settings: Settings) -> str:
+        parts = []
+        if self.done:
+            parts.append("uploaded: " + ", ".join(self.done))
+        if self.pending:
+            parts.append(f"{self.pending} was created but its file did not arrive (pending)")
+        if not parts:
+            created = "only the artifact was created" if self.created_artifact else ""
+            parts.append(created or "nothing was created on the registry")
+        return "; ".join(parts) + "; re-run to upload what is missing"
+
+
+def _one(
+    settings: Settings,
+    api: Any,
+    job: Job,
+    tmp: Path,
+    say: Log,
+    interactive: bool,
+    state: _State,
+) -> BuildResult:
+    started = time.monotonic()
+    slug = f"{settings.artifact}/{job.artifact_type}"
+    payload = archive.prepare_payload(job.artifact.files, tmp, level=6)
+    file_info: FileInfo | None = None
+    if settings.dry_run:
+        if payload is not None:
+            file_info = FileInfo(size=payload.size, sha256=sha256_of(payload.path))
+            say(f"Dry run: would upload {slug} ({payload.size} bytes, sha256 {file_info.sha256})")
+        else:
+            say(f"Dry run: would create a version of {slug} without a file")
+        return BuildResult(
+            build=job.label,
+            artifact=settings.artifact,
+            artifact_type=job.artifact_type,
+            version=None,
+            file=file_info,
+            seconds=time.monotonic() - started,
+            metadata=job.metadata,
+        )
+    body = version_body(settings, job, payload is not None)
+    if payload is not None:
+        say(f"Uploading artifact {slug} ({payload.size} bytes)")
+    version = api.create_version(
+        settings.user, settings.name, job.artifact_type, body, file=payload is not None
+    )
+    if payload is not None:
+        state.pending = f"{slug} version {version.version}"
+        assert version.upload_path is not None
+        progress = Progress(payload.size, say, interactive=interactive)
+        put_started = time.monotonic()
+        sha = api.upload(version.upload_path, payload.path, payload.size, progress=progress)
+        if sha is None:
+            sha = sha256_of(payload.path)
+        seconds = max(time.monotonic() - put_started, 1e-9)
+        file_info = FileInfo(size=payload.size, sha256=sha)
+        rate = human_bytes(payload.size / seconds)
+        say(f"  sent {human_bytes(payload.size)} in {seconds:.1f}s ({rate}/s), sha256 {sha}")
+        if payload.temporary:
+            payload.path.unlink(missing_ok=True)
+        state.pending = None
+    say(f"Uploaded {slug} version {version.version}")
+    state.done.append(f"{slug} version {version.version}")
+    return BuildResult(
+        build=job.label,
+        artifact=settings.artifact,
+        artifact_type=job.artifact_type,
+        version=version.version,
+        file=file_info,
+        seconds=time.monotonic() - started,
+        metadata=job.metadata,
+    )

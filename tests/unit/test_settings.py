@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from atlas_ci.errors import ConfigError
+from atlas_ci.settings import Settings, api_url, normalise_base_url, parse_go_int
+
+ENV = {"ATLAS_TOKEN": "tok-123456"}
+
+
+def make(env: dict[str, str] | None = None, **flags: object) -> Settings:
+    flags.setdefault("artifact", "acme/web")
+    return Settings.from_sources(flags=flags, env=ENV if env is None else env)
+
+
+@pytest.mark.parametrize(
+    ("raw", "base", "auth"),
+    [
+        ("https://atlas.hashicorp.com", "https://atlas.hashicorp.com", "/api/v1/authenticate"),
+        ("https://atlas.hashicorp.com/api/v1", "https://atlas.hashicorp.com", "/api/v1/authenticate"),
+        ("https://atlas.hashicorp.com/api/v1/", "https://atlas.hashicorp.com", "/api/v1/authenticate"),
+        ("http://h/prefix", "http://h/prefix", "/prefix/api/v1/authenticate"),
+        ("http://h//prefix//", "http://h/prefix", "/prefix/api/v1/authenticate"),
+        ("http://h/prefix/api/v1?x=1", "http://h/prefix", "/prefix/api/v1/authenticate"),
+        ("http://127.0.0.1:8080/", "http://127.0.0.1:8080", "/api/v1/authenticate"),
+    ],
+)
+def test_base_url_normalisation(raw: str, base: str, auth: str) -> None:
+    assert normalise_base_url(raw) == base
+    assert api_url(base, "authenticate").endswith(auth)
+    assert api_url(base, "authenticate") == base.split("/", 3)[0] + "//" + base.split("/")[2] + auth
+
+
+@pytest.mark.parametrize(
+    ("parts", "path"),
+    [
+        (("artifacts", "u", "n"), "/api/v1/artifacts/u/n"),
+        (("artifacts", "my user", "n\u00e9"), "/api/v1/artifacts/my%20user/n%C3%A9"),
+        (("artifacts", "u", "n?x"), "/api/v1/artifacts/u/n%3Fx"),
+        (("artifacts", "u", "n", "amazon.ami"), "/api/v1/artifacts/u/n/amazon.ami"),
+        (("artifacts", "u", "n", "a/b"), "/api/v1/artifacts/u/n/a/b"),
+        (("artifacts", "u@x", "n+1"), "/api/v1/artifacts/u@x/n+1"),
+    ],
+)
+def test_path_escaping_follows_go(parts: tuple[str, ...], path: str) -> None:
+    assert api_url("http://h", *parts) == "http://h" + path
+
+
+@pytest.mark.parametrize("raw", ["atlas.example.com", "127.0.0.1:8080", "ftp://h", "http://"])
+def test_base_url_without_scheme_is_a_config_error(raw: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        normalise_base_url(raw)
+    assert raw in err.value.message
+    assert "https://" in err.value.one_line()
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("0x10", 16), ("010", 8), ("-5", -5), ("+7", 7), ("0", 0), ("42", 42), ("0X1f", 31)],
+)
+def test_go_base0_integers(text: str, value: int) -> None:
+    assert parse_go_int("ATLAS_BUILD_ID", text) == value
+
+
+@pytest.mark.parametrize("text", ["abc", "08", "1.5", " 1", "0x", "9" * 30, "0o"])
+def test_bad_build_id_names_the_variable(text: str) -> None:
+    with pytest.raises(ConfigError, match="ATLAS_BUILD_ID"):
+        parse_go_int("ATLAS_BUILD_ID", text)
+
+
+def test_ids_default_to_zero_and_parse_from_env() -> None:
+    assert (make().build_id, make().compile_id) == (0, 0)
+    s = make(env={**ENV, "ATLAS_BUILD_ID": "0x10", "ATLAS_COMPILE_ID": "010"})
+    assert (s.build_id, s.compile_id) == (16, 8)
+
+
+@pytest.mark.parametrize("slug", ["a", "a/b/c", "/b", "a/", "", "a//b"])
+def test_malformed_slug(slug: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        make(artifact=slug)
+    assert "artifact" in err.value.one_line()
+
+
+def test_token_comes_from_env_and_never_prints() -> None:
+    s = make()
+    assert s.token is not None and s.token.reveal() == "tok-123456"
+    assert "tok-123456" not in repr(s) and "tok-123456" not in str(s.token)
+    assert "tok-123456" not in " ".join(s.describe_sources())
+
+
+def test_missing_token_is_an_error_unless_no_token() -> None:
+    with pytest.raises(ConfigError, match="ATLAS_TOKEN"):
+        make(env={})
+    assert make(env={}, no_token=True).token is None
+
+
+def test_precedence_flag_over_env_over_default() -> None:
+    env = {**ENV, "ATLAS_ADDRESS": "http://env.example"}
+    assert make(env=env).atlas_url == "http://env.example"
+    assert make(env=env).sources["atlas_url"] == "env ATLAS_ADDRESS"
+    assert make(env=env, atlas_url="http://flag.example").atlas_url == "http://flag.example"
+    assert make().atlas_url == "https://atlas.hashicorp.com"
+
+
+def test_tls_settings(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    assert make().verify is True
+    assert make(ca_file=str(ca)).verify == str(ca)
+    assert make(env={**ENV, "ATLAS_CAFILE": str(ca), "ATLAS_CAPATH": str(tmp_path)}).verify == str(ca)
+    assert make(env={**ENV, "ATLAS_CAPATH": str(tmp_path)}).verify == str(tmp_path)
+    assert make(env={**ENV, "ATLAS_TLS_NOVERIFY": "1"}).verify is False
+    assert make(insecure=True).verify is False
+    with pytest.raises(ConfigError, match="missing.pem"):
+        make(ca_file=str(tmp_path / "missing.pem"))
+
+
+def test_manifest_and_artifact_json_are_exclusive() -> None:
+    with pytest.raises(ConfigError, match="both given"):
+        make(manifest="m.json", artifact_json="a.json")
+    assert make().manifest == "packer-manifest.json"
+    assert make(artifact_json="a.json").manifest is None
+
+
+@pytest.mark.parametrize(("flag", "value"), [("retries", "x"), ("retries", "-1"), ("timeout", "0")])
+def test_bad_numbers(flag: str, value: str) -> None:
+    with pytest.raises(ConfigError):
+        make(**{flag: value})
