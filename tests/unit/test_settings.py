@@ -19,8 +19,16 @@ def make(env: dict[str, str] | None = None, **flags: object) -> Settings:
     ("raw", "base", "auth"),
     [
         ("https://atlas.hashicorp.com", "https://atlas.hashicorp.com", "/api/v1/authenticate"),
-        ("https://atlas.hashicorp.com/api/v1", "https://atlas.hashicorp.com", "/api/v1/authenticate"),
-        ("https://atlas.hashicorp.com/api/v1/", "https://atlas.hashicorp.com", "/api/v1/authenticate"),
+        (
+            "https://atlas.hashicorp.com/api/v1",
+            "https://atlas.hashicorp.com",
+            "/api/v1/authenticate",
+        ),
+        (
+            "https://atlas.hashicorp.com/api/v1/",
+            "https://atlas.hashicorp.com",
+            "/api/v1/authenticate",
+        ),
         ("http://h/prefix", "http://h/prefix", "/prefix/api/v1/authenticate"),
         ("http://h//prefix//", "http://h/prefix", "/prefix/api/v1/authenticate"),
         ("http://h/prefix/api/v1?x=1", "http://h/prefix", "/prefix/api/v1/authenticate"),
@@ -109,11 +117,13 @@ def test_tls_settings(tmp_path: Path) -> None:
     ca.write_text("x")
     assert make().verify is True
     assert make(ca_file=str(ca)).verify == str(ca)
-    assert make(env={**ENV, "ATLAS_CAFILE": str(ca), "ATLAS_CAPATH": str(tmp_path)}).verify == str(ca)
+    assert make(env={**ENV, "ATLAS_CAFILE": str(ca), "ATLAS_CAPATH": str(tmp_path)}).verify == str(
+        ca
+    )
     assert make(env={**ENV, "ATLAS_CAPATH": str(tmp_path)}).verify == str(tmp_path)
     assert make(env={**ENV, "ATLAS_TLS_NOVERIFY": "1"}).verify is False
     assert make(insecure=True).verify is False
-    with pytest.raises(ConfigError, match="missing.pem"):
+    with pytest.raises(ConfigError, match=r"missing\.pem"):
         make(ca_file=str(tmp_path / "missing.pem"))
 
 
