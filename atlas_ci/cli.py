@@ -254,8 +254,8 @@ def _search(ns: argparse.Namespace, console: Any) -> int:
     from atlas_ci.client import AtlasClient
 
     client = AtlasClient(settings, log=console.info, debug=console.debug)
-    versions = client.search(settings.user, settings.name, settings.artifact_type, params)
-    if versions is None:
+    answer = client.search(settings.user, settings.name, settings.artifact_type, params)
+    if answer is None:
         from atlas_ci.errors import RegistryRefused
 
         raise RegistryRefused(
@@ -263,6 +263,7 @@ def _search(ns: argparse.Namespace, console: Any) -> int:
             "(or no search endpoint)",
             "check the artifact, its type and atlas_url",
         )
+    versions = answer.versions
     if settings.json:
         print(json.dumps({"versions": versions}, separators=(",", ":")), flush=True)
     else:

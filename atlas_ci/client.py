@@ -40,6 +40,14 @@ class Ambiguous(RegistryUnavailable):
 
 
 @dataclass(frozen=True)
+class SearchAnswer:
+    """Versions found; ``pending_listed`` when the registry said it included pending ones."""
+
+    versions: list[Mapping[str, Any]]
+    pending_listed: bool
+
+
+@dataclass(frozen=True)
 class Version:
     """The part of a version object the flow uses."""
 
@@ -167,7 +175,7 @@ class AtlasClient:
 
     def search(
         self, user: str, name: str, artifact_type: str, params: Mapping[str, str]
-    ) -> list[Mapping[str, Any]] | None:
+    ) -> SearchAnswer | None:
         """Terraform's read-back (atlas-wire §10); None when the server has no search."""
         url = self.settings.endpoint("artifacts", user, name, artifact_type, "search")
         try:
@@ -181,7 +189,7 @@ class AtlasClient:
                 "the registry's search answer has no list of versions",
                 "check that atlas_url points at an Atlas-compatible registry",
             )
-        return versions
+        return SearchAnswer(versions, body.get("pending_listed") is True)
 
     def upload(
         self,

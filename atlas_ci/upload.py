@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from atlas_ci import archive, manifest, plan
-from atlas_ci.errors import ConfigError, Interrupted
+from atlas_ci.errors import AtlasCIError, ConfigError, Interrupted, RegistryUnavailable
 from atlas_ci.manifest import Artifact
 from atlas_ci.progress import Progress, human_bytes
 from atlas_ci.result import BuildResult, FileInfo, Result
@@ -144,6 +144,86 @@ def run_upload(
     return Result(builds=tuple(builds), dry_run=settings.dry_run)
 
 
+def _latest_number(api: Any, settings: Settings, artifact_type: str) -> int | None:
+    """The newest version number the registry lists (0 for none); None if it cannot tell."""
+    found = api.search(
+        settings.user, settings.name, artifact_type, {"version": "latest", "include_pending": "1"}
+    )
+    if found is None:
+        return None
+    numbers = [v.get("version") for v in found.versions]
+    return max((n for n in numbers if isinstance(n, int)), default=0)
+
+
+def create_version_once(
+    settings: Settings, api: Any, job: Job, body: dict[str, Any], has_file: bool, say: Log
+) -> Any:
+    """The version POST, which is not idempotent: never sent a second time on a guess.
+
+    Before it, remember the newest version; after a failure that leaves unknown whether the
+    registry acted (reset or timeout after sending, 500/502/504), look for a version newer
+    than that with the same id and metadata and adopt it.
+    """
+    from atlas_ci.client import Ambiguous, Version
+
+    try:
+        baseline = _latest_number(api, settings, job.artifact_type)
+    except AtlasCIError:
+        baseline = None  # a registry without search: adoption will not be possible
+    try:
+        return api.create_version(
+            settings.user, settings.name, job.artifact_type, body, file=has_file
+        )
+    except Ambiguous as exc:
+        slug = f"{settings.artifact}/{job.artifact_type}"
+        say(f"Version creation for {slug} failed ambiguously; checking what the registry holds")
+        try:
+            found = api.search(
+                settings.user,
+                settings.name,
+                job.artifact_type,
+                {"version": "any", "include_pending": "1"},
+            )
+        except AtlasCIError:
+            found = None
+        newer = [
+            v
+            for v in (found.versions if found else [])
+            if isinstance(v.get("version"), int)
+            and v["version"] > (baseline or 0)
+            and v.get("id", "") == job.artifact.id
+            and (v.get("metadata") or None) == (job.metadata or None)
+        ]
+        adoptable = [
+            v
+            for v in newer
+            if not has_file
+            or isinstance(v.get("upload_path"), str)
+            or (v.get("file") and v.get("state", "ready") == "ready")
+        ]
+        if found is not None and baseline is not None and len(newer) == 1 and adoptable:
+            v = adoptable[0]
+            say(f"Adopting {slug} version {v['version']}, created by the failed request")
+            if v.get("state", "ready") == "ready" and has_file and not v.get("upload_path"):
+                # Its file arrived whole already (only possible when a PUT was done before).
+                return Version(version=v["version"], upload_path=None, raw=v)
+            return Version(version=v["version"], upload_path=v.get("upload_path"), raw=v)
+        complete = found is not None and (found.pending_listed or not has_file)
+        if complete and baseline is not None and not newer:
+            # The registry lists every version and none is new: the POST did not happen.
+            raise RegistryUnavailable(
+                f"{exc.message}; the registry holds no new version of {slug}",
+                "nothing was created; re-run when the registry is healthy",
+            ) from None
+        since = f"newer than version {baseline}" if baseline is not None else "new"
+        raise RegistryUnavailable(
+            f"{exc.message}; a {since} version of {slug} with id {job.artifact.id!r} may "
+            "exist and the registry cannot tell",
+            f"check with: atlas-ci search --artifact {settings.artifact} --artifact-type "
+            f"{job.artifact_type} --version any, before re-running",
+        ) from None
+
+
 class _State:
     """What the server holds so far, for the line printed on an interrupt."""
 
@@ -195,9 +275,7 @@ def _one(
     body = version_body(settings, job, payload is not None)
     if payload is not None:
         say(f"Uploading artifact {slug} ({payload.size} bytes)")
-    version = api.create_version(
-        settings.user, settings.name, job.artifact_type, body, file=payload is not None
-    )
+    version = create_version_once(settings, api, job, body, payload is not None, say)
     if payload is not None:
         state.pending = f"{slug} version {version.version}"
         assert version.upload_path is not None

@@ -288,7 +288,10 @@ def test_search_sends_terraform_params_and_tolerates_missing_endpoint() -> None:
     url = f"{BASE}/api/v1/artifacts/acme/web/t/search"
     responses.get(url, json={"versions": [{"version": 3}]})
     params = {"version": "latest", "metadata.1.key": "k"}
-    assert client().search("acme", "web", "t", params) == [{"version": 3}]
+    answer = client().search("acme", "web", "t", params)
+    assert answer is not None
+    assert answer.versions == [{"version": 3}]
+    assert answer.pending_listed is False
     assert "metadata.1.key=k" in str(responses.calls[0].request.url)
     responses.replace(responses.GET, url, status=404)
     assert client().search("acme", "web", "t", params) is None
