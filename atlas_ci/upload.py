@@ -194,19 +194,12 @@ def create_version_once(
             and v.get("id", "") == job.artifact.id
             and (v.get("metadata") or None) == (job.metadata or None)
         ]
-        adoptable = [
-            v
-            for v in newer
-            if not has_file
-            or isinstance(v.get("upload_path"), str)
-            or (v.get("file") and v.get("state", "ready") == "ready")
-        ]
+        # A version with a file can only be finished if the registry hands its upload_path
+        # back (ours does for the token holder when asked for pending versions).
+        adoptable = [v for v in newer if not has_file or isinstance(v.get("upload_path"), str)]
         if found is not None and baseline is not None and len(newer) == 1 and adoptable:
             v = adoptable[0]
             say(f"Adopting {slug} version {v['version']}, created by the failed request")
-            if v.get("state", "ready") == "ready" and has_file and not v.get("upload_path"):
-                # Its file arrived whole already (only possible when a PUT was done before).
-                return Version(version=v["version"], upload_path=None, raw=v)
             return Version(version=v["version"], upload_path=v.get("upload_path"), raw=v)
         complete = found is not None and (found.pending_listed or not has_file)
         if complete and baseline is not None and not newer:
