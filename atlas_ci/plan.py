@@ -247,8 +247,9 @@ def parse_metadata_text(text: str, source: str) -> dict[str, str]:
 
 
 def _load_yaml(text: str, source: str) -> Any:
-    loader = _TextLoader(text)
+    loader: _TextLoader | None = None
     try:
+        loader = _TextLoader(text)  # its reader already refuses control characters
         return loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -262,6 +263,12 @@ def _load_yaml(text: str, source: str) -> Any:
         raise ConfigError(
             f"metadata in {source} is not valid YAML{where}: {problem}", hint
         ) from None
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError(
+            f"metadata in {source} contains the control character U+{exc.character:04X} "
+            f"at offset {exc.position}",
+            "remove it, or write it as an escape in a double-quoted string",
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(
             f"metadata in {source} is not valid YAML: {exc}",
@@ -272,7 +279,8 @@ def _load_yaml(text: str, source: str) -> Any:
             f"metadata in {source} is nested too deeply", "write a flat mapping"
         ) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def load_metadata_file(path: str) -> dict[str, str]:

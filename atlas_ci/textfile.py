@@ -58,25 +58,29 @@ def read_text(path: str, *, what: str, limit: int, cwd: Path | None = None) -> s
     except OSError as exc:
         raise _open_error(exc, name, full, path) from None
     try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise InputFileError(
+                f"{name} is {describe_mode(info.st_mode)}",
+                "point it at the file itself",
+                path=path,
+            )
+        if info.st_size > limit:
+            raise InputFileError(
+                f"{name} is {info.st_size} bytes, more than the {limit // MiB} MiB allowed",
+                "check that this is the right file",
+                path=path,
+            )
         with os.fdopen(fd, "rb") as handle:
-            info = os.fstat(handle.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise InputFileError(
-                    f"{name} is {describe_mode(info.st_mode)}",
-                    "point it at the file itself",
-                    path=path,
-                )
-            if info.st_size > limit:
-                raise InputFileError(
-                    f"{name} is {info.st_size} bytes, more than the {limit // MiB} MiB allowed",
-                    "check that this is the right file",
-                    path=path,
-                )
+            fd = -1  # the file object owns it now
             data = handle.read(limit + 1)
     except OSError as exc:
         raise InputFileError(
             f"{name} cannot be read: {exc.strerror or exc}", "check the file", path=path
         ) from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
     if len(data) > limit:
         raise InputFileError(
             f"{name} grew past the {limit // MiB} MiB allowed while being read",
