@@ -1,0 +1,122 @@
+"""Reading small user-supplied text files (manifests, artifact JSON, metadata files) safely.
+
+Every failure becomes an :class:`~atlas_ci.errors.InputFileError` that names the file the
+way the user wrote it; the file is size-checked before it is read and a FIFO never blocks.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+from atlas_ci.errors import InputFileError
+
+MiB = 1024 * 1024
+
+
+def quoted(text: str, limit: int = 200) -> str:
+    """``text`` quoted for a one-line message: control characters escaped, long text cut."""
+    if len(text) > limit:
+        return repr(text[:limit]) + "..."
+    return repr(text)
+
+
+def describe_mode(mode: int) -> str:
+    """What kind of non-regular file ``mode`` is, for messages."""
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def read_text(path: str, *, what: str, limit: int, cwd: Path | None = None) -> str:
+    """Read the UTF-8 text file ``path`` (relative to ``cwd``), refusing anything over ``limit``.
+
+    ``what`` names the input in messages ("manifest", "metadata file", ...). A leading
+    UTF-8 byte-order mark is dropped.
+    """
+    if not path:
+        raise InputFileError(f"{what} path is empty", "give the path of the file", path=path)
+    if "\0" in path:
+        raise InputFileError(
+            f"{what} path {quoted(path)} contains a NUL byte", "check the path", path=path
+        )
+    full = Path(path)
+    if not full.is_absolute():
+        full = (cwd if cwd is not None else Path.cwd()) / full
+    name = f"{what} {quoted(path)}"
+    try:
+        # O_NONBLOCK: opening a FIFO for reading must not hang the job.
+        fd = os.open(full, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise _open_error(exc, name, full, path) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise InputFileError(
+                f"{name} is {describe_mode(info.st_mode)}",
+                "point it at the file itself",
+                path=path,
+            )
+        if info.st_size > limit:
+            raise InputFileError(
+                f"{name} is {info.st_size} bytes, more than the {limit // MiB} MiB allowed",
+                "check that this is the right file",
+                path=path,
+            )
+        with os.fdopen(fd, "rb") as handle:
+            fd = -1  # the file object owns it now
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise InputFileError(
+            f"{name} cannot be read: {exc.strerror or exc}", "check the file", path=path
+        ) from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if len(data) > limit:
+        raise InputFileError(
+            f"{name} grew past the {limit // MiB} MiB allowed while being read",
+            "wait until the file is complete",
+            path=path,
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputFileError(
+            f"{name} is not UTF-8 text (bad byte at offset {exc.start})",
+            "save the file as UTF-8",
+            path=path,
+        ) from None
+
+
+def _open_error(exc: OSError, name: str, full: Path, path: str) -> InputFileError:
+    if isinstance(exc, FileNotFoundError):
+        if os.path.islink(full):
+            return InputFileError(
+                f"{name} is a dangling symlink", "point the link at an existing file", path=path
+            )
+        where = "" if Path(path).is_absolute() else f" (looked in {full.parent})"
+        return InputFileError(f"{name} not found{where}", "check the path", path=path)
+    if isinstance(exc, PermissionError):
+        return InputFileError(
+            f"{name} cannot be read: permission denied",
+            "make the file readable by this job",
+            path=path,
+        )
+    if exc.errno == errno.ELOOP:
+        return InputFileError(f"{name} is a symlink loop", "fix the symlink", path=path)
+    if exc.errno == errno.ENOTDIR:
+        return InputFileError(
+            f"{name} not found: a parent of it is not a directory", "check the path", path=path
+        )
+    return InputFileError(
+        f"{name} cannot be opened: {exc.strerror or exc}", "check the path", path=path
+    )
