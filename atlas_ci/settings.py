@@ -206,7 +206,7 @@ def _metadata(flags: Mapping[str, object], sources: dict[str, str]) -> dict[str,
     pairs = flags.get("metadata_pairs")
     if not (file_arg or (isinstance(text, str) and text.strip()) or pairs):
         return None
-    from atlas_ci import plan
+    import atlas_ci.plan as plan
 
     if file_arg:
         merged = dict(plan.load_metadata_file(file_arg))

@@ -53,6 +53,11 @@ def api_calls(srv: RecordingServer) -> list[tuple[str, str]]:
     return [(r.method, r.path.split("?")[0]) for r in srv.requests]
 
 
+def wire(srv: RecordingServer) -> list[Recorded]:
+    """The requests of Packer's sequence: without our baseline searches."""
+    return [r for r in srv.requests if "/search" not in r.path]
+
+
 def assert_clean_output(proc: subprocess.CompletedProcess[str]) -> None:
     for stream in (proc.stdout, proc.stderr):
         assert TOKEN not in stream
@@ -100,11 +105,14 @@ def test_amazon_ebs_two_regions(tmp_path: Path) -> None:
             ("GET", "/api/v1/authenticate"),
             ("GET", "/api/v1/artifacts/acme/web"),
             ("POST", "/api/v1/artifacts"),
+            # our addition (issue 6): the newest version before the non-idempotent POST
+            ("GET", "/api/v1/artifacts/acme/web/amazon.ami/search"),
             ("POST", "/api/v1/artifacts/acme/web/amazon.ami"),
         ]
+        assert srv.requests[3].path.endswith("search?version=latest&include_pending=1")
         check_headers(srv.requests)
         assert srv.requests[2].body == b'{"artifact":{"name":"web","username":"acme"}}'
-        assert srv.requests[3].body == (
+        assert srv.requests[4].body == (
             b'{"artifact_version":{"build_id":16,"compile_id":0,"file":false,'
             b'"id":"us-east-1:ami-1111,us-west-2:ami-2222",'
             b'"metadata":{"region.us-east-1":"ami-1111","region.us-west-2":"ami-2222"}}}'
@@ -145,11 +153,13 @@ def test_vagrant_box_uploaded_byte_for_byte_with_provider(tmp_path: Path) -> Non
             tmp_path,
         )
         assert proc.returncode == 0, proc.stderr
-        methods = api_calls(srv)
-        assert methods[3] == ("POST", "/api/v1/artifacts/acme/box/vagrant.box")
-        assert methods[4] == ("PUT", "/binstore/1")
+        calls = wire(srv)
+        assert [(r.method, r.path.split("?")[0]) for r in calls[3:]] == [
+            ("POST", "/api/v1/artifacts/acme/box/vagrant.box"),
+            ("PUT", "/binstore/1"),
+        ]
         check_headers(srv.requests)
-        version = srv.requests[3].json()["artifact_version"]
+        version = calls[3].json()["artifact_version"]
         assert version == {
             "build_id": 0,
             "compile_id": 0,
@@ -157,7 +167,7 @@ def test_vagrant_box_uploaded_byte_for_byte_with_provider(tmp_path: Path) -> Non
             "id": "virtualbox",
             "metadata": {"provider": "virtualbox"},
         }
-        put = srv.requests[4]
+        put = calls[4]
         assert put.path == "/binstore/1?sig=presigned-secret-1"  # query kept
         assert put.body == box.read_bytes()
     result = json.loads(proc.stdout)
@@ -191,10 +201,14 @@ def test_docker_export_tar_is_wrapped_in_a_tar_gz(tmp_path: Path) -> None:
     with RecordingServer() as srv:
         proc = run_cli(["upload", "--artifact", "acme/app", "--atlas-url", srv.url], tmp_path)
         assert proc.returncode == 0, proc.stderr
-        assert api_calls(srv)[3] == ("POST", "/api/v1/artifacts/acme/app/docker.image")
+        calls = wire(srv)
+        assert (calls[3].method, calls[3].path) == (
+            "POST",
+            "/api/v1/artifacts/acme/app/docker.image",
+        )
         check_headers(srv.requests)
-        assert srv.requests[3].json()["artifact_version"]["metadata"] is None
-        put = srv.requests[4]
+        assert calls[3].json()["artifact_version"]["metadata"] is None
+        put = calls[4]
     with tarfile.open(fileobj=io.BytesIO(put.body), mode="r:gz") as tf:
         assert tf.getnames() == ["export.tar"]
         inner = tf.extractfile("export.tar")
@@ -239,8 +253,9 @@ def test_vmware_directory_archived_from_common_prefix(tmp_path: Path) -> None:
         )
         assert proc.returncode == 0, proc.stderr
         check_headers(srv.requests)
-        assert srv.requests[3].json()["artifact_version"]["metadata"] == {"version": "1.10"}
-        put = srv.requests[4]
+        calls = wire(srv)
+        assert calls[3].json()["artifact_version"]["metadata"] == {"version": "1.10"}
+        put = calls[4]
     with tarfile.open(fileobj=io.BytesIO(put.body), mode="r:gz") as tf:
         assert tf.getnames() == ["disk.vmdk", "sub", "sub/n.txt", "vm.vmx"]
         assert tf.getmember("sub").isdir()
@@ -259,7 +274,11 @@ def test_second_upload_reuses_the_artifact_and_bumps_the_version(tmp_path: Path)
         assert first.returncode == 0, first.stderr
         assert second.returncode == 0, second.stderr
         assert json.loads(second.stdout)["version"] == 2
-        assert [m for m, _ in api_calls(srv)[4:]] == ["GET", "GET", "POST"]
+        assert [(r.method, r.path) for r in wire(srv)[4:]] == [
+            ("GET", "/api/v1/authenticate"),
+            ("GET", "/api/v1/artifacts/acme/gce"),
+            ("POST", "/api/v1/artifacts/acme/gce/googlecompute.image"),
+        ]
 
 
 @pytest.mark.parametrize(
