@@ -64,6 +64,8 @@ _SELECT_VERSIONS = (
 )
 
 State = Literal["pending", "ready"]
+Selector = int | Literal["latest", "any"]
+"""A ``version`` or ``build`` choice in a search: a number, the newest, or any."""
 
 
 class StorageError(Exception):
@@ -136,8 +138,8 @@ class MetadataFilter:
 class Search:
     """A version search: ``version`` and ``build`` are ``"latest"``, ``"any"`` or a number."""
 
-    version: int | Literal["latest", "any"] = "latest"
-    build: int | Literal["latest", "any"] = "any"
+    version: Selector = "latest"
+    build: Selector = "any"
     metadata: tuple[MetadataFilter, ...] = ()
 
 
