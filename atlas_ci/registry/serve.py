@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import sqlite3
 import sys
 import threading
@@ -168,15 +169,21 @@ def main(argv: list[str], env: Mapping[str, str] | None = None) -> int:
         print(f"error: cannot listen on {args.host}:{port}: {exc.strerror or exc}", file=sys.stderr)
         return ExitCode.CONFIG
 
-    stop = threading.Event()
+    # The C-level signal handler writes the signal number to wake_w; the main thread sleeps
+    # in wake_r.recv. No lock is taken in a handler (threading.Event.set could deadlock).
+    wake_r, wake_w = socket.socketpair()
+    wake_w.setblocking(False)
+    stopping = False
 
     def on_signal(signum: int, frame: types.FrameType | None) -> None:
-        stop.set()
+        if stopping:
+            os._exit(128 + signum)  # a second signal: stop waiting for anyone
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous_wakeup = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
     try:
         thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="accept"
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="accept"
         )
         thread.start()
         print(server.url, flush=True)
@@ -191,8 +198,8 @@ def main(argv: list[str], env: Mapping[str, str] | None = None) -> int:
             )
         if args.host not in ("127.0.0.1", "::1", "localhost"):
             log.info("warning: plain HTTP on %s; put TLS in front of it off this host", args.host)
-        while not stop.wait(0.5):
-            pass
+        wake_r.recv(1)
+        stopping = True
         log.info("stopping: no new connections; waiting up to %gs", args.shutdown_grace)
         server.shutdown()
         thread.join()
@@ -205,5 +212,8 @@ def main(argv: list[str], env: Mapping[str, str] | None = None) -> int:
             log.info("stopped")
         return ExitCode.OK
     finally:
+        signal.set_wakeup_fd(previous_wakeup)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        wake_r.close()
+        wake_w.close()

@@ -308,6 +308,9 @@ class RegistryHandler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Errors raised by the stdlib parser, as JSON like every other error."""
         self.close_connection = True
+        if self.request_version == "HTTP/0.9":
+            # The parser's default when the request line did not parse; answer with headers.
+            self.request_version = self.protocol_version
         if message is None:
             message = self.responses.get(code, ("error", ""))[0]
         self.send_json(code, {"errors": [message]})
@@ -320,8 +323,13 @@ class RegistryHandler(BaseHTTPRequestHandler):
         headers: Mapping[str, str] | None = None,
     ) -> None:
         """Status line and headers; decides whether the connection survives the response."""
-        if 0 < self.body_left <= DRAIN_SMALL_BODY and not self.expect_continue:
-            with contextlib.suppress(ClientGone):
+        if (
+            0 < self.body_left <= DRAIN_SMALL_BODY
+            and not self.expect_continue
+            and not self.close_connection
+        ):
+            # Read the rest of a small body so the connection stays usable.
+            with contextlib.suppress(ClientGone, TimeoutError, ConnectionError):
                 self._read_exact(self.body_left)
         closing = (
             self.close_connection
@@ -590,6 +598,10 @@ class RegistryServer(ThreadingHTTPServer):
             with self._changed:
                 self._state.pop(request, None)
                 self._changed.notify_all()
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # Instead of socketserver's multi-line print: a bug, logged once with its traceback.
+        log.exception("unexpected error on a connection from %s", client_address)
 
     def request_started(self, request: socket.socket) -> None:
         with self._changed:

@@ -215,7 +215,8 @@ class Storage:
         self.files_dir = data_dir / "files"
         self.tmp_dir = data_dir / "tmp"
         for directory in (data_dir, self.files_dir, self.tmp_dir):
-            directory.mkdir(parents=True, exist_ok=True)
+            # Owner-only when created here: the files are whatever the builds uploaded.
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.db_path = data_dir / "registry.sqlite3"
         self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._all: list[sqlite3.Connection] = []
