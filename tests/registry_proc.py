@@ -61,10 +61,9 @@ class RegistryProcess:
             "127.0.0.1",
             "--port",
             "0",
-            "--data",
-            str(self.data),
-            "--token",
-            self.token,
+            f"--data={self.data}",
+            # "=" form: a urlsafe token may start with "-" and would read as a flag.
+            f"--token={self.token}",
             *self.extra_args,
         ]
 
@@ -72,8 +71,9 @@ class RegistryProcess:
         """Start the server and wait for its URL; raises with its stderr if it does not come."""
         if self.process is not None:
             raise RuntimeError("already started")
-        env = {**os.environ, **self.env}
-        env.pop("ATLAS_REGISTRY_TOKENS", None)
+        # Only the tokens a test chose: none inherited from the developer's shell.
+        env = {k: v for k, v in os.environ.items() if k != "ATLAS_REGISTRY_TOKENS"}
+        env.update(self.env)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
         )
@@ -114,12 +114,19 @@ class RegistryProcess:
             assert self.returncode is not None, "never started"
             return self.returncode
         self.process.send_signal(sig)
+        return self.wait()
+
+    def wait(self, timeout: float = STOP_TIMEOUT) -> int:
+        """Wait for an exit already under way (e.g. after ``process.send_signal``)."""
+        if self.process is None:
+            assert self.returncode is not None, "never started"
+            return self.returncode
         try:
-            self.process.wait(timeout=STOP_TIMEOUT)
+            self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self._kill()
             raise AssertionError(
-                f"registry ignored signal {sig} for {STOP_TIMEOUT}s; stderr:\n" + self.stderr_text()
+                f"registry still running after {timeout}s; stderr:\n" + self.stderr_text()
             ) from None
         return self._reap()
 
