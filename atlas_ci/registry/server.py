@@ -1,0 +1,635 @@
+"""HTTP side of the registry: routing, authentication, streaming and the access log.
+
+One thread per connection (:class:`RegistryServer`), HTTP/1.1 with keep-alive. Every response
+carries ``Content-Length``; a response sent before the request body was read closes the
+connection. Storage is reached only through :class:`~atlas_ci.registry.storage.Storage`.
+
+Each request goes through :meth:`RegistryHandler.handle_one_request`: parse, resolve a
+:class:`Route`, check the token, offer the request to ``server.request_hook`` (the seam for
+fault injection: a hook that answers returns True), then run the route's method.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import hmac
+import json
+import logging
+import re
+import secrets
+import socket
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Literal
+
+from atlas_ci import __version__
+from atlas_ci.registry import wire
+from atlas_ci.registry.storage import Conflict, Invalid, NotFound, Storage, Upload, Version
+
+CHUNK_SIZE = 1 << 20
+"""Bytes per read when streaming a file in or out: memory stays constant whatever the size."""
+MAX_JSON_BODY = 1 << 20
+DRAIN_SMALL_BODY = 64 << 10
+"""An unread request body up to this size is discarded so the connection can stay open."""
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 16 << 20
+
+log = logging.getLogger("atlas_ci.registry")
+
+_DIGITS = re.compile(r"[0-9]+")
+_HOST_HEADER = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """What the server needs besides storage."""
+
+    tokens: tuple[str, ...]
+    public_url: str | None = None
+    """Base of ``upload_path``; None: ``http://`` + the Host the client addressed."""
+    timeout: float = 60.0
+    """Seconds a socket read may wait (idle keep-alive, a stalled upload)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    """A resolved request: which operation and the path's parameters, decoded."""
+
+    name: str
+    params: Mapping[str, str]
+    query: str
+    needs_token: bool
+
+
+RequestHook = Callable[["RegistryHandler", Route], bool]
+"""Called after authentication, before the route runs; return True if it sent a response."""
+
+# (path template, method -> operation). "{x}" captures one decoded segment.
+_ROUTES: tuple[tuple[tuple[str, ...], dict[str, str]], ...] = (
+    (("api", "v1", "authenticate"), {"GET": "authenticate"}),
+    (("api", "v1", "artifacts"), {"POST": "create_artifact"}),
+    (("api", "v1", "artifacts", "{user}", "{name}"), {"GET": "get_artifact"}),
+    (("api", "v1", "artifacts", "{user}", "{name}", "{type}"), {"POST": "create_version"}),
+    (("api", "v1", "artifacts", "{user}", "{name}", "{type}", "search"), {"GET": "search"}),
+    (("api", "v1", "artifacts", "{user}", "{name}", "{type}", "file"), {"GET": "latest_file"}),
+    (
+        ("api", "v1", "artifacts", "{user}", "{name}", "{type}", "{version}", "file"),
+        {"GET": "version_file"},
+    ),
+    (("binstore", "{secret}"), {"PUT": "upload"}),
+)
+
+
+class HTTPError(Exception):
+    """Answer with ``status`` and ``{"errors": [...]}``."""
+
+    def __init__(self, status: int, *errors: str, headers: Mapping[str, str] | None = None):
+        super().__init__(", ".join(errors))
+        self.status = status
+        self.errors = errors
+        self.headers = dict(headers or {})
+
+
+class ClientGone(Exception):
+    """The client closed the connection or stopped sending mid-request."""
+
+
+def split_target(target: str) -> tuple[list[str], str]:
+    """The raw (still escaped) non-empty path segments and the query of a request target."""
+    if target.startswith(("http://", "https://")):  # absolute-form, as sent to a proxy
+        rest = target.split("://", 1)[1]
+        slash = rest.find("/")
+        target = rest[slash:] if slash >= 0 else "/"
+    target = target.split("#", 1)[0]
+    path, _, query = target.partition("?")
+    return [segment for segment in path.split("/") if segment], query
+
+
+def resolve(method: str, raw_segments: list[str], query: str) -> Route:
+    """Match a request to a route; :class:`HTTPError` 404 or 405 when none fits."""
+    try:
+        segments = [urllib.parse.unquote(s, errors="strict") for s in raw_segments]
+    except UnicodeDecodeError:
+        raise HTTPError(400, "the path is not valid UTF-8 once unescaped") from None
+    lookup = "GET" if method == "HEAD" else method
+    for template, methods in _ROUTES:
+        if len(template) != len(segments):
+            continue
+        params: dict[str, str] = {}
+        for pattern, segment in zip(template, segments, strict=True):
+            if pattern.startswith("{"):
+                params[pattern[1:-1]] = segment
+            elif pattern != segment:
+                break
+        else:
+            if lookup not in methods:
+                allowed = sorted(set(methods) | ({"HEAD"} if "GET" in methods else set()))
+                raise HTTPError(
+                    405,
+                    f"{method} is not allowed here; use {', '.join(allowed)}",
+                    headers={"Allow": ", ".join(allowed)},
+                )
+            return Route(methods[lookup], params, query, needs_token=template[0] == "api")
+    raise HTTPError(404, f"no such endpoint: {method} /{'/'.join(raw_segments)}")
+
+
+def loggable_target(raw_segments: list[str], query: str) -> str:
+    """The request target for the access log: printable, one line, upload secrets cut."""
+    for index, segment in enumerate(raw_segments):
+        if urllib.parse.unquote(segment).lower() == "binstore":
+            # Everything after /binstore/ is the credential; its query could be too.
+            return "/" + "/".join([*raw_segments[: index + 1], "<redacted>"])
+    target = "/" + "/".join(raw_segments)
+    if query:
+        target += "?" + query
+    return _printable(target)
+
+
+def _printable(text: str) -> str:
+    return "".join(c if 0x21 <= ord(c) < 0x7F else f"%{ord(c):02X}" for c in text)
+
+
+class RegistryHandler(BaseHTTPRequestHandler):
+    """One connection; :meth:`handle_one_request` runs once per request on it."""
+
+    server: RegistryServer
+    protocol_version = "HTTP/1.1"
+    server_version = f"atlas-ci-registry/{__version__}"
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.config.timeout)
+
+    # -- the request cycle ---------------------------------------------------------------------
+
+    def _reset(self) -> None:
+        self.status: int | None = None
+        self.bytes_out = 0
+        self.note = ""
+        self.body_left = 0
+        self.content_length: int | None = None
+        self.expect_continue = False
+        self.log_target = "<malformed request line>"
+        self.headers_sent = False
+
+    def handle_one_request(self) -> None:
+        self._reset()
+        self.command = ""
+        try:
+            self.raw_requestline = self.rfile.readline(65537)
+        except (TimeoutError, OSError):
+            self.close_connection = True
+            return
+        if not self.raw_requestline:
+            self.close_connection = True
+            return
+        started = time.monotonic()
+        self.server.request_started(self.request)
+        try:
+            if len(self.raw_requestline) > 65536:
+                self.requestline = self.request_version = ""
+                self.send_error(414)
+            elif self.parse_request():
+                self._handle_parsed()
+            if not self.wfile.closed:
+                self.wfile.flush()
+        except (TimeoutError, ClientGone, ConnectionError) as exc:
+            self.close_connection = True
+            self.note = self.note or f"connection lost: {type(exc).__name__}"
+        finally:
+            if self.server.request_finished(self.request):
+                self.close_connection = True
+            self._log(started)
+
+    def _handle_parsed(self) -> None:
+        raw_segments, query = split_target(self.path)
+        self.log_target = loggable_target(raw_segments, query)
+        try:
+            self._check_framing()
+            try:
+                route = resolve(self.command, raw_segments, query)
+            except HTTPError:
+                if raw_segments[:1] == ["api"]:
+                    self._authenticate()  # no token, no hint at which endpoints exist
+                raise
+            if route.needs_token:
+                self._authenticate()
+            hook = self.server.request_hook
+            if hook is not None and hook(self, route):
+                return
+            getattr(self, "do_route_" + route.name)(route)
+        except HTTPError as exc:
+            self.send_json(exc.status, {"errors": list(exc.errors)}, exc.headers)
+        except wire.BadRequest as exc:
+            self.send_json(exc.status, {"errors": [str(exc)]})
+        except (TimeoutError, ClientGone, ConnectionError):
+            raise
+        except Exception:
+            log.exception("internal error on %s %s", self.command, self.log_target)
+            self.note = "internal error"
+            if self.headers_sent:
+                self.close_connection = True
+            else:
+                self.send_json(500, {"errors": ["internal server error; see the server log"]})
+
+    def _check_framing(self) -> None:
+        if self.headers.get("Transfer-Encoding") is not None:
+            raise HTTPError(411, "chunked request bodies are not supported; send Content-Length")
+        lengths = self.headers.get_all("Content-Length") or []
+        if lengths:
+            if len(set(lengths)) != 1 or not _DIGITS.fullmatch(lengths[0].strip()):
+                self.close_connection = True
+                raise HTTPError(400, "Content-Length must be one non-negative integer")
+            self.content_length = int(lengths[0])
+            self.body_left = self.content_length
+
+    def handle_expect_100(self) -> bool:
+        # Answer "100 Continue" only when the body is really wanted (see _body_wanted), so a
+        # 401/404/409/411 reaches a curl-like client before it sends gigabytes.
+        self.expect_continue = True
+        return True
+
+    def _body_wanted(self) -> None:
+        if self.expect_continue:
+            self.expect_continue = False
+            self.wfile.write(f"{self.protocol_version} 100 Continue\r\n\r\n".encode("latin-1"))
+
+    def _authenticate(self) -> None:
+        given = self.headers.get("X-Atlas-Token")
+        if not given:
+            raise HTTPError(401, "missing X-Atlas-Token header; pass the registry's token")
+        given_bytes = given.encode("latin-1", "replace")
+        matched = False
+        for token in self.server.config.tokens:
+            # No early exit: the time taken does not tell which token came close.
+            matched |= hmac.compare_digest(given_bytes, token.encode("utf-8"))
+        if not matched:
+            raise HTTPError(401, "invalid token")
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _read_exact(self, size: int) -> bytes:
+        self._body_wanted()
+        data = self.rfile.read(size)
+        self.body_left -= len(data)
+        if len(data) < size:
+            raise ClientGone
+        return data
+
+    def read_json(self) -> object:
+        """The request body as JSON (413 over 1 MiB, 422 if it does not parse)."""
+        size = self.content_length or 0
+        if size > MAX_JSON_BODY:
+            raise HTTPError(413, f"the JSON body is larger than {MAX_JSON_BODY} bytes")
+        raw = self._read_exact(size)
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise wire.BadRequest("the body is not valid JSON") from None
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        # send_response calls this; the one access-log line is written by _log instead.
+        self.status = int(code) if isinstance(code, int) or str(code).isdigit() else None
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Silenced: the stdlib messages can quote the request line, upload secret and all."""
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Errors raised by the stdlib parser, as JSON like every other error."""
+        self.close_connection = True
+        if self.request_version == "HTTP/0.9":
+            # The parser's default when the request line did not parse; answer with headers.
+            self.request_version = self.protocol_version
+        if message is None:
+            message = self.responses.get(code, ("error", ""))[0]
+        self.send_json(code, {"errors": [message]})
+
+    def send_head(
+        self,
+        status: int,
+        content_type: str,
+        length: int,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Status line and headers; decides whether the connection survives the response."""
+        if (
+            0 < self.body_left <= DRAIN_SMALL_BODY
+            and not self.expect_continue
+            and not self.close_connection
+        ):
+            # Read the rest of a small body so the connection stays usable.
+            with contextlib.suppress(ClientGone, TimeoutError, ConnectionError):
+                self._read_exact(self.body_left)
+        closing = (
+            self.close_connection
+            or self.body_left > 0
+            or self.expect_continue
+            or self.server.draining
+        )
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(length))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        if closing:
+            self.send_header("Connection", "close")  # also sets close_connection
+        self.end_headers()
+        self.headers_sent = True
+
+    def send_json(
+        self, status: int, payload: object, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """A complete JSON response (no body for HEAD)."""
+        body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+        self.send_head(status, "application/json", len(body), headers)
+        if self.command != "HEAD":
+            self.wfile.write(body)
+            self.bytes_out += len(body)
+
+    def _send_file(self, path: Path, version: Version) -> None:
+        try:
+            blob = path.open("rb", buffering=0)
+        except FileNotFoundError:
+            log.error("the file of %s is missing from %s", version.slug, path)
+            raise HTTPError(500, f"the file of {version.slug} is missing from storage") from None
+        with blob:
+            size = blob.seek(0, 2)
+            blob.seek(0)
+            headers = {"ETag": f'"{version.sha256}"'} if version.sha256 else {}
+            self.send_head(200, "application/octet-stream", size, headers)
+            if self.command == "HEAD":
+                return
+            buffer = memoryview(bytearray(CHUNK_SIZE))
+            left = size
+            while left > 0:
+                count = blob.readinto(buffer[: min(CHUNK_SIZE, left)])
+                if not count:
+                    self.close_connection = True  # shorter than announced: the client must see
+                    break
+                self.wfile.write(buffer[:count])
+                self.bytes_out += count
+                left -= count
+
+    # -- access log ----------------------------------------------------------------------------
+
+    def _log(self, started: float) -> None:
+        elapsed_ms = (time.monotonic() - started) * 1000
+        line = (
+            f"{self.client_address[0]} {_printable(self.command or '-')} {self.log_target} "
+            f"{self.status if self.status is not None else '-'} {self.bytes_out}B "
+            f"{elapsed_ms:.1f}ms"
+        )
+        if self.note:
+            line += f" ({self.note})"
+        log.info("%s", line)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            if getattr(self, "body_left", 0) > 0:
+                self._linger()
+
+    def _linger(self) -> None:
+        # Closing with unread bytes makes the kernel send RST, which can destroy the response
+        # still in flight to the client; read (and drop) a bounded amount first.
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + LINGER_SECONDS
+            drained = 0
+            while drained < LINGER_BYTES and (left := deadline - time.monotonic()) > 0:
+                self.connection.settimeout(left)
+                chunk = self.connection.recv(CHUNK_SIZE)
+                if not chunk:
+                    break
+                drained += len(chunk)
+
+    # -- routes --------------------------------------------------------------------------------
+
+    def _public_base(self) -> str:
+        if self.server.config.public_url:
+            return self.server.config.public_url.rstrip("/")
+        host = self.headers.get("Host", "")
+        if not _HOST_HEADER.fullmatch(host):
+            host = self.server.host_port
+        return f"http://{host}"
+
+    def _artifact(self, route: Route) -> None:
+        user, name = route.params["user"], route.params["name"]
+        if self.server.storage.get_artifact(user, name) is None:
+            raise HTTPError(404, f"artifact {user}/{name} not found")
+
+    def do_route_authenticate(self, route: Route) -> None:
+        self.send_json(200, {"user": {"username": "atlas-ci", "authenticated": True}})
+
+    def do_route_get_artifact(self, route: Route) -> None:
+        user, name = route.params["user"], route.params["name"]
+        artifact = self.server.storage.get_artifact(user, name)
+        if artifact is None:
+            raise HTTPError(404, f"artifact {user}/{name} not found")
+        self.send_json(200, wire.artifact_json(artifact))
+
+    def do_route_create_artifact(self, route: Route) -> None:
+        new = wire.parse_new_artifact(self.read_json())
+        try:
+            artifact = self.server.storage.create_artifact(new.username, new.name)
+        except (Invalid, Conflict) as exc:
+            raise HTTPError(422, str(exc)) from None
+        self.send_json(201, wire.artifact_json(artifact))
+
+    def do_route_create_version(self, route: Route) -> None:
+        new = wire.parse_new_version(self.read_json())
+        secret = secrets.token_urlsafe(32) if new.file else None
+        try:
+            version = self.server.storage.create_version(
+                route.params["user"],
+                route.params["name"],
+                route.params["type"],
+                artifact_id=new.id,
+                build_id=new.build_id,
+                compile_id=new.compile_id,
+                metadata=new.metadata,
+                file=new.file,
+                upload_secret=secret,
+            )
+        except NotFound as exc:
+            raise HTTPError(404, str(exc)) from None
+        except Invalid as exc:
+            raise HTTPError(422, str(exc)) from None
+        upload_path = None if secret is None else f"{self._public_base()}/binstore/{secret}"
+        self.send_json(201, wire.version_json(version, upload_path))
+
+    def do_route_search(self, route: Route) -> None:
+        search = wire.parse_search(route.query)
+        self._artifact(route)
+        found = self.server.storage.search(
+            route.params["user"], route.params["name"], route.params["type"], search
+        )
+        self.send_json(200, {"versions": [wire.version_json(v) for v in found]})
+
+    def do_route_latest_file(self, route: Route) -> None:
+        self._artifact(route)
+        user, name, type_ = route.params["user"], route.params["name"], route.params["type"]
+        version = self.server.storage.latest_with_file(user, name, type_)
+        if version is None:
+            raise HTTPError(404, f"{user}/{name}/{type_} has no version with an uploaded file")
+        self._send_file(self.server.storage.blob_path(version), version)
+
+    def do_route_version_file(self, route: Route) -> None:
+        self._artifact(route)
+        user, name, type_ = route.params["user"], route.params["name"], route.params["type"]
+        raw = route.params["version"]
+        version = (
+            self.server.storage.get_version(user, name, type_, int(raw))
+            if _DIGITS.fullmatch(raw) and len(raw) < 19
+            else None
+        )
+        if version is None or not version.file or version.state != "ready":
+            raise HTTPError(404, f"{user}/{name}/{type_}/{raw} has no uploaded file")
+        self._send_file(self.server.storage.blob_path(version), version)
+
+    def do_route_upload(self, route: Route) -> None:
+        if self.content_length is None:
+            raise HTTPError(411, "Content-Length is required: PUT the file with its size")
+        try:
+            upload = self.server.storage.begin_upload(route.params["secret"])
+        except NotFound as exc:
+            raise HTTPError(404, str(exc)) from None
+        except Conflict as exc:
+            raise HTTPError(409, str(exc)) from None
+        try:
+            self._receive(upload, self.content_length)
+            version = self.server.storage.finish_upload(upload)
+        except Conflict as exc:
+            raise HTTPError(409, str(exc)) from None
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise HTTPError(507, "the registry is out of disk space") from None
+            raise
+        finally:
+            upload.abort()
+        self.send_json(
+            200,
+            {"slug": version.slug, "size": version.size, "sha256": version.sha256},
+        )
+
+    def _receive(self, upload: Upload, length: int) -> None:
+        """Stream ``length`` body bytes into ``upload``; a short body answers 400 and closes."""
+        self._body_wanted()
+        buffer = memoryview(bytearray(CHUNK_SIZE))
+        while upload.size < length:
+            want = min(CHUNK_SIZE, length - upload.size)
+            try:
+                count = self.rfile.readinto(buffer[:want])
+            except (TimeoutError, ConnectionError):
+                count = 0
+            if not count:
+                break
+            self.body_left -= count
+            upload.write(buffer[:count])
+        if upload.size < length:
+            self.note = f"upload incomplete: {upload.size} of {length} bytes"
+            self.close_connection = True
+            raise HTTPError(
+                400,
+                f"upload incomplete: received {upload.size} of {length} bytes; "
+                "PUT the whole file again to the same upload_path",
+            )
+
+
+Lifecycle = Literal["new", "busy", "idle"]
+
+
+class RegistryServer(ThreadingHTTPServer):
+    """A thread per connection; knows which connections are mid-request, to drain on stop."""
+
+    daemon_threads = True
+    block_on_close = False  # stop() waits itself, with a bound
+    request_queue_size = 64
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        storage: Storage,
+        config: Config,
+        request_hook: RequestHook | None = None,
+    ) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        self.storage = storage
+        self.config = config
+        self.request_hook = request_hook
+        self.draining = False
+        self._state: dict[socket.socket, Lifecycle] = {}
+        self._changed = threading.Condition()
+        super().__init__(address, RegistryHandler)
+
+    @property
+    def host_port(self) -> str:
+        host, port = self.server_address[:2]
+        host = str(host)
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    @property
+    def url(self) -> str:
+        """Where the server listens, e.g. ``http://127.0.0.1:8080``."""
+        return f"http://{self.host_port}"
+
+    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        with self._changed:
+            self._state[request] = "new"
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
+        try:
+            super().shutdown_request(request)
+        finally:
+            with self._changed:
+                self._state.pop(request, None)
+                self._changed.notify_all()
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # Instead of socketserver's multi-line print: a bug, logged once with its traceback.
+        log.exception("unexpected error on a connection from %s", client_address)
+
+    def request_started(self, request: socket.socket) -> None:
+        with self._changed:
+            self._state[request] = "busy"
+
+    def request_finished(self, request: socket.socket) -> bool:
+        """Mark the connection idle; True when it must close because the server is stopping."""
+        with self._changed:
+            self._state[request] = "idle"
+            self._changed.notify_all()
+            return self.draining
+
+    def drain(self, timeout: float) -> int:
+        """Close idle keep-alive connections and wait up to ``timeout`` s for the busy ones.
+
+        Returns how many connections were still open when the wait ended.
+        """
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            self.draining = True
+            while self._state:
+                for request, state in self._state.items():
+                    if state == "idle":
+                        # Wakes the thread blocked reading the next request line with EOF.
+                        with contextlib.suppress(OSError):
+                            request.shutdown(socket.SHUT_RD)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._changed.wait(min(left, 0.1))
+            return len(self._state)

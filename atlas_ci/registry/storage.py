@@ -1,0 +1,507 @@
+"""Registry state: artifacts and versions in SQLite, uploaded files as blobs on disk.
+
+Layout of a data directory::
+
+    registry.sqlite3        artifacts and versions (WAL mode, so also -wal and -shm)
+    files/<row id>          the file of one version, written once
+    tmp/                    uploads in flight; emptied when the storage is opened
+
+Nothing here knows about HTTP; :mod:`atlas_ci.registry.server` maps requests onto these calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import hashlib
+import json
+import os
+import queue
+import sqlite3
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Literal
+
+SCHEMA_VERSION = 1
+MAX_NAME_LENGTH = 255
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS artifacts (
+    user    TEXT NOT NULL,
+    name    TEXT NOT NULL,
+    created TEXT NOT NULL,
+    PRIMARY KEY (user, name)
+);
+CREATE TABLE IF NOT EXISTS versions (
+    pk            INTEGER PRIMARY KEY,
+    user          TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    type          TEXT NOT NULL,
+    version       INTEGER NOT NULL,
+    id            TEXT NOT NULL,
+    build_id      INTEGER NOT NULL,
+    compile_id    INTEGER NOT NULL,
+    metadata      TEXT,
+    file          INTEGER NOT NULL,
+    state         TEXT NOT NULL CHECK (state IN ('pending', 'ready')),
+    size          INTEGER,
+    sha256        TEXT,
+    upload_secret TEXT UNIQUE,
+    created       TEXT NOT NULL,
+    UNIQUE (user, name, type, version),
+    FOREIGN KEY (user, name) REFERENCES artifacts (user, name)
+);
+"""
+
+_SELECT_VERSIONS = (
+    "SELECT pk, user, name, type, version, id, build_id, compile_id, metadata, file, state, "
+    "size, sha256, created FROM versions WHERE "
+)
+
+State = Literal["pending", "ready"]
+Selector = int | Literal["latest", "any"]
+"""A ``version`` or ``build`` choice in a search: a number, the newest, or any."""
+
+
+class StorageError(Exception):
+    """A storage rule was broken; the message is safe to show to a client."""
+
+
+class NotFound(StorageError):
+    """The artifact, version or upload does not exist."""
+
+
+class Conflict(StorageError):
+    """The request clashes with what is stored (artifact exists, file already uploaded)."""
+
+
+class Invalid(StorageError):
+    """A value cannot be stored (bad name, out-of-range integer, bad metadata)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Artifact:
+    """One ``user/name`` artifact."""
+
+    user: str
+    name: str
+    created: str
+
+    @property
+    def tag(self) -> str:
+        return f"{self.user}/{self.name}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Version:
+    """One version of an artifact type, as stored."""
+
+    pk: int
+    user: str
+    name: str
+    type: str
+    version: int
+    id: str
+    build_id: int
+    compile_id: int
+    metadata: dict[str, str] | None
+    file: bool
+    state: State
+    size: int | None
+    sha256: str | None
+    created: str
+
+    @property
+    def slug(self) -> str:
+        return f"{self.user}/{self.name}/{self.type}/{self.version}"
+
+
+@dataclasses.dataclass(frozen=True)
+class MetadataFilter:
+    """``metadata.N.key`` with an optional ``metadata.N.value`` (None: any value)."""
+
+    key: str
+    value: str | None = None
+
+    def matches(self, metadata: dict[str, str] | None) -> bool:
+        if metadata is None or self.key not in metadata:
+            return False
+        return self.value is None or metadata[self.key] == self.value
+
+
+@dataclasses.dataclass(frozen=True)
+class Search:
+    """A version search: ``version`` and ``build`` are ``"latest"``, ``"any"`` or a number."""
+
+    version: Selector = "latest"
+    build: Selector = "any"
+    metadata: tuple[MetadataFilter, ...] = ()
+
+
+def validate_name(kind: str, value: str) -> None:
+    """Refuse names that cannot be one path segment: empty, ``/``, control characters, dots."""
+    if not value:
+        raise Invalid(f"{kind} must not be empty")
+    if len(value) > MAX_NAME_LENGTH:
+        raise Invalid(f"{kind} is longer than {MAX_NAME_LENGTH} characters")
+    if "/" in value or value in (".", ".."):
+        raise Invalid(f"{kind} {value!r} cannot be a path segment")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise Invalid(f"{kind} must not contain control characters")
+
+
+def _check_int64(field: str, value: int) -> None:
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise Invalid(f"{field} does not fit a 64-bit integer")
+
+
+def _now() -> str:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def hash_secret(secret: str) -> str:
+    """What is stored for an upload secret: its SHA-256, so a leaked database leaks no URL."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+class Upload:
+    """A file arriving for one pending version: a temp file plus a running size and SHA-256.
+
+    The caller writes chunks, then hands it to :meth:`Storage.finish_upload` or
+    :meth:`abort` s it; either way the temp file does not outlive the upload.
+    """
+
+    def __init__(self, version: Version, tmp_dir: Path) -> None:
+        self.version = version
+        fd, name = tempfile.mkstemp(dir=tmp_dir, prefix=f"upload-{version.pk}-")
+        self.path = Path(name)
+        self._file: IO[bytes] = os.fdopen(fd, "wb", buffering=0)
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, chunk: bytes | memoryview) -> None:
+        self._file.write(chunk)
+        self._hash.update(chunk)
+        self.size += len(chunk)
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+    def seal(self) -> None:
+        """Flush the bytes to disk before the file becomes visible."""
+        if not self._file.closed:
+            os.fsync(self._file.fileno())
+            self._file.close()
+
+    def abort(self) -> None:
+        """Drop the partial file; the version stays pending and its secret stays valid."""
+        self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+class Storage:
+    """Artifacts, versions and blobs under one data directory; safe to share between threads."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.files_dir = data_dir / "files"
+        self.tmp_dir = data_dir / "tmp"
+        for directory in (data_dir, self.files_dir, self.tmp_dir):
+            # Owner-only when created here: the files are whatever the builds uploaded.
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.db_path = data_dir / "registry.sqlite3"
+        self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        with self._transaction() as conn:
+            (user_version,) = conn.execute("PRAGMA user_version").fetchone()
+            if user_version not in (0, SCHEMA_VERSION):
+                raise StorageError(
+                    f"{self.db_path} has schema version {user_version}, "
+                    f"this atlas-ci knows {SCHEMA_VERSION}"
+                )
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self._remove_stale_uploads()
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        # Autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE, so a
+        # writer takes the write lock before it reads the numbers it is about to allocate.
+        conn = sqlite3.connect(
+            self.db_path, timeout=30.0, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        with self._all_lock:
+            self._all.append(conn)
+        return conn
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """A connection used by one thread at a time, returned to the pool afterwards."""
+        try:
+            conn = self._idle.get_nowait()
+        except queue.Empty:
+            conn = self._connect()
+        try:
+            yield conn
+        finally:
+            self._idle.put(conn)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._connection() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close every connection; the storage must not be used afterwards."""
+        with self._all_lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            conn.close()
+
+    def _remove_stale_uploads(self) -> None:
+        # A temp file left behind belongs to an upload cut by a crash; its version is pending
+        # and the client can PUT again.
+        for leftover in self.tmp_dir.iterdir():
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+
+    # -- artifacts -----------------------------------------------------------------------------
+
+    def get_artifact(self, user: str, name: str) -> Artifact | None:
+        with self._connection() as conn:
+            row = conn.execute(
+                "SELECT user, name, created FROM artifacts WHERE user = ? AND name = ?",
+                (user, name),
+            ).fetchone()
+        return None if row is None else Artifact(*row)
+
+    def create_artifact(self, user: str, name: str) -> Artifact:
+        """Create ``user/name``; :class:`Conflict` if it exists."""
+        validate_name("username", user)
+        validate_name("name", name)
+        created = _now()
+        with self._transaction() as conn:
+            try:
+                conn.execute(
+                    "INSERT INTO artifacts (user, name, created) VALUES (?, ?, ?)",
+                    (user, name, created),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(f"artifact {user}/{name} already exists") from None
+        return Artifact(user, name, created)
+
+    # -- versions ------------------------------------------------------------------------------
+
+    def create_version(
+        self,
+        user: str,
+        name: str,
+        artifact_type: str,
+        *,
+        artifact_id: str,
+        build_id: int,
+        compile_id: int,
+        metadata: dict[str, str] | None,
+        file: bool,
+        upload_secret: str | None,
+    ) -> Version:
+        """Allocate the next version number of ``user/name/artifact_type`` and store it.
+
+        A version with a file is pending until :meth:`finish_upload`; one without is ready.
+        """
+        validate_name("artifact type", artifact_type)
+        _check_int64("build_id", build_id)
+        _check_int64("compile_id", compile_id)
+        if file != (upload_secret is not None):
+            raise ValueError("an upload secret goes with file=True and only then")
+        metadata_json = None if metadata is None else json.dumps(metadata, sort_keys=True)
+        state: State = "pending" if file else "ready"
+        created = _now()
+        with self._transaction() as conn:
+            if not conn.execute(
+                "SELECT 1 FROM artifacts WHERE user = ? AND name = ?", (user, name)
+            ).fetchone():
+                raise NotFound(f"artifact {user}/{name} does not exist")
+            (number,) = conn.execute(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM versions "
+                "WHERE user = ? AND name = ? AND type = ?",
+                (user, name, artifact_type),
+            ).fetchone()
+            cursor = conn.execute(
+                "INSERT INTO versions (user, name, type, version, id, build_id, compile_id, "
+                "metadata, file, state, upload_secret, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    user,
+                    name,
+                    artifact_type,
+                    number,
+                    artifact_id,
+                    build_id,
+                    compile_id,
+                    metadata_json,
+                    int(file),
+                    state,
+                    None if upload_secret is None else hash_secret(upload_secret),
+                    created,
+                ),
+            )
+            pk = cursor.lastrowid
+        assert pk is not None
+        return Version(
+            pk=pk,
+            user=user,
+            name=name,
+            type=artifact_type,
+            version=number,
+            id=artifact_id,
+            build_id=build_id,
+            compile_id=compile_id,
+            metadata=None if metadata is None else dict(metadata),
+            file=file,
+            state=state,
+            size=None,
+            sha256=None,
+            created=created,
+        )
+
+    @staticmethod
+    def _version(row: Sequence[object]) -> Version:
+        (pk, user, name, type_, number, id_, build, compile_, meta, file, state, size, sha, ts) = (
+            row
+        )
+        return Version(
+            pk=int(str(pk)),
+            user=str(user),
+            name=str(name),
+            type=str(type_),
+            version=int(str(number)),
+            id=str(id_),
+            build_id=int(str(build)),
+            compile_id=int(str(compile_)),
+            metadata=None if meta is None else json.loads(str(meta)),
+            file=bool(file),
+            state="ready" if state == "ready" else "pending",
+            size=None if size is None else int(str(size)),
+            sha256=None if sha is None else str(sha),
+            created=str(ts),
+        )
+
+    def _select_versions(self, where: str, params: Sequence[object]) -> list[Version]:
+        # ``where`` is always a literal of this module; every value goes through ``params``.
+        with self._connection() as conn:
+            rows = conn.execute(_SELECT_VERSIONS + where, params).fetchall()
+        return [self._version(row) for row in rows]
+
+    def get_version(self, user: str, name: str, artifact_type: str, number: int) -> Version | None:
+        """One version, pending or ready."""
+        rows = self._select_versions(
+            "user = ? AND name = ? AND type = ? AND version = ?",
+            (user, name, artifact_type, number),
+        )
+        return rows[0] if rows else None
+
+    def search(self, user: str, name: str, artifact_type: str, search: Search) -> list[Version]:
+        """Ready versions matching ``search``, newest first (one at most for ``latest``)."""
+        where = "user = ? AND name = ? AND type = ? AND state = 'ready'"
+        params: list[object] = [user, name, artifact_type]
+        if isinstance(search.version, int):
+            where += " AND version = ?"
+            params.append(search.version)
+        if isinstance(search.build, int):
+            where += " AND build_id = ?"
+            params.append(search.build)
+        rows = self._select_versions(where + " ORDER BY version DESC", params)
+        found = [v for v in rows if all(f.matches(v.metadata) for f in search.metadata)]
+        if search.build == "latest" and found:
+            newest_build = max(v.build_id for v in found)
+            found = [v for v in found if v.build_id == newest_build]
+        if search.version == "latest":
+            found = found[:1]
+        return found
+
+    def latest_with_file(self, user: str, name: str, artifact_type: str) -> Version | None:
+        """The highest ready version that has a file."""
+        rows = self._select_versions(
+            "user = ? AND name = ? AND type = ? AND state = 'ready' AND file = 1 "
+            "ORDER BY version DESC LIMIT 1",
+            (user, name, artifact_type),
+        )
+        return rows[0] if rows else None
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def blob_path(self, version: Version) -> Path:
+        """Where the file of ``version`` lives (named by row id: names need no escaping)."""
+        return self.files_dir / str(version.pk)
+
+    def version_for_secret(self, secret: str) -> Version:
+        """The version an upload secret belongs to: :class:`NotFound`, or :class:`Conflict`
+        when its file is already there."""
+        rows = self._select_versions("upload_secret = ?", (hash_secret(secret),))
+        if not rows:
+            raise NotFound("unknown upload URL")
+        version = rows[0]
+        if version.state == "ready":
+            raise Conflict(f"the file of {version.slug} was already uploaded")
+        return version
+
+    def begin_upload(self, secret: str) -> Upload:
+        """Start receiving the file of the pending version behind ``secret``."""
+        return Upload(self.version_for_secret(secret), self.tmp_dir)
+
+    def finish_upload(self, upload: Upload) -> Version:
+        """Make a whole upload the version's file and mark the version ready.
+
+        When two uploads for one version race, the first to finish wins; the other gets
+        :class:`Conflict` and its temp file is removed.
+        """
+        upload.seal()
+        try:
+            with self._transaction() as conn:
+                (state,) = conn.execute(
+                    "SELECT state FROM versions WHERE pk = ?", (upload.version.pk,)
+                ).fetchone()
+                if state == "ready":
+                    raise Conflict(f"the file of {upload.version.slug} was already uploaded")
+                target = self.blob_path(upload.version)
+                os.replace(upload.path, target)
+                _fsync_dir(self.files_dir)
+                conn.execute(
+                    "UPDATE versions SET state = 'ready', size = ?, sha256 = ? WHERE pk = ?",
+                    (upload.size, upload.sha256, upload.version.pk),
+                )
+        finally:
+            upload.abort()  # a no-op once the file was renamed
+        return dataclasses.replace(
+            upload.version, state="ready", size=upload.size, sha256=upload.sha256
+        )
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

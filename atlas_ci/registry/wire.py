@@ -1,0 +1,174 @@
+"""The JSON shapes of the Atlas v1 API as the registry speaks them (docs/atlas-wire.md).
+
+Request bodies and search queries in, response objects out; pure functions, no I/O. A body that
+breaks the contract raises :class:`BadRequest` with a message meant for the client.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import urllib.parse
+from typing import Literal
+
+from atlas_ci.registry.storage import Artifact, MetadataFilter, Search, Selector, Version
+
+
+class BadRequest(Exception):
+    """The client sent something the API does not accept; ``status`` is 400 or 422."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclasses.dataclass(frozen=True)
+class NewArtifact:
+    """Body of ``POST /api/v1/artifacts``."""
+
+    username: str
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class NewVersion:
+    """Body of ``POST /api/v1/artifacts/{user}/{name}/{type}``."""
+
+    build_id: int = 0
+    compile_id: int = 0
+    file: bool = False
+    id: str = ""
+    metadata: dict[str, str] | None = None
+
+
+def _object(value: object, where: str) -> dict[str, object]:
+    if not isinstance(value, dict):
+        raise BadRequest(f"{where} must be a JSON object")
+    return value
+
+
+def parse_new_artifact(body: object) -> NewArtifact:
+    """``{"artifact": {"username": "..", "name": ".."}}``."""
+    artifact = _object(_object(body, "the body").get("artifact"), '"artifact"')
+    fields = {}
+    for key in ("username", "name"):
+        value = artifact.get(key)
+        if not isinstance(value, str):
+            raise BadRequest(f"artifact.{key} must be a string")
+        fields[key] = value
+    return NewArtifact(**fields)
+
+
+def _integer(version: dict[str, object], key: str) -> int:
+    value = version.get(key, 0)
+    if value is None:
+        return 0
+    # bool is an int subclass in Python; JSON true is not an id.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadRequest(f"artifact_version.{key} must be an integer")
+    return value
+
+
+def parse_new_version(body: object) -> NewVersion:
+    """``{"artifact_version": {build_id, compile_id, file, id, metadata}}``; missing keys take
+    Packer's zero values, unknown keys are ignored."""
+    version = _object(_object(body, "the body").get("artifact_version"), '"artifact_version"')
+    file = version.get("file", False)
+    if not isinstance(file, bool):
+        raise BadRequest("artifact_version.file must be true or false")
+    artifact_id = version.get("id", "")
+    if artifact_id is None:
+        artifact_id = ""
+    if not isinstance(artifact_id, str):
+        raise BadRequest("artifact_version.id must be a string")
+    metadata = version.get("metadata")
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            raise BadRequest("artifact_version.metadata must be an object or null")
+        for key, value in metadata.items():
+            if not isinstance(value, str):
+                raise BadRequest(
+                    f"artifact_version.metadata must map strings to strings; "
+                    f"the value of {key!r} is not a string"
+                )
+    return NewVersion(
+        build_id=_integer(version, "build_id"),
+        compile_id=_integer(version, "compile_id"),
+        file=file,
+        id=artifact_id,
+        metadata=metadata,
+    )
+
+
+_METADATA_PARAM = re.compile(r"metadata\.(\d+)\.(key|value)")
+
+
+def _selector(name: str, raw: str | None, default: Literal["latest", "any"]) -> Selector:
+    if raw is None or raw == "":
+        return default
+    if raw in ("latest", "any"):
+        return "latest" if raw == "latest" else "any"
+    try:
+        return int(raw, 10)
+    except ValueError:
+        raise BadRequest(f"{name} must be latest, any or a number, not {raw!r}", 400) from None
+
+
+def parse_search(query: str) -> Search:
+    """Terraform's ``atlas_artifact`` query: ``version``, ``build``, ``metadata.N.key/value``."""
+    params: dict[str, str] = {}
+    keys: dict[int, str] = {}
+    values: dict[int, str] = {}
+    try:
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise BadRequest("the query string is not valid UTF-8", 400) from None
+    for name, value in pairs:
+        match = _METADATA_PARAM.fullmatch(name)
+        if match:
+            (keys if match[2] == "key" else values)[int(match[1])] = value
+        else:
+            params[name] = value
+    orphans = sorted(values.keys() - keys.keys())
+    if orphans:
+        raise BadRequest(f"metadata.{orphans[0]}.value has no metadata.{orphans[0]}.key", 400)
+    filters = tuple(MetadataFilter(keys[i], values.get(i)) for i in sorted(keys))
+    return Search(
+        version=_selector("version", params.get("version"), "latest"),
+        build=_selector("build", params.get("build"), "any"),
+        metadata=filters,
+    )
+
+
+def artifact_json(artifact: Artifact) -> dict[str, object]:
+    """``{"artifact": {...}}`` as ``GET /api/v1/artifacts/{user}/{name}`` answers."""
+    return {
+        "artifact": {
+            "username": artifact.user,
+            "name": artifact.name,
+            "tag": artifact.tag,
+            "created_at": artifact.created,
+        }
+    }
+
+
+def version_json(version: Version, upload_path: str | None = None) -> dict[str, object]:
+    """The flat version object; ``upload_path`` only in the answer that created it."""
+    obj: dict[str, object] = {
+        "username": version.user,
+        "name": version.name,
+        "artifact_type": version.type,
+        "id": version.id,
+        "version": version.version,
+        "metadata": version.metadata,
+        "file": version.file,
+        "slug": version.slug,
+        "build_id": version.build_id,
+        "compile_id": version.compile_id,
+        "created_at": version.created,
+        "size": version.size,
+        "sha256": version.sha256,
+    }
+    if upload_path is not None:
+        obj["upload_path"] = upload_path
+    return obj

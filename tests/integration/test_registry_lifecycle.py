@@ -1,0 +1,148 @@
+"""Starting, stopping and restarting the server process."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from tests.integration.registry_api import (
+    TIMEOUT,
+    api,
+    create_artifact,
+    create_version,
+    publish,
+    search,
+)
+from tests.registry_proc import REPO_ROOT, RegistryProcess
+
+
+def test_data_survives_a_restart(registry: RegistryProcess) -> None:
+    create_artifact(registry)
+    first, second = os.urandom(100_000), os.urandom(5)
+    publish(registry, first, metadata={"k": "v"})
+    publish(registry, second)
+    pending = create_version(registry)
+
+    registry.restart()
+
+    assert api(registry, "GET", "/api/v1/artifacts/u/n").status_code == 200
+    assert [v["version"] for v in search(registry, version="any")] == [2, 1]
+    assert api(registry, "GET", "/api/v1/artifacts/u/n/t/1/file").content == first
+    assert create_version(registry, file=False)["version"] == 4
+    # The upload URL handed out before the restart still works.
+    path = urllib.parse.urlsplit(pending["upload_path"]).path
+    put = http.client.HTTPConnection("127.0.0.1", registry.port, timeout=TIMEOUT)
+    try:
+        put.request("PUT", path, body=b"late")
+        assert put.getresponse().status == 200
+    finally:
+        put.close()
+    [three] = search(registry, version="3")
+    assert three["sha256"] == hashlib.sha256(b"late").hexdigest()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_exits_0(registry: RegistryProcess, sig: int) -> None:
+    assert api(registry, "GET", "/api/v1/authenticate").status_code == 200
+    assert registry.stop(sig) == 0
+    assert "stopped" in registry.stderr_text()
+
+
+def test_stop_lets_an_upload_in_flight_finish_and_refuses_new_connections(
+    registry: RegistryProcess,
+) -> None:
+    create_artifact(registry)
+    version = create_version(registry)
+    path = urllib.parse.urlsplit(version["upload_path"]).path
+    data = os.urandom(300_000)
+    sock = socket.create_connection(("127.0.0.1", registry.port), timeout=TIMEOUT)
+    try:
+        sock.sendall(
+            f"PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+            + data[:100_000]
+        )
+        time.sleep(0.2)  # the server is now reading the body
+        assert registry.process is not None
+        process = registry.process
+        process.send_signal(signal.SIGTERM)
+        assert _refuses_connections_soon(registry.port)
+        assert process.poll() is None  # still waiting for the upload
+
+        sock.sendall(data[100_000:])
+        head = sock.recv(65536)
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        assert b"connection: close" in head.lower()
+    finally:
+        sock.close()
+    assert registry.wait() == 0
+
+
+def _refuses_connections_soon(port: int, within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT).close()
+        except ConnectionRefusedError:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_an_idle_keep_alive_connection_does_not_delay_stop(registry: RegistryProcess) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", registry.port, timeout=TIMEOUT)
+    try:
+        conn.request("GET", "/api/v1/authenticate", headers=registry.headers)
+        assert conn.getresponse().read()
+        started = time.monotonic()
+        assert registry.stop() == 0
+        assert time.monotonic() - started < 3
+    finally:
+        conn.close()
+
+
+class _NoTokenRegistry(RegistryProcess):
+    def command(self) -> list[str]:
+        return [arg for arg in super().command() if not arg.startswith("--token")]
+
+
+def test_without_a_token_one_is_generated_and_shown_once(tmp_path: Path) -> None:
+    with _NoTokenRegistry(tmp_path / "data") as registry:
+        deadline = time.monotonic() + 5
+        while "ATLAS_TOKEN=" not in registry.stderr_text() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        line = next(x for x in registry.stderr_text().splitlines() if "ATLAS_TOKEN=" in x)
+        registry.token = line.rsplit("ATLAS_TOKEN=", 1)[1].strip()
+        assert len(registry.token) >= 32
+        assert api(registry, "GET", "/api/v1/authenticate").status_code == 200
+    assert registry.stderr_text().count(registry.token) == 2  # the one line, shown once
+
+
+def test_an_unusable_port_exits_with_a_config_error(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [
+                *(sys.executable, "-m", "atlas_ci", "serve"),
+                *("--port", str(port), "--token", "t", "--data", str(tmp_path / "d")),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=15,
+            cwd=REPO_ROOT,
+            check=False,
+        )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr

@@ -1,0 +1,226 @@
+"""The registry's storage alone: SQLite rows and blob files, no HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from atlas_ci.registry.storage import (
+    Conflict,
+    Invalid,
+    MetadataFilter,
+    NotFound,
+    Search,
+    Storage,
+    Version,
+)
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> Storage:
+    store = Storage(tmp_path / "data")
+    store.create_artifact("u", "n")
+    return store
+
+
+def _version(store: Storage, secret: str | None = None, **fields: object) -> Version:
+    values: dict[str, object] = {
+        "artifact_id": "",
+        "build_id": 0,
+        "compile_id": 0,
+        "metadata": None,
+        "file": secret is not None,
+        "upload_secret": secret,
+        **fields,
+    }
+    return store.create_version("u", "n", "t", **values)  # type: ignore[arg-type]
+
+
+def _upload(store: Storage, secret: str, data: bytes) -> Version:
+    upload = store.begin_upload(secret)
+    upload.write(data)
+    return store.finish_upload(upload)
+
+
+def test_artifact_create_get_and_duplicate(storage: Storage) -> None:
+    artifact = storage.get_artifact("u", "n")
+    assert artifact is not None
+    assert artifact.tag == "u/n"
+    assert storage.get_artifact("u", "other") is None
+    with pytest.raises(Conflict):
+        storage.create_artifact("u", "n")
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "tab\there", "x" * 256])
+def test_names_that_cannot_be_a_path_segment_are_invalid(storage: Storage, name: str) -> None:
+    with pytest.raises(Invalid):
+        storage.create_artifact("u", name)
+
+
+def test_version_needs_its_artifact(storage: Storage) -> None:
+    with pytest.raises(NotFound):
+        storage.create_version(
+            "nobody",
+            "n",
+            "t",
+            artifact_id="",
+            build_id=0,
+            compile_id=0,
+            metadata=None,
+            file=False,
+            upload_secret=None,
+        )
+
+
+def test_versions_count_per_type_and_start_ready_without_a_file(storage: Storage) -> None:
+    first = _version(storage)
+    assert (first.version, first.state) == (1, "ready")
+    assert _version(storage).version == 2
+    other = storage.create_version(
+        "u",
+        "n",
+        "other",
+        artifact_id="",
+        build_id=0,
+        compile_id=0,
+        metadata=None,
+        file=False,
+        upload_secret=None,
+    )
+    assert other.version == 1
+
+
+def test_racing_threads_get_distinct_consecutive_versions(storage: Storage) -> None:
+    numbers: list[int] = []
+    barrier = threading.Barrier(16)
+
+    def allocate() -> None:
+        barrier.wait(timeout=10)
+        numbers.append(_version(storage).version)
+
+    threads = [threading.Thread(target=allocate) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert sorted(numbers) == list(range(1, 17))
+
+
+def test_two_storages_on_one_directory_still_allocate_distinct_numbers(tmp_path: Path) -> None:
+    one, two = Storage(tmp_path / "d"), Storage(tmp_path / "d")
+    one.create_artifact("u", "n")
+    numbers = [_version(store).version for store in (one, two, one, two)]
+    assert numbers == [1, 2, 3, 4]
+
+
+def test_a_version_with_a_file_is_pending_until_the_upload_finishes(storage: Storage) -> None:
+    version = _version(storage, secret="s3cret")
+    assert version.state == "pending"
+    assert storage.search("u", "n", "t", Search(version="any")) == []
+
+    upload = storage.begin_upload("s3cret")
+    upload.write(b"hello ")
+    upload.write(memoryview(b"world"))
+    ready = storage.finish_upload(upload)
+
+    assert ready.state == "ready"
+    assert ready.size == 11
+    assert ready.sha256 == hashlib.sha256(b"hello world").hexdigest()
+    assert storage.blob_path(ready).read_bytes() == b"hello world"
+    assert storage.search("u", "n", "t", Search()) == [ready]
+    assert list(storage.tmp_dir.iterdir()) == []
+
+
+def test_an_aborted_upload_leaves_no_file_and_the_secret_usable(storage: Storage) -> None:
+    _version(storage, secret="s3cret")
+    upload = storage.begin_upload("s3cret")
+    upload.write(b"partial")
+    upload.abort()
+    assert list(storage.tmp_dir.iterdir()) == []
+    assert storage.search("u", "n", "t", Search(version="any")) == []
+    assert _upload(storage, "s3cret", b"whole").size == 5
+
+
+def test_upload_secrets_are_stored_hashed_and_single_use(storage: Storage) -> None:
+    _version(storage, secret="s3cret")
+    with pytest.raises(NotFound):
+        storage.begin_upload("wrong")
+    _upload(storage, "s3cret", b"data")
+    with pytest.raises(Conflict):
+        storage.begin_upload("s3cret")
+    conn = sqlite3.connect(storage.db_path)
+    try:
+        stored = [row[0] for row in conn.execute("SELECT upload_secret FROM versions")]
+    finally:
+        conn.close()
+    assert "s3cret" not in stored
+
+
+def test_of_two_racing_uploads_the_first_to_finish_wins(storage: Storage) -> None:
+    _version(storage, secret="s3cret")
+    first, second = storage.begin_upload("s3cret"), storage.begin_upload("s3cret")
+    first.write(b"first")
+    second.write(b"second")
+    storage.finish_upload(first)
+    with pytest.raises(Conflict):
+        storage.finish_upload(second)
+    [version] = storage.search("u", "n", "t", Search())
+    assert storage.blob_path(version).read_bytes() == b"first"
+    assert list(storage.tmp_dir.iterdir()) == []
+
+
+def test_search_filters(storage: Storage) -> None:
+    _version(storage, build_id=1, metadata={"region": "us"})
+    _version(storage, build_id=2, metadata={"region": "eu", "env": "prod"})
+    _version(storage, build_id=2, metadata={})
+    _version(storage, build_id=3, metadata=None)
+
+    def numbers(search: Search) -> list[int]:
+        return [v.version for v in storage.search("u", "n", "t", search)]
+
+    assert numbers(Search()) == [4]
+    assert numbers(Search(version="any")) == [4, 3, 2, 1]
+    assert numbers(Search(version=2)) == [2]
+    assert numbers(Search(version="any", build=2)) == [3, 2]
+    assert numbers(Search(build="latest")) == [4]
+    assert numbers(Search(version="any", metadata=(MetadataFilter("region"),))) == [2, 1]
+    assert numbers(Search(metadata=(MetadataFilter("region", "us"),))) == [1]
+    assert numbers(Search(metadata=(MetadataFilter("region", "us"), MetadataFilter("env")))) == []
+
+
+def test_metadata_null_and_empty_are_kept_apart(storage: Storage) -> None:
+    _version(storage, metadata=None)
+    _version(storage, metadata={})
+    assert [v.metadata for v in storage.search("u", "n", "t", Search(version="any"))] == [{}, None]
+
+
+def test_everything_survives_reopening(tmp_path: Path) -> None:
+    store = Storage(tmp_path / "d")
+    store.create_artifact("u", "n")
+    _version(store, secret="a")
+    ready = _upload(store, "a", b"kept")
+    _version(store, secret="b")  # pending
+    store.close()
+
+    reopened = Storage(tmp_path / "d")
+    assert reopened.get_artifact("u", "n") is not None
+    assert reopened.search("u", "n", "t", Search(version="any")) == [ready]
+    assert reopened.blob_path(ready).read_bytes() == b"kept"
+    assert _upload(reopened, "b", b"late").version == 2
+    assert _version(reopened).version == 3
+
+
+def test_opening_removes_leftover_temp_files(tmp_path: Path) -> None:
+    store = Storage(tmp_path / "d")
+    (store.tmp_dir / "upload-1-crashed").write_bytes(b"half")
+    store.close()
+    assert list(Storage(tmp_path / "d").tmp_dir.iterdir()) == []
+
+
+def test_build_ids_beyond_64_bits_are_invalid(storage: Storage) -> None:
+    with pytest.raises(Invalid):
+        _version(storage, build_id=2**63)

@@ -1,0 +1,61 @@
+"""Request bodies and search queries of the registry API, parsed without a server."""
+
+from __future__ import annotations
+
+import pytest
+
+from atlas_ci.registry.server import loggable_target, resolve, split_target
+from atlas_ci.registry.storage import MetadataFilter, Search
+from atlas_ci.registry.wire import BadRequest, parse_new_version, parse_search
+
+
+def test_version_body_defaults_are_packers_zero_values() -> None:
+    new = parse_new_version({"artifact_version": {}})
+    assert (new.build_id, new.compile_id, new.file, new.id, new.metadata) == (0, 0, False, "", None)
+
+
+def test_version_body_keeps_metadata_and_ignores_unknown_keys() -> None:
+    new = parse_new_version(
+        {"artifact_version": {"metadata": {"a": "b"}, "file": True, "extra": 1, "build_id": -3}}
+    )
+    assert new.metadata == {"a": "b"}
+    assert new.file is True
+    assert new.build_id == -3
+
+
+def test_search_query_terraform_style() -> None:
+    search = parse_search(
+        "version=any&build=12&metadata.2.key=b&metadata.1.key=a&metadata.1.value=x"
+    )
+    assert search == Search(
+        version="any",
+        build=12,
+        metadata=(MetadataFilter("a", "x"), MetadataFilter("b", None)),
+    )
+    assert parse_search("") == Search(version="latest", build="any")
+    assert parse_search("metadata.1.key=k&metadata.1.value=") == Search(
+        metadata=(MetadataFilter("k", ""),)
+    )
+
+
+@pytest.mark.parametrize("query", ["version=x", "build=1e3", "metadata.3.value=v", "version=%ff"])
+def test_bad_search_queries_are_400(query: str) -> None:
+    with pytest.raises(BadRequest) as caught:
+        parse_search(query)
+    assert caught.value.status == 400
+
+
+def test_routes_decode_segments_and_keep_the_query() -> None:
+    segments, query = split_target("/api/v1//artifacts/my%20user/web/amazon.ami/search?version=2")
+    route = resolve("GET", segments, query)
+    assert route.name == "search"
+    assert dict(route.params) == {"user": "my user", "name": "web", "type": "amazon.ami"}
+    assert route.query == "version=2"
+    assert route.needs_token
+    assert not resolve("PUT", ["binstore", "abc"], "").needs_token
+
+
+def test_log_target_cuts_everything_after_binstore() -> None:
+    assert loggable_target(["binstore", "s3cret"], "sig=x") == "/binstore/<redacted>"
+    assert loggable_target(["%62instore", "s3cret", "x"], "") == "/%62instore/<redacted>"
+    assert loggable_target(["api", "v1", "a b"], "q=\n") == "/api/v1/a%20b?q=%0A"
