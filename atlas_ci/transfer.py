@@ -114,7 +114,7 @@ def put_file(
     env = session.merge_environment_settings(target.url, dict(proxies or {}), False, verify, None)
     proxy = requests.utils.select_proxy(target.url, env["proxies"])
     with _open_exact(path, size) as file:
-        hasher = _FileHasher(path, size) if hash_file else None
+        hasher = _FileHasher(file, size) if hash_file else None
         try:
             if _sendfile_usable(target, session, proxy):
                 response, sent = _put_sendfile(target, file, size, timeout, progress)
@@ -126,12 +126,10 @@ def put_file(
             if hasher is not None:
                 hasher.cancel()
             raise
-    digest: str | None = None
-    if hasher is not None:
-        if sent == size:
-            digest = hasher.result()
-        else:
-            hasher.cancel()
+        if hasher is not None and sent < size:
+            hasher.cancel()  # the digest only stands for a body that went out whole
+            hasher = None
+        digest = hasher.result() if hasher is not None else None
     return PutOutcome(response=response, sha256=digest, size=sent)
 
 
@@ -212,10 +210,15 @@ def _open_exact(path: Path, size: int) -> io.FileIO:
 
 
 class _FileHasher:
-    """SHA-256 of the first ``size`` bytes of a file, computed in a thread of its own."""
+    """SHA-256 of the first ``size`` bytes of an open file, computed in a thread.
 
-    def __init__(self, path: Path, size: int) -> None:
-        self._path = path
+    It reads with ``preadv`` at explicit offsets, so it shares the sender's file (the
+    same inode, whatever happens to the path) without moving its offset.
+    """
+
+    def __init__(self, file: io.FileIO, size: int) -> None:
+        self._fd = file.fileno()
+        self._name = str(file.name)
         self._size = size
         self._stop = threading.Event()
         self._digest = ""
@@ -226,17 +229,17 @@ class _FileHasher:
     def _run(self) -> None:
         try:
             digest = hashlib.sha256()
-            buf = mmap.mmap(-1, CHUNK)
-            with open(self._path, "rb", buffering=0) as f, memoryview(buf) as view:
-                left = self._size
-                while left and not self._stop.is_set():
-                    n = f.readinto(view[: min(CHUNK, left)])
+            buf = mmap.mmap(-1, CHUNK)  # page aligned: see the module docstring
+            with memoryview(buf) as view:
+                offset = 0
+                while offset < self._size and not self._stop.is_set():
+                    n = _pread_into(self._fd, view[: min(CHUNK, self._size - offset)], offset)
                     if not n:
                         raise InputFileError(
-                            f"{self._path} got shorter during the upload", path=str(self._path)
+                            f"{self._name} got shorter during the upload", path=self._name
                         )
                     digest.update(view[:n])
-                    left -= n
+                    offset += n
             buf.close()
             self._digest = digest.hexdigest()
         except BaseException as e:  # handed to the caller by result()
@@ -251,6 +254,14 @@ class _FileHasher:
     def cancel(self) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def _pread_into(fd: int, view: memoryview, offset: int) -> int:
+    if hasattr(os, "preadv"):
+        return os.preadv(fd, [view], offset)
+    data = os.pread(fd, len(view), offset)
+    view[: len(data)] = data
+    return len(data)
 
 
 # -- the sendfile path ------------------------------------------------------------------
