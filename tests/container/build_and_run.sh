@@ -14,8 +14,12 @@
 #      /github/file_commands mounts, INPUT_* env); then, when the upload core and the registry
 #      are in the tree (or UPLOAD=1), real uploads to `atlas-ci serve` on 127.0.0.1.
 #
-# Usage: tests/container/build_and_run.sh          (root; ~100 s cold, ~20 s with the cache)
-# Env:   CACHE=/var/cache/atlas-ci-test  UPLOAD=auto|1|0  KEEP=1 (keep the temp dir)
+# Usage: tests/container/build_and_run.sh          (root; ~60 s cold, ~15-20 s with the cache)
+# Env:   CONTAINER_BASE=standin (default: the above) | real (a machine with a running Docker
+#          engine that can pull, e.g. a GitHub runner: steps 1-2 skipped, the Dockerfile's own
+#          base image, no root needed)
+#        PYTHON=python3 (runs `pip download` and the registry; needs the package's deps)
+#        CACHE=/var/cache/atlas-ci-test  UPLOAD=auto|1|0  KEEP=1 (keep the temp dir)
 # Exit:  0 only if every check ran and held. A machine that cannot run Docker is a failure.
 # shellcheck disable=SC2015 # "a && b || fail": fail when either did not hold, as meant
 set -euo pipefail
@@ -23,6 +27,8 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 CACHE=${CACHE:-/var/cache/atlas-ci-test}
 UPLOAD=${UPLOAD:-auto}
+MODE=${CONTAINER_BASE:-standin}
+PY=${PYTHON:-python3}
 IMAGE=localhost/atlas-upload:test
 BASE=localhost/testbase
 SUITE=bookworm
@@ -36,16 +42,28 @@ fail() {
 }
 ok() { printf '   ok: %s\n' "$*" >&2; }
 
-[ "$(id -u)" = 0 ] || fail "needs root (dockerd, debootstrap); this machine cannot run the container test"
+case "$MODE" in
+  standin)
+    [ "$(id -u)" = 0 ] || fail "needs root (dockerd, debootstrap); this machine cannot run the container test"
+    ;;
+  real)
+    docker info >/dev/null 2>&1 || fail "CONTAINER_BASE=real needs a running Docker engine; none answers"
+    ;;
+  *) fail "CONTAINER_BASE must be standin or real, not $MODE" ;;
+esac
 
 # --- 1. tools and a private Docker engine ------------------------------------------------------
 
-if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null; then
-  say "installing docker.io and debootstrap"
+missing=""
+command -v dockerd >/dev/null || missing="docker.io"
+command -v debootstrap >/dev/null || missing="$missing debootstrap"
+if [ "$MODE" = standin ] && [ -n "$missing" ]; then
+  say "installing$missing"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -qq --no-install-recommends docker.io debootstrap >/dev/null 2>&1 ||
-    { apt-get update -qq && apt-get install -y -qq --no-install-recommends docker.io debootstrap >/dev/null; } ||
-    fail "cannot install docker.io/debootstrap with apt: this machine cannot run the container test"
+  # shellcheck disable=SC2086 # a list of package names
+  apt-get install -y -qq --no-install-recommends $missing >/dev/null 2>&1 ||
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends $missing >/dev/null; } ||
+    fail "cannot install$missing with apt: this machine cannot run the container test"
 fi
 
 W=$(mktemp -d /tmp/atlas-ci-container.XXXXXX)
@@ -73,19 +91,21 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-say "starting a private dockerd in $W"
-dockerd --data-root "$W/docker" --exec-root "$W/dexec" -H "unix://$W/docker.sock" \
-  --pidfile "$W/dockerd.pid" --iptables=false --ip6tables=false --bridge=none \
-  >"$W/dockerd.log" 2>&1 &
-DOCKERD_PID=$!
-export DOCKER_HOST="unix://$W/docker.sock"
-export DOCKER_BUILDKIT=0 # the classic builder, as on the runner's docker.io; no registry lookups
-for _ in $(seq 1 100); do docker version >/dev/null 2>&1 && break; sleep 0.2; done
-docker version >/dev/null 2>&1 || {
-  tail -20 "$W/dockerd.log" >&2
-  fail "dockerd did not start (log above): this machine cannot run the container test"
+start_dockerd() {
+  say "starting a private dockerd in $W"
+  dockerd --data-root "$W/docker" --exec-root "$W/dexec" -H "unix://$W/docker.sock" \
+    --pidfile "$W/dockerd.pid" --iptables=false --ip6tables=false --bridge=none \
+    >"$W/dockerd.log" 2>&1 &
+  DOCKERD_PID=$!
+  export DOCKER_HOST="unix://$W/docker.sock"
+  export DOCKER_BUILDKIT=0 # the classic builder, as documented; no registry lookups
+  for _ in $(seq 1 100); do docker version >/dev/null 2>&1 && break; sleep 0.2; done
+  docker version >/dev/null 2>&1 || {
+    tail -20 "$W/dockerd.log" >&2
+    fail "dockerd did not start (log above): this machine cannot run the container test"
+  }
+  ok "dockerd $(docker version --format '{{.Server.Version}}') pid $DOCKERD_PID"
 }
-ok "dockerd $(docker version --format '{{.Server.Version}}') pid $DOCKERD_PID"
 
 # --- 2. the stand-in base image ----------------------------------------------------------------
 
@@ -99,84 +119,97 @@ mirror() {
   echo "${url:-http://deb.debian.org/debian}"
 }
 
-PYENV_PY=""
-if command -v pyenv >/dev/null; then
-  PYENV_PY=$(find "$(pyenv root)/versions" -maxdepth 1 -name '3.12.*' | sort -V | tail -n 1)
-fi
-if [ -n "$PYENV_PY" ]; then PYV=3.12; FLAVOUR="cpython-$(basename "$PYENV_PY")"; else PYV=3.11; FLAVOUR=debian-python3; fi
-ROOTFS_TAR="$CACHE/rootfs-$SUITE-$FLAVOUR-v2.tar"
-mkdir -p "$CACHE"
-
-if [ ! -s "$ROOTFS_TAR" ]; then
-  say "debootstrap $SUITE (minbase) from $(mirror) with $FLAVOUR; cached as $ROOTFS_TAR"
-  ROOT="$W/rootfs"
-  if [ -n "$PYENV_PY" ]; then
-    debootstrap --variant=minbase --include="$LIBS" "$SUITE" "$ROOT" "$(mirror)" >"$W/debootstrap.log" 2>&1 ||
+make_rootfs() { # make_rootfs ROOT PYENV_PYTHON_DIR|"" PYV
+  local root=$1 pyenv_py=$2 pyv=$3
+  if [ -n "$pyenv_py" ]; then
+    debootstrap --variant=minbase --include="$LIBS" "$SUITE" "$root" "$(mirror)" >"$W/debootstrap.log" 2>&1 ||
       { tail -20 "$W/debootstrap.log" >&2; fail "debootstrap failed"; }
-    # The same layout as the official image: CPython under /usr/local, libpython found by
-    # ld.so there (its build rpath points at pyenv's tree, which the image does not have).
-    tar -C "$PYENV_PY" \
-      --exclude="./lib/python$PYV/test" --exclude="./lib/python$PYV/idlelib" \
-      --exclude="./lib/python$PYV/tkinter" --exclude="./lib/python$PYV/turtledemo" \
-      --exclude="./lib/python$PYV/site-packages" --exclude='*.a' --exclude='*.opt-[12].pyc' \
-      -cf - . | tar -C "$ROOT/usr/local" -xf -
-    mkdir -p "$ROOT/usr/local/lib/python$PYV/site-packages"
-    cp -a "$PYENV_PY/lib/python$PYV/site-packages/"pip* "$ROOT/usr/local/lib/python$PYV/site-packages/"
-    chroot "$ROOT" /sbin/ldconfig
-    ln -sf "python$PYV" "$ROOT/usr/local/bin/python3"
-    ln -sf "python$PYV" "$ROOT/usr/local/bin/python"
+    # The official image's layout: CPython under /usr/local, libpython found by ld.so there
+    # (the build's rpath names pyenv's tree, which the image does not have).
+    tar -C "$pyenv_py" \
+      --exclude="./lib/python$pyv/test" --exclude="./lib/python$pyv/idlelib" \
+      --exclude="./lib/python$pyv/tkinter" --exclude="./lib/python$pyv/turtledemo" \
+      --exclude="./lib/python$pyv/site-packages" --exclude='*.a' --exclude='*.opt-[12].pyc' \
+      -cf - . | tar -C "$root/usr/local" -xf -
+    mkdir -p "$root/usr/local/lib/python$pyv/site-packages"
+    cp -a "$pyenv_py/lib/python$pyv/site-packages/"pip* "$root/usr/local/lib/python$pyv/site-packages/"
+    chroot "$root" /sbin/ldconfig
+    ln -sf "python$pyv" "$root/usr/local/bin/python3"
+    ln -sf "python$pyv" "$root/usr/local/bin/python"
     # pyenv's pip scripts name pyenv's interpreter on their first line: write them anew.
-    for name in pip pip3 "pip$PYV"; do
+    for name in pip pip3 "pip$pyv"; do
       printf '#!/usr/local/bin/python%s\nimport sys\nfrom pip._internal.cli.main import main\nsys.exit(main())\n' \
-        "$PYV" >"$ROOT/usr/local/bin/$name"
-      chmod 755 "$ROOT/usr/local/bin/$name"
+        "$pyv" >"$root/usr/local/bin/$name"
+      chmod 755 "$root/usr/local/bin/$name"
     done
   else
     debootstrap --variant=minbase --include="$LIBS,python3,python3-pip,python-is-python3" \
-      "$SUITE" "$ROOT" "$(mirror)" >"$W/debootstrap.log" 2>&1 ||
+      "$SUITE" "$root" "$(mirror)" >"$W/debootstrap.log" 2>&1 ||
       { tail -20 "$W/debootstrap.log" >&2; fail "debootstrap failed"; }
-    rm -f "$ROOT"/usr/lib/python3*/EXTERNALLY-MANAGED
-    ln -sf /usr/bin/python3 "$ROOT/usr/local/bin/python"
+    rm -f "$root"/usr/lib/python3*/EXTERNALLY-MANAGED
+    ln -sf /usr/bin/python3 "$root/usr/local/bin/python"
   fi
-  chroot "$ROOT" /usr/local/bin/python -c 'import ssl, sqlite3, lzma, bz2, zlib, ctypes, pyexpat' &&
-    chroot "$ROOT" /usr/local/bin/pip --version >/dev/null ||
+  chroot "$root" /usr/local/bin/python -c 'import ssl, sqlite3, lzma, bz2, zlib, ctypes, pyexpat' &&
+    chroot "$root" /usr/local/bin/python -m pip --version >/dev/null ||
     fail "the stand-in's Python or pip does not work"
-  rm -rf "$ROOT"/var/cache/apt/archives/*.deb "$ROOT"/var/lib/apt/lists/*
-  tar --numeric-owner -C "$ROOT" -cf "$ROOTFS_TAR.tmp" . && mv "$ROOTFS_TAR.tmp" "$ROOTFS_TAR"
-  rm -rf "$ROOT"
-else
-  ok "cached root filesystem $ROOTFS_TAR"
-fi
+  rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+}
 
-# Wheels keyed by what they were downloaded for: a changed pin downloads again.
-KEY=$(cat "$REPO/requirements.txt" "$REPO/requirements-build.txt" | sha256sum | cut -c1-16)
-WHEELS="$CACHE/wheels-py$PYV-$KEY"
-if [ ! -d "$WHEELS" ]; then
-  say "downloading the pinned wheels for Python $PYV"
-  python3 -m pip download -q --disable-pip-version-check --only-binary=:all: \
-    --python-version "$PYV" --implementation cp --platform manylinux2014_x86_64 \
-    --platform manylinux_2_28_x86_64 \
-    -r "$REPO/requirements.txt" -r "$REPO/requirements-build.txt" -d "$WHEELS.tmp" 2>"$W/pip.log" ||
-    { tail -20 "$W/pip.log" >&2; fail "pip download failed"; }
-  mv "$WHEELS.tmp" "$WHEELS"
-fi
+standin_base() {
+  local pyenv_py="" pyv flavour rootfs_tar key wheels
+  if command -v pyenv >/dev/null; then
+    pyenv_py=$(find "$(pyenv root)/versions" -maxdepth 1 -name '3.12.*' | sort -V | tail -n 1)
+  fi
+  if [ -n "$pyenv_py" ]; then pyv=3.12 flavour="cpython-$(basename "$pyenv_py")"; else pyv=3.11 flavour=debian-python3; fi
+  rootfs_tar="$CACHE/rootfs-$SUITE-$flavour-v2.tar"
+  mkdir -p "$CACHE"
+  if [ ! -s "$rootfs_tar" ]; then
+    say "debootstrap $SUITE (minbase) from $(mirror) with $flavour; cached as $rootfs_tar"
+    make_rootfs "$W/rootfs" "$pyenv_py" "$pyv"
+    tar --numeric-owner -C "$W/rootfs" -cf "$rootfs_tar.tmp" . && mv "$rootfs_tar.tmp" "$rootfs_tar"
+    rm -rf "$W/rootfs"
+  else
+    ok "cached root filesystem $rootfs_tar"
+  fi
 
-say "importing the stand-in base image $BASE"
-docker import --change 'ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin' \
-  --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' "$ROOTFS_TAR" "$BASE-root" >/dev/null
-mkdir -p "$W/basectx"
-cp -a "$WHEELS" "$W/basectx/wheels"
-printf '[global]\nno-index = true\nfind-links = /wheels\n' >"$W/basectx/pip.conf"
-printf 'FROM %s\nCOPY wheels /wheels\nCOPY pip.conf /etc/pip.conf\n' "$BASE-root" |
-  docker build --network none -t "$BASE" -f - "$W/basectx" >"$W/base.log" 2>&1 ||
-  { tail -20 "$W/base.log" >&2; fail "building the stand-in base failed"; }
-ok "$BASE (Python $(docker run --rm "$BASE" python -c 'import platform; print(platform.python_version())'))"
+  # Wheels keyed by what they were downloaded for: a changed pin downloads again.
+  key=$(cat "$REPO/requirements.txt" "$REPO/requirements-build.txt" | sha256sum | cut -c1-16)
+  wheels="$CACHE/wheels-py$pyv-$key"
+  if [ ! -d "$wheels" ]; then
+    say "downloading the pinned wheels for Python $pyv"
+    "$PY" -m pip download -q --disable-pip-version-check --only-binary=:all: \
+      --python-version "$pyv" --implementation cp --platform manylinux2014_x86_64 \
+      --platform manylinux_2_28_x86_64 \
+      -r "$REPO/requirements.txt" -r "$REPO/requirements-build.txt" -d "$wheels.tmp" 2>"$W/pip.log" ||
+      { tail -20 "$W/pip.log" >&2; fail "pip download failed"; }
+    mv "$wheels.tmp" "$wheels"
+  fi
+
+  say "importing the stand-in base image $BASE"
+  docker import --change 'ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' "$rootfs_tar" "$BASE-root" >/dev/null
+  mkdir -p "$W/basectx"
+  cp -a "$wheels" "$W/basectx/wheels"
+  printf '[global]\nno-index = true\nfind-links = /wheels\n' >"$W/basectx/pip.conf"
+  printf 'FROM %s\nCOPY wheels /wheels\nCOPY pip.conf /etc/pip.conf\n' "$BASE-root" |
+    docker build --network none -t "$BASE" -f - "$W/basectx" >"$W/base.log" 2>&1 ||
+    { tail -20 "$W/base.log" >&2; fail "building the stand-in base failed"; }
+  ok "$BASE (Python $(docker run --rm "$BASE" python -c 'import platform; print(platform.python_version())'))"
+}
 
 # --- 3. the real Dockerfile ---------------------------------------------------------------------
 
-say "docker build --network none --build-arg BASE_IMAGE=$BASE -t $IMAGE ."
+if [ "$MODE" = standin ]; then
+  start_dockerd
+  standin_base
+  BUILD_ARGS=(--network none --build-arg "BASE_IMAGE=$BASE")
+else
+  ok "using the running Docker engine $(docker version --format '{{.Server.Version}}') and the Dockerfile's base"
+  BUILD_ARGS=()
+fi
+say "docker build ${BUILD_ARGS[*]} -t $IMAGE ."
 BUILD_STARTED=$SECONDS
-docker build --network none --build-arg "BASE_IMAGE=$BASE" -t "$IMAGE" "$REPO" >"$W/build.log" 2>&1 ||
+docker build "${BUILD_ARGS[@]}" -t "$IMAGE" "$REPO" >"$W/build.log" 2>&1 ||
   { tail -30 "$W/build.log" >&2; fail "docker build failed (log above)"; }
 ok "built in $((SECONDS - BUILD_STARTED)) s; $(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}')"
 
@@ -211,7 +244,7 @@ expect "PYTHONPATH cannot reach the atlas-ci script" 0 '^atlas-ci [0-9]' -- -e P
 
 say "Jenkins: docker.image().inside = run -u uid cat, then docker exec"
 JWS="$W/jenkins-ws"
-mkdir -p "$JWS" && chown 1234:1234 "$JWS"
+mkdir -p "$JWS" && chmod 777 "$JWS" # writable by the agent's uid, with or without root here
 CID=$(docker run -t -d -u 1234:1234 -w "$JWS" -v "$JWS:$JWS" "$IMAGE" cat)
 docker exec "$CID" sh -c 'atlas-ci --version && echo "HOME=$HOME uid=$(id -u)"' >"$W/out" 2>&1 ||
   { cat "$W/out" >&2; fail "docker exec in the cat container"; }
@@ -245,7 +278,7 @@ ok "mask first, ::error:: annotation, error summary, exit 2 (root, /github mount
 # --- 5. uploads against a real registry (once the core and the registry are merged) ---------------
 
 core_ready() {
-  (cd "$REPO" && python3 -c 'import atlas_ci.upload, atlas_ci.manifest, atlas_ci.archive, atlas_ci.plan, atlas_ci.registry.serve') 2>/dev/null
+  (cd "$REPO" && "$PY" -c 'import atlas_ci.upload, atlas_ci.manifest, atlas_ci.archive, atlas_ci.plan, atlas_ci.registry.serve') 2>/dev/null
 }
 if [ "$UPLOAD" = auto ]; then core_ready && UPLOAD=1 || UPLOAD=0; fi
 if [ "$UPLOAD" != 1 ]; then
@@ -257,7 +290,7 @@ core_ready || fail "UPLOAD=1 but the upload core or the registry is missing from
 
 say "uploads to atlas-ci serve on 127.0.0.1"
 TOKEN="tok-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
-(cd "$REPO" && exec python3 -m atlas_ci serve --host 127.0.0.1 --port 0 --data "$W/registry" \
+(cd "$REPO" && exec "$PY" -m atlas_ci serve --host 127.0.0.1 --port 0 --data "$W/registry" \
   "--token=$TOKEN" >"$W/registry.url" 2>"$W/registry.log") &
 REGISTRY_PID=$!
 for _ in $(seq 1 100); do [ -s "$W/registry.url" ] && break; sleep 0.1; done
@@ -266,7 +299,7 @@ case "$URL" in http://*) ok "registry at $URL" ;; *) cat "$W/registry.log" >&2; 
 
 # A Packer run's output in the workspace: a small gzip'd tar .box and its manifest.
 mkdir -p "$WS/output-vbox"
-python3 - "$WS" <<'EOF'
+"$PY" - "$WS" <<'EOF'
 import gzip, io, json, os, sys, tarfile
 ws = sys.argv[1]
 raw = io.BytesIO()
@@ -280,7 +313,9 @@ build = {"name": "web", "builder_type": "virtualbox-iso", "build_time": 17000000
 json.dump({"builds": [build], "last_run_uuid": "r1"}, open(f"{ws}/packer-manifest.json", "w"))
 EOF
 SHA=$(sha256sum "$WS/output-vbox/web.box" | cut -d' ' -f1)
-chown -R 1234:1234 "$WS"
+# Owned as on a CI host (not by root), readable and writable by the uid-1234 run below.
+if [ "$(id -u)" = 0 ]; then chown -R 1234:1234 "$WS"; fi
+chmod -R a+rwX "$WS"
 : >"$FC/output"
 
 github_run -e "INPUT_TOKEN=$TOKEN" -e INPUT_ARTIFACT=acme/web -e "INPUT_ATLAS_URL=$URL" \
