@@ -221,7 +221,7 @@ def summary_markdown(result: Result) -> str:
     if result.dry_run:
         lines.append("Nothing was created: the token, the inputs and the files were checked.")
     elif result.id is not None:
-        lines.append(f"Latest: {_code(result.id)}")
+        lines.append(f"Output id: {_code(result.id)} (the last build's version)")
     lines.append("")
     return redact("\n".join(lines))
 

@@ -294,7 +294,7 @@ def test_summary_table_has_one_row_per_build() -> None:
     )
     worker = next(line for line in lines if line.startswith("| worker "))
     assert worker == "| worker | acme/web | amazon.ami | 7 | no file |  | 0.2 s |  |"
-    assert "Latest: <code>acme/web/amazon.ami/7</code>" in text
+    assert "Output id: <code>acme/web/amazon.ami/7</code>" in text
 
 
 def test_summary_of_a_dry_run_says_nothing_was_created() -> None:
