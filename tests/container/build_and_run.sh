@@ -236,6 +236,10 @@ expect "uid 1234 with no HOME: atlas-ci --version" 0 '^atlas-ci [0-9]' -- -u 123
 # shellcheck disable=SC2016 # expanded by the container's sh, not here
 expect "GitLab without entrypoint [\"\"]: sh -c passes through" 0 '^gitlab [0-9]' -- "$IMAGE" sh -c 'echo gitlab $(atlas-ci --version | cut -d" " -f2)'
 
+# shellcheck disable=SC2016 # expanded by the container's sh, not here
+expect "bytecode compiled at build time; setuptools gone" 0 '^compiled, no setuptools$' -- --entrypoint sh "$IMAGE" -c \
+  'python -I -B -c "import atlas_ci.action, importlib.util as u; assert u.find_spec(\"setuptools\") is None; print(atlas_ci.action.__cached__)" | xargs test -f && echo "compiled, no setuptools"'
+
 mkdir -p "$W/evil/atlas_ci" "$W/evil/yaml"
 echo 'raise SystemExit("HIJACKED by PYTHONPATH")' | tee "$W/evil/atlas_ci/__init__.py" >"$W/evil/yaml/__init__.py"
 expect "control: the hostile PYTHONPATH does hijack a plain python" 1 'HIJACKED' -- -e PYTHONPATH=/evil -v "$W/evil:/evil:ro" --entrypoint /usr/local/bin/python "$IMAGE" -c 'import atlas_ci'
