@@ -55,7 +55,7 @@ esac
 # --- 1. tools and a private Docker engine ------------------------------------------------------
 
 missing=""
-command -v dockerd >/dev/null || missing="docker.io"
+command -v dockerd >/dev/null || missing=" docker.io"
 command -v debootstrap >/dev/null || missing="$missing debootstrap"
 if [ "$MODE" = standin ] && [ -n "$missing" ]; then
   say "installing$missing"
