@@ -33,6 +33,15 @@ def cli(reg: RegistryProcess, args: list[str], cwd: Path, **env: str) -> dict[st
     return parsed
 
 
+def search(reg: RegistryProcess, cwd: Path, slug: str, atype: str, *extra: str) -> list[Any]:
+    """``atlas-ci search --json``; the versions found ([] when none matched: exit 5)."""
+    args = ["search", "--artifact", slug, "--artifact-type", atype, "--json"]
+    proc = run_cli([*args, "--atlas-url", reg.url, *extra], cwd, {"ATLAS_TOKEN": reg.token})
+    assert proc.returncode in (0, 5), proc.stderr
+    versions: list[Any] = json.loads(proc.stdout)["versions"] if proc.stdout else []
+    return versions
+
+
 def download(reg: RegistryProcess, slug_type: str, version: int | None = None) -> bytes:
     tail = f"{version}/file" if version is not None else "file"
     resp = requests.get(
@@ -86,24 +95,9 @@ def test_four_artifact_kinds_in_one_run(registry: RegistryProcess, tmp_path: Pat
     with tarfile.open(fileobj=io.BytesIO(vm_bytes), mode="r:gz") as tf:
         assert tf.getnames() == ["disk.vmdk", "sub", "sub/n.txt", "vm.vmx"]
 
-    found = run_cli(
-        [
-            "search",
-            "--artifact",
-            "acme/ami",
-            "--artifact-type",
-            "amazon.ami",
-            "--metadata",
-            "region.us-west-2=ami-2222",
-            "--json",
-            "--atlas-url",
-            registry.url,
-        ],
-        tmp_path,
-        {"ATLAS_TOKEN": registry.token},
+    versions = search(
+        registry, tmp_path, "acme/ami", "amazon.ami", "--metadata", "region.us-west-2=ami-2222"
     )
-    assert found.returncode == 0, found.stderr
-    versions = json.loads(found.stdout)["versions"]
     assert [v["version"] for v in versions] == [1]
     assert versions[0]["metadata"] == {
         "region.us-east-1": "ami-1111",
@@ -127,26 +121,17 @@ def test_all_builds_of_the_last_run_one_version_each(
     assert [(b["build"], b["version"]) for b in out["builds"]] == [("one", 1), ("two", 2)]
     assert out["version"] == 2
     for provider, version in (("virtualbox", 1), ("libvirt", 2)):
-        proc = run_cli(
-            [
-                "search",
-                "--artifact",
-                "acme/boxes",
-                "--artifact-type",
-                "vagrant.box",
-                "--metadata",
-                f"provider={provider}",
-                "--build",
-                "7",
-                "--json",
-                "--atlas-url",
-                registry.url,
-            ],
+        found = search(
+            registry,
             tmp_path,
-            {"ATLAS_TOKEN": registry.token},
+            "acme/boxes",
+            "vagrant.box",
+            "--metadata",
+            f"provider={provider}",
+            "--build",
+            "7",
         )
-        assert proc.returncode == 0, proc.stderr
-        assert [v["version"] for v in json.loads(proc.stdout)["versions"]] == [version]
+        assert [v["version"] for v in found] == [version]
 
 
 def test_search_by_version_any_and_number(registry: RegistryProcess, tmp_path: Path) -> None:
@@ -154,29 +139,13 @@ def test_search_by_version_any_and_number(registry: RegistryProcess, tmp_path: P
     for _ in range(3):
         cli(registry, ["upload", "--artifact", "acme/web"], tmp_path)
 
-    def search(*extra: str) -> list[int]:
-        proc = run_cli(
-            [
-                "search",
-                "--artifact",
-                "acme/web",
-                "--artifact-type",
-                "amazon.ami",
-                "--json",
-                "--atlas-url",
-                registry.url,
-                *extra,
-            ],
-            tmp_path,
-            {"ATLAS_TOKEN": registry.token},
-        )
-        assert proc.returncode in (0, 5), proc.stderr
-        return [v["version"] for v in json.loads(proc.stdout)["versions"]] if proc.stdout else []
+    def numbers(*extra: str) -> list[int]:
+        return [v["version"] for v in search(registry, tmp_path, "acme/web", "amazon.ami", *extra)]
 
-    assert search() == [3]
-    assert sorted(search("--version", "any")) == [1, 2, 3]
-    assert search("--version", "2") == [2]
-    assert search("--version", "9") == []
+    assert numbers() == [3]
+    assert sorted(numbers("--version", "any")) == [1, 2, 3]
+    assert numbers("--version", "2") == [2]
+    assert numbers("--version", "9") == []
 
 
 def test_dry_run_creates_nothing(registry: RegistryProcess, tmp_path: Path) -> None:
