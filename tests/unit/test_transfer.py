@@ -23,6 +23,7 @@ import requests
 import requests.adapters
 
 from atlas_ci import USER_AGENT, transfer
+from atlas_ci.digest import FileDigest
 from atlas_ci.errors import InputFileError
 from atlas_ci.transfer import put_file
 
@@ -294,6 +295,27 @@ def test_a_second_call_sends_the_whole_file_again(
     assert first.sha256 == second.sha256
     assert [r.sha256 for r in sink.received] == [first.sha256, second.sha256]
     assert all(r.size == size for r in sink.received)
+
+
+def test_a_digest_started_earlier_is_used_and_survives_a_retry(
+    sink: Sink, session: requests.Session, tmp_path: Path
+) -> None:
+    size = 2 * (1 << 20) + 5
+    path = _file(tmp_path, size)
+    digest = FileDigest.start(path, size)
+    expected = hashlib.sha256(path.read_bytes()).hexdigest()
+    for _ in range(2):
+        outcome = put_file(
+            f"{sink.base}/b",
+            path,
+            size,
+            session=session,
+            verify=True,
+            timeout=TIMEOUT,
+            digest=digest,
+        )
+        assert outcome.sha256 == expected
+    assert [r.sha256 for r in sink.received] == [expected, expected]
 
 
 @pytest.mark.parametrize("route", ["sendfile", "requests"])
