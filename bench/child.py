@@ -3,7 +3,10 @@
 Each prints one JSON line; ``seconds`` is the time inside the library call (the process's
 own wall time and peak RSS are measured by the parent).
 
-    child.py put URL PATH SIZE hash|nohash [CAFILE]
+    child.py put URL PATH SIZE hash|nohash|early [CAFILE]
+
+``early`` starts the hash (atlas_ci.digest) first thing, before requests is imported, as
+the upload command can: the imports then overlap the hash instead of adding to it.
     child.py sha256 PATH
     child.py archive OUT DIR NAME...
 """
@@ -19,6 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def put(url: str, path: str, size: str, hashing: str, cafile: str = "") -> dict[str, object]:
+    digest = None
+    if hashing == "early":
+        from atlas_ci.digest import FileDigest
+
+        digest = FileDigest.start(path, int(size))
+
     import requests
 
     from atlas_ci.transfer import put_file
@@ -33,7 +42,8 @@ def put(url: str, path: str, size: str, hashing: str, cafile: str = "") -> dict[
         session=session,
         verify=cafile or True,
         timeout=(10.0, 120.0),
-        hash_file=hashing == "hash",
+        hash_file=hashing != "nohash",
+        digest=digest,
     )
     seconds = time.perf_counter() - started
     if outcome.response.status != 201 or outcome.size != int(size):
