@@ -63,10 +63,6 @@ PROGRESS_EVERY = 64 << 20
 BODY_KEEP = 64 << 10
 _SENDFILE_MAX = 1 << 30  # Linux moves at most ~2 GiB per sendfile call anyway
 
-# requests' adapter before anything (a test's mock, say) patched it: only this one is
-# bypassed by the sendfile path.
-_PLAIN_SEND = requests.adapters.HTTPAdapter.send
-
 
 @dataclass(frozen=True)
 class PutResponse:
@@ -221,8 +217,13 @@ def _sendfile_usable(target: _Target, session: requests.Session, proxy: str | No
         return False
     if not hasattr(os, "sendfile"):
         return False
-    adapter = session.get_adapter(target.url)
-    return type(adapter).send is _PLAIN_SEND
+    # Only requests' own adapter is bypassed: not one the caller mounted with a send of
+    # its own, nor one a test library (responses, say) patched, even after this import.
+    send = type(session.get_adapter(target.url)).send
+    return (
+        getattr(send, "__module__", None) == "requests.adapters"
+        and getattr(send, "__qualname__", None) == "HTTPAdapter.send"
+    )
 
 
 def _put_sendfile(

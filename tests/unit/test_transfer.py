@@ -504,3 +504,23 @@ def test_a_256_mib_upload_never_holds_the_body_in_memory(
     growth_mib = (report["after_kib"] - report["before_kib"]) / 1024
     print(f"peak RSS growth {growth_mib:.1f} MiB")
     assert growth_mib < 64, f"peak RSS grew by {growth_mib:.0f} MiB during the upload"
+
+
+def test_a_patched_adapter_keeps_the_put_inside_requests(
+    session: requests.Session, tmp_path: Path
+) -> None:
+    import responses
+
+    path = _file(tmp_path, 100)
+    with responses.RequestsMock() as mock:
+        mock.put("http://upload.test/blob?sig=1", status=201)
+        outcome = put_file(
+            "http://upload.test/blob?sig=1",
+            path,
+            100,
+            session=session,
+            verify=True,
+            timeout=TIMEOUT,
+        )
+        assert outcome.response.status == 201
+        assert mock.calls[0].request.headers["Content-Length"] == "100"
