@@ -517,7 +517,7 @@ class Bench:
                 "start-up: `python -m atlas_ci upload --help` vs `python -c pass`",
                 f"{ours * 1000:.0f} ms",
                 f"{base * 1000:.0f} ms",
-                f"+{(ours - base) * 1000:.0f} ms",
+                f"{(ours - base) * 1000:+.0f} ms",
                 "<= +100 ms",
                 verdict(ours - base <= 0.1),
                 f"{runs} runs each; measures whatever the CLI on this checkout does for --help",
