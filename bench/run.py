@@ -687,6 +687,13 @@ PENDING: list[tuple[str, str, str]] = []
 # -- main -----------------------------------------------------------------------------
 
 
+def _loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
 def machine() -> str:
     cpu = "unknown"
     try:
@@ -725,6 +732,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     tools = ensure_tools()
+    load_before = _loadavg()
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="atlas-bench-"))
     nginx: Nginx | None = None
@@ -777,7 +785,11 @@ def main(argv: list[str] | None = None) -> int:
         "after every run); TLS, nginx (`return 201`, body read and discarded; curl's "
         "`size_upload` and put_file's sent count checked every run). Files come from the "
         "page cache.\n\n"
-        "## Machine\n\n" + machine() + "\n## Results\n\n" + report.markdown()
+        "## Machine\n\n"
+        + machine()
+        + f"- load average (1/5/15 min) before: {load_before}, after: {_loadavg()}\n"
+        + "\n## Results\n\n"
+        + report.markdown()
     )
     if args.quick:
         text_out = text_out.replace(
