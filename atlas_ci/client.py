@@ -20,6 +20,7 @@ from atlas_ci import USER_AGENT
 from atlas_ci.errors import (
     AtlasCIError,
     AuthError,
+    InputFileError,
     RegistryRefused,
     RegistryUnavailable,
 )
@@ -36,7 +37,20 @@ class NotFound(RegistryRefused):
 
 
 class Ambiguous(RegistryUnavailable):
-    """A non-replayable request failed in a way that leaves unknown whether it was processed."""
+    """A non-replayable request failed in a way that leaves unknown whether it was processed.
+
+    ``reason`` is the short cause (``500 Internal Server Error``, ``connection reset``) for
+    the retry line; ``unreadable`` when the registry said 2xx but its answer was unusable.
+    """
+
+    def __init__(self, message: str, hint: str = "", *, reason: str, unreadable: bool = False):
+        super().__init__(message, hint)
+        self.reason = reason
+        self.unreadable = unreadable
+
+
+class UploadConflict(RegistryRefused):
+    """409 to the file PUT: the registry says the file is already there."""
 
 
 @dataclass(frozen=True)
@@ -144,26 +158,49 @@ class AtlasClient:
         return body
 
     def create_artifact(self, user: str, name: str) -> bool:
-        """Create ``user/name`` if missing; True if this call created it."""
+        """Create ``user/name`` if missing; True if this call created it.
+
+        The POST is not replayed blindly: after a failure that may or may not have been
+        processed, the artifact GET decides, and only a confirmed absence sends it again.
+        """
         if self.get_artifact(user, name) is not None:
             return False
         self._log(f"Creating artifact: {user}/{name}")
         payload = {"artifact": {"username": user, "name": name}}
-        try:
-            self._call(
-                "POST",
-                self.settings.endpoint("artifacts"),
-                body=payload,
-                what="artifact creation",
-                replayable=False,
-            )
-        except (RegistryRefused, Ambiguous):
-            # A parallel job may have won the race, or our own first try went through:
-            # ask the API instead of reading error text.
-            if self.get_artifact(user, name) is not None:
-                return False
-            raise
-        return True
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                resp = self._call(
+                    "POST",
+                    self.settings.endpoint("artifacts"),
+                    body=payload,
+                    what="artifact creation",
+                    replayable=False,
+                )
+                if isinstance(_first_json_or_none(resp.content), dict):
+                    return True
+                # A 2xx we cannot read (a proxy's page?): as unknown as a lost answer.
+                raise Ambiguous(
+                    f"the registry's answer to the artifact creation is not JSON "
+                    f"({resp.status_code})",
+                    "check that atlas_url points at an Atlas-compatible registry",
+                    reason="answer not JSON",
+                    unreadable=True,
+                )
+            except RegistryRefused:
+                # A parallel job may have won the race: ask the API, not the error text.
+                if self.get_artifact(user, name) is not None:
+                    return False
+                raise
+            except Ambiguous as exc:
+                if self.get_artifact(user, name) is not None:
+                    return False  # our own request went through
+                if attempt > self.policy.retries:
+                    if exc.unreadable:
+                        raise RegistryRefused(exc.message, exc.hint) from None
+                    raise
+                self._retry_line("artifact creation", f"{exc.reason}; not created", attempt, None)
 
     def create_version(
         self, user: str, name: str, artifact_type: str, body: Mapping[str, Any], *, file: bool
@@ -171,7 +208,14 @@ class AtlasClient:
         """``POST /api/v1/artifacts/{user}/{name}/{type}``: never sent twice on a guess."""
         url = self.settings.endpoint("artifacts", user, name, artifact_type)
         resp = self._call("POST", url, body=body, what="version creation", replayable=False)
-        return parse_version(self._json(resp, "version creation"), file=file)
+        try:
+            return parse_version(self._json(resp, "version creation"), file=file)
+        except RegistryRefused as exc:
+            # 2xx: the registry says it created a version we cannot use; the caller looks
+            # for it rather than posting a second one.
+            raise Ambiguous(
+                exc.message, exc.hint, reason="answer not usable", unreadable=True
+            ) from None
 
     def search(
         self, user: str, name: str, artifact_type: str, params: Mapping[str, str]
@@ -189,6 +233,10 @@ class AtlasClient:
                 "the registry's search answer has no list of versions",
                 "check that atlas_url points at an Atlas-compatible registry",
             )
+        for v in versions:
+            upload_path = v.get("upload_path")
+            if isinstance(upload_path, str) and upload_path:
+                register(upload_path)  # a pending version's upload URL is a credential
         return SearchAnswer(versions, body.get("pending_listed") is True)
 
     def upload(
@@ -220,7 +268,10 @@ class AtlasClient:
                 )
             except (requests.RequestException, OSError) as exc:
                 if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
-                    raise
+                    raise InputFileError(
+                        f"cannot read the file to upload: {exc.strerror or type(exc).__name__}",
+                        "the archive must stay in place until the upload ends; re-run",
+                    ) from None
                 reason = _describe_transport(exc)
                 if attempt <= self.policy.retries:
                     self._retry_line("file upload", reason, attempt, None)
@@ -240,6 +291,12 @@ class AtlasClient:
                     outcome.response.headers.get("Retry-After"),
                 )
                 continue
+            if status == 409:
+                raise UploadConflict(
+                    "the upload URL answered 409: the registry already holds a file for "
+                    "this version",
+                    "a re-run creates a new version",
+                )
             if 300 <= status < 400:
                 raise RegistryRefused(
                     f"the upload URL answered {status} (a redirect), which is not followed "
@@ -283,11 +340,11 @@ class AtlasClient:
                 if (replayable or not sent) and attempt <= self.policy.retries:
                     self._retry_line(what, reason, attempt, None)
                     continue
-                cls = Ambiguous if (sent and not replayable) else RegistryUnavailable
-                raise cls(
-                    f"{what} failed: {reason} ({redact_url(url)}, {attempt} tries)",
-                    "check that the registry is up and reachable, then re-run",
-                ) from None
+                message = f"{what} failed: {reason} ({redact_url(url)}, {attempt} tries)"
+                hint = "check that the registry is up and reachable, then re-run"
+                if sent and not replayable:
+                    raise Ambiguous(message, hint, reason=reason) from None
+                raise RegistryUnavailable(message, hint) from None
             status = resp.status_code
             if 200 <= status < 300:
                 return resp
@@ -303,6 +360,7 @@ class AtlasClient:
                         f"{what} failed: {status} {resp.reason}; the registry may or may not "
                         "have processed it",
                         "check the registry before re-running",
+                        reason=f"{status} {resp.reason}",
                     )
             raise self._status_error(status, resp.reason, resp.content, what)
 
@@ -352,6 +410,10 @@ class AtlasClient:
         parts = urlsplit(url)
         return (parts.scheme, parts.hostname, parts.port) == self._origin
 
+    def retry_line(self, what: str, reason: str, attempt: int) -> None:
+        """Log why ``what`` is tried again and when, then wait (for the flow's own retries)."""
+        self._retry_line(what, reason, attempt, None)
+
     def _retry_line(self, what: str, reason: str, attempt: int, retry_after: str | None) -> None:
         wait = self.policy.delay(attempt, retry_after)
         self._log(f"{what} failed ({reason}); retry {attempt}/{self.policy.retries} in {wait:.1f}s")
@@ -383,12 +445,24 @@ class AtlasClient:
                 f"the registry refused the {what}: {detail}",
                 "fix what the registry names and re-run",
             )
+        if status == 429:
+            return RegistryUnavailable(
+                f"the registry kept refusing the {what} as too many requests (429)",
+                "the registry is rate limiting; try again later or raise --retries/--max-wait",
+            )
         if status >= 500:
             return RegistryUnavailable(
                 f"the registry failed the {what}: {status} {reason}",
                 "the registry is failing; try again later",
             )
         return RegistryRefused(f"{what}: {status} {reason}", "see the registry's documentation")
+
+
+def _first_json_or_none(content: bytes) -> Any:
+    try:
+        return first_json(content)
+    except ValueError:
+        return None
 
 
 def _errors_text(content: bytes) -> str:

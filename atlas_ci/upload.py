@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from atlas_ci import archive, manifest, plan
-from atlas_ci.errors import AtlasCIError, ConfigError, Interrupted, RegistryUnavailable
+from atlas_ci.errors import (
+    AtlasCIError,
+    ConfigError,
+    Interrupted,
+    RegistryRefused,
+    RegistryUnavailable,
+)
 from atlas_ci.manifest import Artifact
 from atlas_ci.progress import Progress, human_bytes
 from atlas_ci.result import BuildResult, FileInfo, Result
@@ -161,22 +167,28 @@ def create_version_once(
     """The version POST, which is not idempotent: never sent a second time on a guess.
 
     Before it, remember the newest version; after a failure that leaves unknown whether the
-    registry acted (reset or timeout after sending, 500/502/504), look for a version newer
-    than that with the same id and metadata and adopt it.
+    registry acted (reset or timeout after sending, 500/502/504, a 2xx we cannot read), look
+    for a version newer than that with the same id and metadata. Exactly one: adopt it.
+    None, and the registry listed every version (pending ones too): nothing was created,
+    so the POST may go again (within ``--retries``). Otherwise stop and say what may exist.
     """
     from atlas_ci.client import Ambiguous, Version
 
+    slug = f"{settings.artifact}/{job.artifact_type}"
     try:
         baseline = _latest_number(api, settings, job.artifact_type)
     except AtlasCIError:
         baseline = None  # a registry without search: adoption will not be possible
-    try:
-        return api.create_version(
-            settings.user, settings.name, job.artifact_type, body, file=has_file
-        )
-    except Ambiguous as exc:
-        slug = f"{settings.artifact}/{job.artifact_type}"
-        say(f"Version creation for {slug} failed ambiguously; checking what the registry holds")
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return api.create_version(
+                settings.user, settings.name, job.artifact_type, body, file=has_file
+            )
+        except Ambiguous as exc:
+            failure = exc
+        say(f"Version creation for {slug} failed ({failure.reason}); checking the registry")
         try:
             found = api.search(
                 settings.user,
@@ -190,31 +202,126 @@ def create_version_once(
             v
             for v in (found.versions if found else [])
             if isinstance(v.get("version"), int)
+            and not isinstance(v.get("version"), bool)
             and v["version"] > (baseline or 0)
             and v.get("id", "") == job.artifact.id
             and (v.get("metadata") or None) == (job.metadata or None)
         ]
         # A version with a file can only be finished if the registry hands its upload_path
         # back (ours does for the token holder when asked for pending versions).
-        adoptable = [v for v in newer if not has_file or isinstance(v.get("upload_path"), str)]
+        adoptable = [
+            v
+            for v in newer
+            if not has_file
+            or (v.get("state") == "pending" and isinstance(v.get("upload_path"), str))
+        ]
         if found is not None and baseline is not None and len(newer) == 1 and adoptable:
             v = adoptable[0]
             say(f"Adopting {slug} version {v['version']}, created by the failed request")
             return Version(version=v["version"], upload_path=v.get("upload_path"), raw=v)
         complete = found is not None and (found.pending_listed or not has_file)
         if complete and baseline is not None and not newer:
-            # The registry lists every version and none is new: the POST did not happen.
+            # The registry lists every version and none is ours: the POST did not happen,
+            # so sending it again cannot make a second version.
+            if attempt <= api.policy.retries:
+                api.retry_line("version creation", f"{failure.reason}; not created", attempt)
+                continue
             raise RegistryUnavailable(
-                f"{exc.message}; the registry holds no new version of {slug}",
+                f"{failure.message}; the registry holds no new version of {slug}",
                 "nothing was created; re-run when the registry is healthy",
             ) from None
         since = f"newer than version {baseline}" if baseline is not None else "new"
-        raise RegistryUnavailable(
-            f"{exc.message}; a {since} version of {slug} with id {job.artifact.id!r} may "
+        cls = RegistryRefused if failure.unreadable else RegistryUnavailable
+        raise cls(
+            f"{failure.message}; a {since} version of {slug} with id {job.artifact.id!r} may "
             "exist and the registry cannot tell",
             f"check with: atlas-ci search --artifact {settings.artifact} --artifact-type "
-            f"{job.artifact_type} --version any, before re-running",
+            f"{job.artifact_type} --version any --pending, before re-running",
         ) from None
+
+
+def confirm_file(
+    settings: Settings, api: Any, job: Job, number: int, sha256: str, say: Log
+) -> str | None:
+    """What the registry says of version ``number``'s file: ``ready``, ``pending`` or None.
+
+    None when it cannot tell (no search, no state). A ready file whose sha256 the registry
+    reports and that differs from ``sha256`` is an error: the stored file is not ours.
+    """
+    try:
+        found = api.search(
+            settings.user,
+            settings.name,
+            job.artifact_type,
+            {"version": str(number), "include_pending": "1"},
+        )
+    except AtlasCIError:
+        return None
+    if found is None:
+        return None
+    listed = [v for v in found.versions if v.get("version") == number]
+    if len(listed) != 1:
+        return None
+    v = listed[0]
+    state = v.get("state")
+    if state is None and not found.pending_listed:
+        state = "ready"  # a plain search lists only versions whose file is there
+    if state not in ("ready", "pending"):
+        return None
+    stored = v.get("sha256")
+    if state == "ready" and isinstance(stored, str) and stored and stored != sha256:
+        raise RegistryRefused(
+            f"the registry holds a file for {settings.artifact}/{job.artifact_type} version "
+            f"{number} with sha256 {stored}, not the {sha256} uploaded",
+            "the file was changed on the way; re-run to upload a new version",
+        )
+    return str(state)
+
+
+def put_confirmed(
+    settings: Settings,
+    api: Any,
+    job: Job,
+    version: Any,
+    payload: Any,
+    progress: Any,
+    say: Log,
+) -> str:
+    """PUT the file, then ask the registry whether it holds it; returns the sha256 sent.
+
+    A 2xx the registry did not act on (it still waits for the file) is sent again; a
+    failure after which the registry holds our file (a try that went through but whose
+    answer was lost) is a success.
+    """
+    from atlas_ci.client import UploadConflict
+
+    slug = f"{settings.artifact}/{job.artifact_type}"
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            sha = api.upload(version.upload_path, payload.path, payload.size, progress=progress)
+        except (UploadConflict, RegistryUnavailable) as exc:
+            local = sha256_of(payload.path)
+            if confirm_file(settings, api, job, version.version, local, say) == "ready":
+                say(
+                    f"The registry holds the file of {slug} version {version.version}: "
+                    "an earlier try went through"
+                )
+                return local
+            raise exc from None
+        if sha is None:
+            sha = sha256_of(payload.path)
+        state = confirm_file(settings, api, job, version.version, sha, say)
+        if state != "pending":
+            return str(sha)
+        if attempt > api.policy.retries:
+            raise RegistryUnavailable(
+                f"the file upload of {slug} version {version.version} was answered with "
+                "success but the registry never stored the file",
+                "the version stays pending; check what sits between you and the registry",
+            )
+        api.retry_line("file upload", "answered, but the registry has no file", attempt)
 
 
 class _State:
@@ -222,6 +329,7 @@ class _State:
 
     def __init__(self) -> None:
         self.created_artifact = False
+        self.creating: str | None = None
         self.pending: str | None = None
         self.done: list[str] = []
 
@@ -229,6 +337,12 @@ class _State:
         parts = []
         if self.done:
             parts.append("uploaded: " + ", ".join(self.done))
+        if self.creating:
+            parts.append(
+                f"a version of {self.creating} may have been created (its request was in "
+                f"flight); see atlas-ci search --artifact {settings.artifact} --artifact-type "
+                f"{self.creating.rsplit('/', 1)[1]} --version any --pending"
+            )
         if self.pending:
             parts.append(f"{self.pending} was created but its file did not arrive (pending)")
         if not parts:
@@ -268,15 +382,15 @@ def _one(
     body = version_body(settings, job, payload is not None)
     if payload is not None:
         say(f"Uploading artifact {slug} ({payload.size} bytes)")
+    state.creating = slug
     version = create_version_once(settings, api, job, body, payload is not None, say)
+    state.creating = None
     if payload is not None:
         state.pending = f"{slug} version {version.version}"
         assert version.upload_path is not None
         progress = Progress(payload.size, say, interactive=interactive)
         put_started = time.monotonic()
-        sha = api.upload(version.upload_path, payload.path, payload.size, progress=progress)
-        if sha is None:
-            sha = sha256_of(payload.path)
+        sha = put_confirmed(settings, api, job, version, payload, progress, say)
         seconds = max(time.monotonic() - put_started, 1e-9)
         file_info = FileInfo(size=payload.size, sha256=sha)
         rate = human_bytes(payload.size / seconds)
