@@ -197,9 +197,12 @@ class AtlasClient:
                 if self.get_artifact(user, name) is not None:
                     return False  # our own request went through
                 if attempt > self.policy.retries:
-                    if exc.unreadable:
-                        raise RegistryRefused(exc.message, exc.hint) from None
-                    raise
+                    cls = RegistryRefused if exc.unreadable else RegistryUnavailable
+                    raise cls(
+                        f"artifact creation failed ({exc.reason}) {_tries(attempt)}; the "
+                        f"registry holds no artifact {user}/{name}",
+                        exc.hint if exc.unreadable else "nothing was created; re-run later",
+                    ) from None
                 self._retry_line("artifact creation", f"{exc.reason}; not created", attempt, None)
 
     def create_version(
@@ -277,7 +280,7 @@ class AtlasClient:
                     self._retry_line("file upload", reason, attempt, None)
                     continue
                 raise RegistryUnavailable(
-                    f"file upload failed: {reason} (after {attempt} tries)",
+                    f"file upload failed: {reason} (after {_tries(attempt)})",
                     "the version stays pending; check the network and re-run",
                 ) from None
             status = outcome.response.status
@@ -340,7 +343,7 @@ class AtlasClient:
                 if (replayable or not sent) and attempt <= self.policy.retries:
                     self._retry_line(what, reason, attempt, None)
                     continue
-                message = f"{what} failed: {reason} ({redact_url(url)}, {attempt} tries)"
+                message = f"{what} failed: {reason} ({redact_url(url)}, {_tries(attempt)})"
                 hint = "check that the registry is up and reachable, then re-run"
                 if sent and not replayable:
                     raise Ambiguous(message, hint, reason=reason) from None
@@ -456,6 +459,10 @@ class AtlasClient:
                 "the registry is failing; try again later",
             )
         return RegistryRefused(f"{what}: {status} {reason}", "see the registry's documentation")
+
+
+def _tries(n: int) -> str:
+    return "1 try" if n == 1 else f"{n} tries"
 
 
 def _first_json_or_none(content: bytes) -> Any:

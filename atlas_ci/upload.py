@@ -227,7 +227,8 @@ def create_version_once(
                 api.retry_line("version creation", f"{failure.reason}; not created", attempt)
                 continue
             raise RegistryUnavailable(
-                f"{failure.message}; the registry holds no new version of {slug}",
+                f"version creation failed ({failure.reason}) {attempt} times; the registry "
+                f"holds no new version of {slug}",
                 "nothing was created; re-run when the registry is healthy",
             ) from None
         since = f"newer than version {baseline}" if baseline is not None else "new"

@@ -149,3 +149,55 @@ def test_fault_cell(
     assert [v["state"] for v in found if v["version"] == number] == ["ready"]
     if sha is not None:
         assert file_sha256(registry, slug, number) == sha
+
+
+# Faults that do not go away within --retries: (rules, exit code, words of the one error line).
+PERSISTENT = {
+    "registry-down": ([("authenticate", "503")], 6, "the registry failed the token check: 503"),
+    "rate-limited": ([("artifact_get", "429")], 6, "too many requests (429)"),
+    "artifact-post-502": ([("artifact_post", "502")], 6, "holds no artifact matrix/persistent"),
+    "version-post-500": ([("version_post", "500")], 6, "holds no new version"),
+    "put-cut": ([("put", "cut")], 6, "file upload failed: connection reset"),
+    "version-lost-no-search": (
+        [("version_post", "reset_after"), ("baseline_search", "500")],
+        6,
+        "may exist and the registry cannot tell",
+    ),
+    "version-unreadable-no-search": (
+        [("version_post", "malformed_after"), ("baseline_search", "503")],
+        5,
+        "may exist and the registry cannot tell",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(PERSISTENT))
+def test_persistent_fault_ends_in_its_documented_error_and_a_rerun_finishes(
+    stack: tuple[RegistryProcess, FaultProxy], tmp_path: Path, case: str
+) -> None:
+    registry, proxy = stack
+    proxy.clear()
+    rules, code, words = PERSISTENT[case]
+    name = f"persistent-{case}"
+    _, sha = box_build(tmp_path, "web", 256 * 1024, seed=zlib.crc32(name.encode()))
+    slug = f"matrix/{name}/vagrant.box"
+    for call, fault in rules:
+        method, path = CALLS[call]
+        proxy.add(method, path, FAULTS[fault], occurrences=None)
+
+    first = _upload(proxy, tmp_path, f"matrix/{name}")
+    assert first.code == code, first.stderr
+    [line] = first.error_lines()
+    assert words in line, line
+    assert "Traceback" not in first.stderr
+    retries = [x for x in first.stderr.splitlines() if "; retry " in x]
+    assert all(" in 0.0s" in x and "failed (" in x for x in retries), retries
+    assert len(retries) <= 3 * (len(rules) + 2)  # bounded by --retries 3 per request
+    assert not any(v["state"] == "ready" for v in versions(registry, slug))
+
+    proxy.clear()
+    again = _upload(proxy, tmp_path, f"matrix/{name}")
+    assert again.code == 0, again.stderr
+    found = versions(registry, slug)
+    assert [v["state"] for v in found].count("ready") == 1, found
+    assert file_sha256(registry, slug, again.result["version"]) == sha
