@@ -160,6 +160,9 @@ class RegistryHandler(BaseHTTPRequestHandler):
 
     server: RegistryServer
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle on, a keep-alive client's
+    # delayed ACK holds the body back ~40 ms on every response.
+    disable_nagle_algorithm = True
     server_version = f"atlas-ci-registry/{__version__}"
 
     def version_string(self) -> str:
