@@ -50,7 +50,23 @@ class Ambiguous(RegistryUnavailable):
 
 
 class UploadConflict(RegistryRefused):
-    """409 to the file PUT: the registry says the file is already there."""
+    """409 to the file PUT: the registry says the file is already there.
+
+    ``after_retry``: an earlier try of this run sent the whole file and lost its answer,
+    so the file there is most likely ours.
+    """
+
+    def __init__(self, message: str, hint: str = "", *, after_retry: bool = False):
+        super().__init__(message, hint)
+        self.after_retry = after_retry
+
+
+class UploadFailed(RegistryUnavailable):
+    """The file PUT kept failing; ``maybe_delivered`` if a try may have stored it anyway."""
+
+    def __init__(self, message: str, hint: str = "", *, maybe_delivered: bool = False):
+        super().__init__(message, hint)
+        self.maybe_delivered = maybe_delivered
 
 
 @dataclass(frozen=True)
@@ -256,9 +272,20 @@ class AtlasClient:
         """
         from atlas_ci import transfer
 
+        sent = [0]
+
+        def counted(n: int) -> None:
+            sent[0] = n
+            if progress is not None:
+                progress(n)
+
+        # Whether some try may have left the whole file with the registry (its answer lost):
+        # then "the version stays pending" would be a guess, and the caller asks instead.
+        maybe_delivered = False
         attempt = 0
         while True:
             attempt += 1
+            sent[0] = 0
             try:
                 outcome = transfer.put_file(
                     upload_path,
@@ -267,7 +294,7 @@ class AtlasClient:
                     session=self.session,
                     verify=self.settings.verify,
                     timeout=self.settings.timeout,
-                    progress=progress,
+                    progress=counted,
                 )
             except (requests.RequestException, OSError) as exc:
                 if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
@@ -276,29 +303,40 @@ class AtlasClient:
                         "the archive must stay in place until the upload ends; re-run",
                     ) from None
                 reason = _describe_transport(exc)
+                maybe_delivered |= sent[0] >= size and _transport_was_sent(exc)
                 if attempt <= self.policy.retries:
                     self._retry_line("file upload", reason, attempt, None)
                     continue
-                raise RegistryUnavailable(
+                raise UploadFailed(
                     f"file upload failed: {reason} (after {_tries(attempt)})",
                     "the version stays pending; check the network and re-run",
+                    maybe_delivered=maybe_delivered,
                 ) from None
             status = outcome.response.status
             if 200 <= status < 300:
                 return outcome.sha256
-            if status in RETRY_STATUSES and attempt <= self.policy.retries:
-                self._retry_line(
-                    "file upload",
-                    f"{status} {outcome.response.reason}",
-                    attempt,
-                    outcome.response.headers.get("Retry-After"),
+            if status in RETRY_STATUSES:
+                maybe_delivered |= status not in NOT_PROCESSED_STATUSES
+                if attempt <= self.policy.retries:
+                    self._retry_line(
+                        "file upload",
+                        f"{status} {outcome.response.reason}",
+                        attempt,
+                        outcome.response.headers.get("Retry-After"),
+                    )
+                    continue
+                raise UploadFailed(
+                    f"the file upload failed: {status} {outcome.response.reason} "
+                    f"(after {_tries(attempt)})",
+                    "the version stays pending; try again later",
+                    maybe_delivered=maybe_delivered,
                 )
-                continue
             if status == 409:
                 raise UploadConflict(
                     "the upload URL answered 409: the registry already holds a file for "
                     "this version",
-                    "a re-run creates a new version",
+                    "look at the version with atlas-ci search before re-running",
+                    after_retry=attempt > 1,
                 )
             if 300 <= status < 400:
                 raise RegistryRefused(

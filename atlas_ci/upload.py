@@ -241,14 +241,27 @@ def create_version_once(
         ) from None
 
 
-def confirm_file(
-    settings: Settings, api: Any, job: Job, number: int, sha256: str, say: Log
-) -> str | None:
-    """What the registry says of version ``number``'s file: ``ready``, ``pending`` or None.
+def confirm_file(settings: Settings, api: Any, job: Job, number: int, sha256: str, say: Log) -> str:
+    """What the registry says of version ``number``'s file.
 
-    None when it cannot tell (no search, no state). A ready file whose sha256 the registry
-    reports and that differs from ``sha256`` is an error: the stored file is not ours.
+    ``ready`` or ``pending``; ``unsupported`` when the registry has no way to say (no search,
+    a plain search that does not list the version); ``unknown`` when asking kept failing
+    (an unusable answer is asked again up to ``--retries`` times). A ready file whose
+    sha256 the registry reports and that differs from ``sha256`` is an error: the stored
+    file is not ours.
     """
+    attempt = 0
+    while True:
+        attempt += 1
+        state = _file_state(settings, api, job, number, sha256)
+        if state == "failing":
+            return "unknown"
+        if state != "unknown" or attempt > api.policy.retries:
+            return state
+        api.retry_line(f"checking the file of version {number}", "no usable answer", attempt)
+
+
+def _file_state(settings: Settings, api: Any, job: Job, number: int, sha256: str) -> str:
     try:
         found = api.search(
             settings.user,
@@ -256,19 +269,23 @@ def confirm_file(
             job.artifact_type,
             {"version": str(number), "include_pending": "1"},
         )
+    except RegistryUnavailable:
+        return "failing"  # the search already used up its retries
     except AtlasCIError:
-        return None
+        return "unknown"
     if found is None:
-        return None
+        return "unsupported"
     listed = [v for v in found.versions if v.get("version") == number]
     if len(listed) != 1:
-        return None
+        # A registry that lists pending versions must list ours; a plain one hides it
+        # until its file is there, which is what we are asking.
+        return "unknown" if found.pending_listed else "unsupported"
     v = listed[0]
     state = v.get("state")
     if state is None and not found.pending_listed:
         state = "ready"  # a plain search lists only versions whose file is there
     if state not in ("ready", "pending"):
-        return None
+        return "unknown"
     stored = v.get("sha256")
     if state == "ready" and isinstance(stored, str) and stored and stored != sha256:
         raise RegistryRefused(
@@ -294,35 +311,62 @@ def put_confirmed(
     failure after which the registry holds our file (a try that went through but whose
     answer was lost) is a success.
     """
-    from atlas_ci.client import UploadConflict
+    from atlas_ci.client import UploadConflict, UploadFailed
 
-    slug = f"{settings.artifact}/{job.artifact_type}"
+    slug = f"{settings.artifact}/{job.artifact_type} version {version.version}"
     attempt = 0
     while True:
         attempt += 1
         try:
             sha = api.upload(version.upload_path, payload.path, payload.size, progress=progress)
-        except (UploadConflict, RegistryUnavailable) as exc:
+        except (UploadConflict, UploadFailed) as exc:
             local = sha256_of(payload.path)
-            if confirm_file(settings, api, job, version.version, local, say) == "ready":
+            state = confirm_file(settings, api, job, version.version, local, say)
+            if state == "ready":
+                say(f"The registry holds the file of {slug}: an earlier try went through")
+                return local
+            if state == "pending":
+                raise exc from None  # it did not arrive: "stays pending" is the truth
+            if isinstance(exc, UploadConflict) and exc.after_retry:
+                # Only this run has the upload URL, and the registry keeps no partial file:
+                # the 409 says one of our whole tries was stored.
                 say(
-                    f"The registry holds the file of {slug} version {version.version}: "
-                    "an earlier try went through"
+                    f"The registry says the file of {slug} arrived with an earlier try (409); "
+                    "it cannot confirm the checksum"
                 )
                 return local
+            if isinstance(exc, UploadConflict) or exc.maybe_delivered:
+                raise type(exc)(
+                    f"{exc.message}; the file of {slug} may have arrived and the registry "
+                    "cannot tell",
+                    _check_hint(settings, job, version.version),
+                ) from None
             raise exc from None
         if sha is None:
             sha = sha256_of(payload.path)
         state = confirm_file(settings, api, job, version.version, sha, say)
-        if state != "pending":
+        if state in ("ready", "unsupported"):
             return str(sha)
+        if state == "unknown":
+            raise RegistryUnavailable(
+                f"the file upload of {slug} was answered with success but the registry could "
+                "not confirm it holds the file",
+                _check_hint(settings, job, version.version),
+            )
         if attempt > api.policy.retries:
             raise RegistryUnavailable(
-                f"the file upload of {slug} version {version.version} was answered with "
-                "success but the registry never stored the file",
+                f"the file upload of {slug} was answered with success but the registry "
+                "never stored the file",
                 "the version stays pending; check what sits between you and the registry",
             )
         api.retry_line("file upload", "answered, but the registry has no file", attempt)
+
+
+def _check_hint(settings: Settings, job: Job, number: int) -> str:
+    return (
+        f"check with: atlas-ci search --artifact {settings.artifact} --artifact-type "
+        f"{job.artifact_type} --version {number} --pending, before re-running"
+    )
 
 
 class _State:

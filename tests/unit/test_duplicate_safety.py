@@ -248,3 +248,45 @@ def test_file_gone_before_the_put_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputFileError) as err:
         client([]).upload(UPLOAD, tmp_path / "gone.box", 3)
     assert err.value.exit_code == 3
+
+
+@responses.activate
+def test_put_409_after_a_lost_answer_is_ours_even_when_the_registry_cannot_confirm(
+    tmp_path: Path,
+) -> None:
+    responses.put(UPLOAD, body=requests.ConnectionError("Connection reset by peer"))
+    responses.put(UPLOAD, status=409)
+    responses.get(SEARCH, status=503)
+    lines: list[str] = []
+    api = client(lines)
+    v = Version(version=4, upload_path=UPLOAD, raw={})
+    data = b"whole file"
+    assert put_confirmed(api.settings, api, job(), v, _payload(tmp_path, data), None, lines.append)
+    assert any("arrived with an earlier try (409)" in line for line in lines)
+
+
+@responses.activate
+def test_put_failing_after_whole_tries_says_the_file_may_have_arrived(tmp_path: Path) -> None:
+    responses.put(UPLOAD, status=502)
+    responses.get(SEARCH, status=404)
+    api = client([])
+    v = Version(version=4, upload_path=UPLOAD, raw={})
+    with pytest.raises(RegistryUnavailable) as err:
+        put_confirmed(api.settings, api, job(), v, _payload(tmp_path, b"abc"), None, print)
+    line = err.value.one_line()
+    assert "may have arrived" in line and "--version 4 --pending" in line
+    assert "presigned" not in line
+
+
+@responses.activate
+def test_put_that_never_reached_the_registry_says_the_version_stays_pending(
+    tmp_path: Path,
+) -> None:
+    responses.put(UPLOAD, status=503)
+    responses.get(SEARCH, status=404)
+    api = client([])
+    v = Version(version=4, upload_path=UPLOAD, raw={})
+    with pytest.raises(RegistryUnavailable) as err:
+        put_confirmed(api.settings, api, job(), v, _payload(tmp_path, b"abc"), None, print)
+    assert "stays pending" in err.value.one_line()
+
