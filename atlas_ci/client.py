@@ -20,6 +20,7 @@ from atlas_ci import USER_AGENT
 from atlas_ci.errors import (
     AtlasCIError,
     AuthError,
+    ConfigError,
     InputFileError,
     RegistryRefused,
     RegistryUnavailable,
@@ -150,6 +151,7 @@ class AtlasClient:
         self._debug = debug or (lambda _line: None)
         base = urlsplit(settings.atlas_url)
         self._origin = (base.scheme, base.hostname, base.port)
+        self._verify = tls_verify_argument(settings.verify)
 
     # --- the calls ------------------------------------------------------------------
 
@@ -292,7 +294,7 @@ class AtlasClient:
                     path,
                     size,
                     session=self.session,
-                    verify=self.settings.verify,
+                    verify=self._verify,
                     timeout=self.settings.timeout,
                     progress=counted,
                 )
@@ -427,7 +429,7 @@ class AtlasClient:
                 headers=send_headers,
                 params=params,
                 timeout=self.settings.timeout,
-                verify=self.settings.verify,
+                verify=self._verify,
                 allow_redirects=False,
             )
             self._debug(f"{method} {redact_url(url)} -> {resp.status_code}")
@@ -497,6 +499,53 @@ class AtlasClient:
                 "the registry is failing; try again later",
             )
         return RegistryRefused(f"{what}: {status} {reason}", "see the registry's documentation")
+
+
+_CA_BUNDLES: dict[str, str] = {}
+
+
+def tls_verify_argument(verify: bool | str) -> bool | str:
+    """What requests needs for ``verify``: a CA directory becomes one bundle file.
+
+    OpenSSL reads a CA directory only through hash-named links (``c_rehash``); Go's
+    ``ATLAS_CAPATH``, which users bring along, took every PEM file in it. The bundle is a
+    private temp file removed at exit. ``False`` also silences urllib3's per-request
+    warning: the run already warned once, in one line.
+    """
+    if verify is False:
+        import warnings
+
+        from urllib3.exceptions import InsecureRequestWarning
+
+        warnings.filterwarnings("ignore", category=InsecureRequestWarning)
+        return False
+    if not isinstance(verify, str) or not Path(verify).is_dir():
+        return verify
+    if verify in _CA_BUNDLES:
+        return _CA_BUNDLES[verify]
+    import atexit
+    import os
+    import tempfile
+
+    pems = []
+    for entry in sorted(Path(verify).iterdir()):
+        try:
+            text = entry.read_text("ascii", errors="replace") if entry.is_file() else ""
+        except OSError:
+            continue
+        if "-----BEGIN CERTIFICATE-----" in text:
+            pems.append(text.strip() + "\n")
+    if not pems:
+        raise ConfigError(
+            f"the CA directory {verify!r} holds no PEM certificate",
+            "put the registry's CA certificate (PEM) in it, or pass --ca-file",
+        )
+    fd, bundle = tempfile.mkstemp(prefix="atlas-ci-ca-", suffix=".pem")
+    with os.fdopen(fd, "w") as fh:
+        fh.write("".join(pems))
+    atexit.register(lambda: Path(bundle).unlink(missing_ok=True))
+    _CA_BUNDLES[verify] = bundle
+    return bundle
 
 
 def _tries(n: int) -> str:

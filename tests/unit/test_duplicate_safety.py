@@ -290,3 +290,21 @@ def test_put_that_never_reached_the_registry_says_the_version_stays_pending(
         put_confirmed(api.settings, api, job(), v, _payload(tmp_path, b"abc"), None, print)
     assert "stays pending" in err.value.one_line()
 
+
+def test_ca_directory_becomes_one_bundle_of_its_pem_files(tmp_path: Path) -> None:
+    from atlas_ci.client import tls_verify_argument
+    from atlas_ci.errors import ConfigError
+
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    (tmp_path / "a.pem").write_text(pem)
+    (tmp_path / "b.crt").write_text(pem.replace("MIIB", "MIIC"))
+    (tmp_path / "notes.txt").write_text("not a certificate")
+    bundle = tls_verify_argument(str(tmp_path))
+    assert isinstance(bundle, str) and bundle != str(tmp_path)
+    text = Path(bundle).read_text()
+    assert "MIIB" in text and "MIIC" in text and "not a certificate" not in text
+    assert tls_verify_argument(str(tmp_path / "a.pem")) == str(tmp_path / "a.pem")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConfigError, match="no PEM certificate"):
+        tls_verify_argument(str(empty))
