@@ -24,6 +24,9 @@ Faults (``Fault.kind``):
 - ``malformed_after``: forward, then replace the upstream's answer by a 2xx that is not JSON.
 - ``slow``: forward the body at ``rate`` bytes/s (a slow sink); ``proxy.slow_started`` is set
   once the first bytes went through.
+
+It also serves as ``HTTP_PROXY`` (absolute-form targets are forwarded to the upstream) and as
+``HTTPS_PROXY`` (``CONNECT`` to a 127.0.0.1 port is spliced through, untouched).
 """
 
 from __future__ import annotations
@@ -189,6 +192,9 @@ class _Handler(socketserver.BaseRequestHandler):
                 head = _read_head(reader)
                 if head is None:
                     return
+                if head[0].startswith(b"CONNECT "):
+                    self._tunnel(proxy, sock, head[0])
+                    return
                 try:
                     request = _Request(head[0], head[1], reader)
                 except ValueError:
@@ -204,6 +210,33 @@ class _Handler(socketserver.BaseRequestHandler):
             with contextlib.suppress(OSError):
                 sock.close()
             proxy._untrack(sock)
+
+    @staticmethod
+    def _tunnel(proxy: FaultProxy, sock: socket.socket, line: bytes) -> None:
+        """``CONNECT host:port`` (we are HTTPS_PROXY): splice bytes, 127.0.0.1 only."""
+        target = line.split(b" ")[1].decode("latin-1")
+        host, _, port = target.rpartition(":")
+        proxy._record_connect(target)
+        if host not in ("127.0.0.1", "localhost"):
+            sock.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+            return
+        up = socket.create_connection(("127.0.0.1", int(port)), timeout=30)
+        proxy._track(up)
+        sock.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+        def pump(src: socket.socket, dst: socket.socket) -> None:
+            with contextlib.suppress(OSError):
+                while chunk := src.recv(CHUNK):
+                    dst.sendall(chunk)
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+
+        back = threading.Thread(target=pump, args=(up, sock), daemon=True)
+        back.start()
+        pump(sock, up)
+        back.join(timeout=30)
+        up.close()
+        proxy._untrack(up)
 
     # One request; False when the client connection is finished.
     def _one(self, proxy: FaultProxy, sock: socket.socket, request: _Request) -> bool:
@@ -439,6 +472,10 @@ class FaultProxy:
                     dict(request.headers),
                 )
             )
+
+    def _record_connect(self, target: str) -> None:
+        with self._lock:
+            self.seen.append(Seen("CONNECT", target, None))
 
     def _scrape(self, body: bytes) -> None:
         # Upload URLs are credentials: remember every one handed out, for the leak checks.
