@@ -120,6 +120,8 @@ def test_fault_cell(
 
     first = _upload(proxy, tmp_path, f"{user}/{name}")
     assert rule.fired == 1, f"the fault never fired: {proxy.seen}"
+    for seen in proxy.seen:  # the token goes to the API only, never with the file
+        assert ("X-Atlas-Token" in seen.headers) == (seen.method != "PUT"), seen.target
     assert "Traceback" not in first.stderr
     assert TOKEN not in first.stderr + first.stdout
     for secret in proxy.upload_paths:
