@@ -1,55 +1,96 @@
-"""Stream a file to an upload URL with ``Content-Length`` set, hashing it on the way."""
+"""The file PUT to ``upload_path``: streamed, ``Content-Length`` framed, hashed on the way.
+
+Two ways to send, one result:
+
+* ``http://`` with no proxy, no credentials and requests' own adapter: the request head is
+  written on a plain socket and the body goes with ``os.sendfile`` (no copy through
+  Python), while a thread hashes the same file with SHA-256. The two overlap on two cores.
+* anything else (``https://``, a proxy, a mounted or mocked adapter): through the caller's
+  ``requests.Session``, with a body object that hands urllib3 1 MiB slices of an mmap
+  buffer (page aligned: reads into a misaligned buffer are several times slower), so
+  requests frames it with ``Content-Length`` and never chunks it. The hash runs in a
+  thread here too.
+
+Both read the file from offset 0 on every call, so a retry only has to call again. The
+file is never read whole.
+
+Errors. ``put_file`` raises only these, and none of their messages holds the URL's path or
+query string (a presigned URL carries a credential there):
+
+* ``requests.exceptions.ConnectTimeout`` - no connection within the connect timeout;
+* ``requests.exceptions.ReadTimeout`` - no progress sending, or no answer, within the read
+  timeout;
+* ``requests.exceptions.ConnectionError`` (and its ``SSLError`` / ``ProxyError``
+  subclasses) - refused, reset, closed without an answer, TLS failure, bad response;
+* ``requests.exceptions.InvalidURL`` - the URL cannot be sent to;
+* :class:`atlas_ci.errors.InputFileError` - the file cannot be opened, or its size is not
+  ``size``.
+
+A status that is not 2xx (3xx included: redirects are never followed on this write) is
+not an error here: it comes back in :class:`PutResponse` for the caller to judge.
+"""
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import http.client
+import io
+import mmap
+import os
+import select
+import socket
+import threading
+import time
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
 
 import requests
+import requests.adapters
+import requests.utils
+from requests.structures import CaseInsensitiveDict
 
 from atlas_ci import USER_AGENT
+from atlas_ci.errors import InputFileError
+
+__all__ = ["ProgressFn", "PutOutcome", "PutResponse", "put_file"]
 
 ProgressFn = Callable[[int], None]
-_BLOCK = 1 << 20
+"""Called with the cumulative number of body bytes sent, every 64 MiB or so and at the end."""
+
+CHUNK = 1 << 20
+PROGRESS_EVERY = 64 << 20
+BODY_KEEP = 64 << 10
+_SENDFILE_MAX = 1 << 30  # Linux moves at most ~2 GiB per sendfile call anyway
+
+# requests' adapter before anything (a test's mock, say) patched it: only this one is
+# bypassed by the sendfile path.
+_PLAIN_SEND = requests.adapters.HTTPAdapter.send
 
 
 @dataclass(frozen=True)
 class PutResponse:
+    """The server's answer to the PUT."""
+
     status: int
     reason: str
     headers: Mapping[str, str]
     body: bytes
+    """The start of the response body, at most 64 KiB."""
 
 
 @dataclass(frozen=True)
 class PutOutcome:
+    """What was sent and what came back."""
+
     response: PutResponse
     sha256: str | None
+    """Hex SHA-256 of the ``size`` bytes sent; ``None`` when hashing was off or the
+    server answered before the whole body was sent."""
     size: int
-
-
-class _Body:
-    """A sized, readable body: requests sends Content-Length, never chunked."""
-
-    def __init__(self, fh: BinaryIO, size: int, hasher: Any, progress: ProgressFn | None) -> None:
-        self._fh, self._size, self._hasher, self._progress = fh, size, hasher, progress
-        self._sent = 0
-
-    def __len__(self) -> int:
-        return self._size
-
-    def read(self, n: int = -1) -> bytes:
-        chunk = self._fh.read(_BLOCK)
-        if chunk:
-            self._sent += len(chunk)
-            if self._hasher is not None:
-                self._hasher.update(chunk)
-            if self._progress is not None:
-                self._progress(self._sent)
-        return chunk
+    """Body bytes actually sent (``size`` unless the server answered early)."""
 
 
 def put_file(
@@ -64,23 +105,450 @@ def put_file(
     progress: ProgressFn | None = None,
     proxies: Mapping[str, str] | None = None,
 ) -> PutOutcome:
-    """PUT ``path`` to ``url`` from offset 0; raises requests' exceptions on transport errors."""
-    hasher = hashlib.sha256() if hash_file else None
-    with open(path, "rb") as fh:
-        resp = session.request(
-            "PUT",
-            url,
-            data=_Body(fh, size, hasher, progress),
-            headers={"Content-Length": str(size), "User-Agent": USER_AGENT},
-            verify=verify,
-            timeout=timeout,
-            allow_redirects=False,
-            proxies=dict(proxies) if proxies else None,
+    """PUT the ``size`` bytes of ``path`` to ``url`` with ``Content-Length: size``.
+
+    No token, no ``Content-Type``, no chunking, no redirect followed. The URL's query
+    string is kept. See the module docstring for the exceptions raised.
+    """
+    target = _Target.parse(url)
+    env = session.merge_environment_settings(target.url, dict(proxies or {}), False, verify, None)
+    proxy = requests.utils.select_proxy(target.url, env["proxies"])
+    with _open_exact(path, size) as file:
+        hasher = _FileHasher(file, size) if hash_file else None
+        try:
+            if _sendfile_usable(target, session, proxy):
+                response, sent = _put_sendfile(target, file, size, timeout, progress)
+            else:
+                response, sent = _put_session(
+                    target, file, size, session, timeout, progress, env["verify"], proxy
+                )
+        except BaseException:
+            if hasher is not None:
+                hasher.cancel()
+            raise
+        if hasher is not None and sent < size:
+            hasher.cancel()  # the digest only stands for a body that went out whole
+            hasher = None
+        digest = hasher.result() if hasher is not None else None
+    return PutOutcome(response=response, sha256=digest, size=sent)
+
+
+# -- the URL ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Target:
+    url: str  # as requests normalises it (IDNA host, re-quoted path)
+    scheme: str
+    host: str
+    port: int
+    host_header: str
+    request_target: str  # path and query, sent as is
+    has_userinfo: bool
+
+    @classmethod
+    def parse(cls, url: str) -> _Target:
+        try:
+            prepared = requests.PreparedRequest()
+            prepared.prepare_url(url, None)
+            parts = urllib.parse.urlsplit(prepared.url or "")
+            port = parts.port
+            host = parts.hostname
+        except (requests.RequestException, ValueError):
+            raise requests.exceptions.InvalidURL(
+                "the upload URL is not an absolute http(s) URL"
+            ) from None
+        if parts.scheme not in ("http", "https") or not host:
+            raise requests.exceptions.InvalidURL("the upload URL is not an absolute http(s) URL")
+        default_port = 80 if parts.scheme == "http" else 443
+        shown_host = f"[{host}]" if ":" in host else host
+        host_header = shown_host if port in (None, default_port) else f"{shown_host}:{port}"
+        request_target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return cls(
+            url=prepared.url or "",
+            scheme=parts.scheme,
+            host=host,
+            port=port or default_port,
+            host_header=host_header,
+            request_target=request_target,
+            has_userinfo="@" in parts.netloc,
         )
-    return PutOutcome(
-        response=PutResponse(
-            resp.status_code, resp.reason, dict(resp.headers), resp.content[:65536]
+
+    @property
+    def where(self) -> str:
+        """Scheme, host and port: what an error message may say of the URL."""
+        return f"{self.scheme}://{self.host_header}"
+
+    def scrub(self, text: str) -> str:
+        """``text`` with the URL's path and query string cut out."""
+        for secret in (self.url, self.request_target, urllib.parse.unquote(self.request_target)):
+            if len(secret) > 1:
+                text = text.replace(secret, "/…")
+        return text
+
+
+# -- the file and its hash --------------------------------------------------------------
+
+
+def _open_exact(path: Path, size: int) -> io.FileIO:
+    """``path`` opened unbuffered, after checking it still holds ``size`` bytes."""
+    try:
+        file = io.FileIO(path, "r")
+    except OSError as e:
+        raise InputFileError(
+            f"cannot open {path} for upload: {e.strerror}", path=str(path)
+        ) from None
+    actual = os.fstat(file.fileno()).st_size
+    if actual != size:
+        file.close()
+        raise InputFileError(
+            f"{path} is {actual} bytes, not the {size} bytes measured before the upload",
+            hint="something changed the file; run again",
+            path=str(path),
+        )
+    return file
+
+
+class _FileHasher:
+    """SHA-256 of the first ``size`` bytes of an open file, computed in a thread.
+
+    It reads with ``preadv`` at explicit offsets, so it shares the sender's file (the
+    same inode, whatever happens to the path) without moving its offset.
+    """
+
+    def __init__(self, file: io.FileIO, size: int) -> None:
+        self._fd = file.fileno()
+        self._name = str(file.name)
+        self._size = size
+        self._stop = threading.Event()
+        self._digest = ""
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="atlas-ci-sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            digest = hashlib.sha256()
+            buf = mmap.mmap(-1, CHUNK)  # page aligned: see the module docstring
+            with memoryview(buf) as view:
+                offset = 0
+                while offset < self._size and not self._stop.is_set():
+                    n = _pread_into(self._fd, view[: min(CHUNK, self._size - offset)], offset)
+                    if not n:
+                        raise InputFileError(
+                            f"{self._name} got shorter during the upload", path=self._name
+                        )
+                    digest.update(view[:n])
+                    offset += n
+            buf.close()
+            self._digest = digest.hexdigest()
+        except BaseException as e:  # handed to the caller by result()
+            self._error = e
+
+    def result(self) -> str:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._digest
+
+    def cancel(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _pread_into(fd: int, view: memoryview, offset: int) -> int:
+    if hasattr(os, "preadv"):
+        return os.preadv(fd, [view], offset)
+    data = os.pread(fd, len(view), offset)
+    view[: len(data)] = data
+    return len(data)
+
+
+# -- the sendfile path ------------------------------------------------------------------
+
+
+def _sendfile_usable(target: _Target, session: requests.Session, proxy: str | None) -> bool:
+    if target.scheme != "http" or proxy or target.has_userinfo or session.auth is not None:
+        return False
+    if not hasattr(os, "sendfile"):
+        return False
+    adapter = session.get_adapter(target.url)
+    return type(adapter).send is _PLAIN_SEND
+
+
+def _put_sendfile(
+    target: _Target,
+    file: io.FileIO,
+    size: int,
+    timeout: tuple[float, float],
+    progress: ProgressFn | None,
+) -> tuple[PutResponse, int]:
+    connect_timeout, read_timeout = timeout
+    try:
+        sock = socket.create_connection((target.host, target.port), timeout=connect_timeout)
+    except TimeoutError:
+        raise requests.exceptions.ConnectTimeout(
+            f"no connection to {target.where} within {connect_timeout:g}s"
+        ) from None
+    except OSError as e:
+        raise requests.exceptions.ConnectionError(
+            f"cannot connect to {target.where}: {_os_reason(e)}"
+        ) from None
+    with sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        head = (
+            f"PUT {target.request_target} HTTP/1.1\r\n"
+            f"Host: {target.host_header}\r\n"
+            f"User-Agent: {USER_AGENT}\r\n"
+            f"Content-Length: {size}\r\n"
+            "Connection: close\r\n"
+            "\r\n"
+        ).encode("latin-1")
+        sent = 0
+        try:
+            sock.settimeout(read_timeout)
+            sock.sendall(head)
+            sent = _sendfile_body(sock, file, size, read_timeout, progress)
+        except (BrokenPipeError, ConnectionResetError):
+            # The server may have answered and hung up (a 413 or 401, say): read on.
+            pass
+        except TimeoutError:
+            raise requests.exceptions.ReadTimeout(
+                f"{target.where} took no upload data for {read_timeout:g}s"
+            ) from None
+        except OSError as e:
+            raise requests.exceptions.ConnectionError(
+                f"sending the upload to {target.where} failed: {_os_reason(e)}"
+            ) from None
+        if progress is not None and sent == size:
+            progress(sent)
+        return _read_response(sock, target, read_timeout, sent, size), sent
+
+
+def _sendfile_body(
+    sock: socket.socket,
+    file: io.FileIO,
+    size: int,
+    read_timeout: float,
+    progress: ProgressFn | None,
+) -> int:
+    """Send the body with sendfile; stop early if the server starts answering."""
+    sock.setblocking(False)
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLOUT | select.POLLIN)
+    wait_ms = max(1, int(read_timeout * 1000))
+    out_fd, in_fd = sock.fileno(), file.fileno()
+    offset = 0
+    next_report = PROGRESS_EVERY
+    try:
+        while offset < size:
+            try:
+                n = os.sendfile(out_fd, in_fd, offset, min(size - offset, _SENDFILE_MAX))
+            except BlockingIOError:
+                events = poller.poll(wait_ms)
+                if not events:
+                    raise TimeoutError(errno.ETIMEDOUT, "timed out") from None
+                if events[0][1] & (select.POLLIN | select.POLLHUP | select.POLLERR):
+                    verdict = _early_answer(sock)
+                    if verdict == "stop":
+                        break
+                    if verdict == "go on":
+                        # A server that said yes and reads on (nginx's `return 201`
+                        # discards the body): finish the body as curl does.
+                        poller.modify(sock.fileno(), select.POLLOUT)
+                continue
+            if n == 0:
+                raise InputFileError("the upload file got shorter during the upload")
+            offset += n
+            if progress is not None and offset >= next_report and offset < size:
+                progress(offset)
+                next_report = offset + PROGRESS_EVERY
+    finally:
+        sock.settimeout(read_timeout)
+    return offset
+
+
+def _early_answer(sock: socket.socket) -> str:
+    """What to do about bytes from the server before the body is all sent.
+
+    An error status or a closed connection means stop sending (RFC 9112 9.5: a client
+    should cease sending on an error answer); a 1xx or 2xx means go on.
+    """
+    try:
+        start = sock.recv(12, socket.MSG_PEEK)
+    except BlockingIOError:
+        return "wait"
+    except OSError:
+        return "stop"
+    if len(start) < 12:
+        if not start:
+            return "stop"
+        time.sleep(0.001)  # the status line is still on its way
+        return "wait"
+    code = start[9:12]
+    return "go on" if start.startswith(b"HTTP/") and code[:1] in (b"1", b"2") else "stop"
+
+
+def _read_response(
+    sock: socket.socket, target: _Target, read_timeout: float, sent: int, size: int
+) -> PutResponse:
+    response = http.client.HTTPResponse(sock, method="PUT")
+    try:
+        try:
+            response.begin()
+            body = response.read(BODY_KEEP) if response.status >= 200 else b""
+        finally:
+            response.close()
+    except TimeoutError:
+        raise requests.exceptions.ReadTimeout(
+            f"{target.where} did not answer the upload within {read_timeout:g}s"
+        ) from None
+    except (http.client.HTTPException, OSError) as e:
+        what = "closed the connection" if sent < size else "sent no valid answer"
+        detail = _os_reason(e) if isinstance(e, OSError) else type(e).__name__
+        raise requests.exceptions.ConnectionError(
+            f"{target.where} {what} after {sent} of {size} upload bytes ({detail})"
+        ) from None
+    headers: CaseInsensitiveDict[str] = CaseInsensitiveDict()
+    for key, value in response.getheaders():
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return PutResponse(status=response.status, reason=response.reason, headers=headers, body=body)
+
+
+def _os_reason(e: OSError) -> str:
+    if e.strerror:
+        return e.strerror
+    return str(e) or type(e).__name__
+
+
+# -- the requests path ------------------------------------------------------------------
+
+
+class _Body:
+    """A request body requests frames with Content-Length and urllib3 sends in 1 MiB writes.
+
+    It has ``__len__`` and ``read`` but no ``__iter__`` (which would make requests chunk
+    an empty body) and no ``fileno`` (which would make requests stat the file). ``read``
+    returns a view of an mmap buffer valid until the next call, at least 1 MiB at a time
+    whatever urllib3's block size. ``tell``/``seek`` let urllib3 rewind on its own retries.
+    """
+
+    def __init__(self, file: io.FileIO, size: int, progress: ProgressFn | None) -> None:
+        self._file = file
+        self._size = size
+        self._pos = 0
+        self._progress = progress
+        self._next_report = PROGRESS_EVERY
+        self._buf = mmap.mmap(-1, CHUNK)
+        self._view = memoryview(self._buf)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        if whence != 0:
+            raise OSError(errno.EINVAL, "only absolute seeks")
+        self._file.seek(pos)
+        self._pos = pos
+        self._next_report = pos + PROGRESS_EVERY
+        return pos
+
+    def read(self, n: int = -1) -> memoryview:
+        want = self._size - self._pos if n is None or n < 0 else max(n, CHUNK)
+        want = min(want, CHUNK, self._size - self._pos)
+        if want <= 0:
+            return self._view[:0]
+        got = self._file.readinto(self._view[:want])
+        if not got:
+            raise InputFileError("the upload file got shorter during the upload")
+        self._pos += got
+        if self._progress is not None and self._next_report <= self._pos < self._size:
+            self._progress(self._pos)
+            self._next_report = self._pos + PROGRESS_EVERY
+        return self._view[:got]
+
+    @property
+    def sent(self) -> int:
+        return self._pos
+
+
+def _put_session(
+    target: _Target,
+    file: io.FileIO,
+    size: int,
+    session: requests.Session,
+    timeout: tuple[float, float],
+    progress: ProgressFn | None,
+    verify: bool | str | None,
+    proxy: str | None,
+) -> tuple[PutResponse, int]:
+    body = _Body(file, size, progress)
+    # None drops a header the session would add: the token belongs to API calls only.
+    headers: dict[str, str | None] = {
+        "User-Agent": USER_AGENT,
+        "X-Atlas-Token": None,
+        "Content-Type": None,
+        "Accept-Encoding": "identity",
+    }
+    request = requests.Request("PUT", target.url, data=body, headers=headers)
+    try:
+        prepared = session.prepare_request(request)
+        if "Transfer-Encoding" in prepared.headers or (
+            prepared.headers.get("Content-Length") != str(size)
+        ):
+            raise AssertionError("requests did not frame the upload with Content-Length")
+        response = session.send(
+            prepared,
+            allow_redirects=False,
+            stream=True,
+            timeout=timeout,
+            verify=verify,
+            # requests would pick the same one again; passing only it keeps NO_PROXY's verdict
+            proxies={target.scheme: proxy} if proxy else {},
+            cert=session.cert,
+        )
+        with response:
+            kept = bytearray()
+            for piece in response.iter_content(BODY_KEEP):
+                kept += piece
+                if len(kept) >= BODY_KEEP:
+                    break
+    except requests.exceptions.RequestException as e:
+        raise _scrubbed(e, target) from None
+    sent = body.sent
+    if progress is not None and sent == size:
+        progress(sent)
+    return (
+        PutResponse(
+            status=response.status_code,
+            reason=response.reason or "",
+            headers=response.headers,
+            body=bytes(kept[:BODY_KEEP]),
         ),
-        sha256=hasher.hexdigest() if hasher is not None else None,
-        size=size,
+        sent,
     )
+
+
+def _scrubbed(e: requests.exceptions.RequestException, target: _Target) -> Exception:
+    """The same kind of requests error, with a message free of the URL's path and query."""
+    reason: object = e
+    # requests wraps urllib3's MaxRetryError, whose .reason is the actual failure.
+    while isinstance(reason, Exception) and reason.args:
+        inner = getattr(reason.args[0], "reason", None)
+        if inner is None or inner is reason:
+            break
+        reason = inner
+    text = target.scrub(str(reason))
+    if isinstance(e, requests.exceptions.ConnectTimeout):
+        message = f"no connection to {target.where} within the connect timeout"
+    elif isinstance(e, requests.exceptions.Timeout):
+        message = f"{target.where} timed out during the upload"
+    elif isinstance(e, requests.exceptions.ConnectionError):
+        message = f"the upload to {target.where} failed: {text}"
+    else:
+        message = f"the upload to {target.where} failed ({type(e).__name__})"
+    kind = type(e) if type(e).__module__.startswith("requests") else requests.ConnectionError
+    return kind(message)

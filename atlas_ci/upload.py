@@ -407,7 +407,11 @@ def _one(
 ) -> BuildResult:
     started = time.monotonic()
     slug = f"{settings.artifact}/{job.artifact_type}"
-    payload = archive.prepare_payload(job.artifact.files, tmp, level=6)
+    from atlas_ci.pgzip import open_gzip_writer
+
+    payload = archive.prepare_payload(
+        job.artifact.files, tmp, level=6, gzip_writer=open_gzip_writer
+    )
     file_info: FileInfo | None = None
     if settings.dry_run:
         if payload is not None:

@@ -60,8 +60,7 @@ def main() -> int:
                 "0",
                 "--data",
                 str(work / "registry"),
-                "--token",
-                token,
+                f"--token={token}",  # a urlsafe token may start with "-"
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -124,6 +123,8 @@ def main() -> int:
                 "demo/web",
                 "--artifact-type",
                 "vagrant.box",
+                "--atlas-url",
+                url,
                 "--metadata",
                 "provider=virtualbox",
                 "--json",

@@ -5,48 +5,23 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import os
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests import artifacts
+from tests.artifacts import write_manifest
 from tests.recording_server import Recorded, RecordingServer
 
 TOKEN = "wire-test-token-0123456789"
-RUN_UUID = "6f1c0000-0000-0000-0000-000000000001"
 
 
 def run_cli(
     args: list[str], cwd: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    full_env = {
-        "PATH": os.environ.get("PATH", ""),
-        "ATLAS_TOKEN": TOKEN,
-        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
-        **(env or {}),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "atlas_ci", *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def write_manifest(directory: Path, builds: list[dict[str, Any]]) -> Path:
-    for b in builds:
-        b.setdefault("packer_run_uuid", RUN_UUID)
-        b.setdefault("build_time", 1700000000)
-    path = directory / "packer-manifest.json"
-    path.write_text(json.dumps({"builds": builds, "last_run_uuid": RUN_UUID}))
-    return path
+    return artifacts.run_cli(args, cwd, {"ATLAS_TOKEN": TOKEN, **(env or {})})
 
 
 def api_calls(srv: RecordingServer) -> list[tuple[str, str]]:

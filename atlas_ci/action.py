@@ -1,0 +1,218 @@
+"""GitHub Action mode: the runner's ``INPUT_*`` variables onto the CLI's settings and flow.
+
+Nothing of the upload lives here. This maps inputs onto :class:`~atlas_ci.settings.Settings`
+under the CLI's own flag names, calls :func:`_upload` (the one coupling to the core), and
+turns the result into outputs and a job summary, or an error into an annotation, a summary
+section and the CLI's exit code. Everything goes to one stream (stdout), so ``::group::``
+folds and log lines cannot be reordered by the runner reading two pipes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TextIO
+
+from atlas_ci import __version__, github
+from atlas_ci.console import one_line
+from atlas_ci.errors import AtlasCIError, ConfigError, ExitCode, InputFileError
+from atlas_ci.redaction import redact_url, register
+from atlas_ci.result import Result
+from atlas_ci.settings import DEFAULT_MANIFEST, Settings, split_lines
+
+Log = Callable[[str], None]
+
+#: What the annotation's title says for each exit code.
+_TITLES = {
+    ExitCode.CONFIG: "configuration",
+    ExitCode.INPUT: "input file",
+    ExitCode.AUTH: "authentication failed",
+    ExitCode.REFUSED: "the registry refused the request",
+    ExitCode.UNAVAILABLE: "the registry is unavailable",
+    ExitCode.INTERRUPTED: "interrupted",
+    ExitCode.TERMINATED: "interrupted",
+    ExitCode.BUG: "internal error",
+}
+
+
+def read_input(environ: Mapping[str, str], name: str, *, strip: bool = True) -> str:
+    """An input's value, ``""`` when absent; ``INPUT_ARTIFACT_TYPE`` or ``INPUT_ARTIFACT-TYPE``."""
+    upper = name.upper().replace(" ", "_")
+    for candidate in (upper, upper.replace("_", "-")):
+        value = environ.get("INPUT_" + candidate)
+        if value:
+            return value.strip() if strip else value
+    return ""
+
+
+def token_of(environ: Mapping[str, str]) -> str:
+    """The ``token`` input, else ``ATLAS_TOKEN`` from the step's environment."""
+    return read_input(environ, "token") or environ.get("ATLAS_TOKEN", "").strip()
+
+
+def workspace_of(environ: Mapping[str, str]) -> Path:
+    """``$GITHUB_WORKSPACE`` (``/github/workspace`` in the container), else the cwd."""
+    return Path(environ.get("GITHUB_WORKSPACE") or os.getcwd())
+
+
+def settings_from_inputs(environ: Mapping[str, str]) -> Settings:
+    """Inputs onto the CLI's flag names; the token travels as ``ATLAS_TOKEN``, never a flag."""
+    artifact = read_input(environ, "artifact")
+    if not artifact:
+        raise ConfigError(
+            "the artifact input is not set",
+            "add `artifact: USER/NAME` under the step's `with:`",
+        )
+    workspace = workspace_of(environ)
+    manifest = read_input(environ, "manifest")
+    artifact_json = read_input(environ, "artifact_json")
+    if artifact_json and manifest and manifest != DEFAULT_MANIFEST:
+        raise ConfigError(
+            "both the manifest and the artifact_json inputs are set",
+            "set only one of them (artifact_json replaces the manifest)",
+        )
+    if artifact_json:
+        manifest = ""  # the input's default, overridden by artifact_json
+    flags: dict[str, object] = {
+        "artifact": artifact,
+        "artifact_type": read_input(environ, "artifact_type") or None,
+        "atlas_url": read_input(environ, "atlas_url") or None,
+        "metadata_pairs": [],
+        "metadata_text": read_input(environ, "metadata", strip=False) or None,
+        "manifest": str(workspace / manifest) if manifest else None,
+        "artifact_json": str(workspace / artifact_json) if artifact_json else None,
+        "builds": split_lines([read_input(environ, "build")]),
+        "dry_run": github.parse_bool("dry_run", read_input(environ, "dry_run") or "false"),
+        "no_token": False,
+        "ca_file": None,
+        "insecure": False,
+        "json": False,
+        "dotenv": None,
+        "workspace": workspace,
+        "allow_outside_workspace": False,
+    }
+    env = {k: v for k, v in environ.items() if k != "ATLAS_TOKEN"}
+    token = token_of(environ)
+    if token:
+        env["ATLAS_TOKEN"] = token
+    settings = Settings.from_sources(flags=flags, env=env)
+    if read_input(environ, "token"):
+        settings = dataclasses.replace(settings, sources={**settings.sources, "token": "input"})
+    return settings
+
+
+def outputs(result: Result) -> dict[str, str]:
+    """The action's outputs (``action.yml``); empty strings where a dry run created nothing."""
+    last = result.builds[-1]
+    return {
+        "version": "" if result.version is None else str(result.version),
+        "id": result.id or "",
+        "versions": json.dumps(result.versions(), separators=(",", ":")),
+        "file_sha256": last.file.sha256 if last.file else "",
+        "file_size": str(last.file.size) if last.file else "",
+    }
+
+
+def _upload(settings: Settings, log: Log, debug: Log) -> Result:
+    """The one call into the core."""
+    from atlas_ci.upload import run_upload
+
+    return run_upload(settings, log, debug=debug)
+
+
+def _relative_to(path: str, workspace: Path) -> str | None:
+    """A path as an annotation's ``file=`` wants it: relative to the workspace, or nothing."""
+    try:
+        return Path(path).resolve().relative_to(workspace.resolve()).as_posix()
+    except ValueError:
+        return None
+
+
+class _Stream:
+    """The one stream the action writes: workflow commands, log lines, debug lines."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def emit(self, line: str) -> None:
+        self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def log(self, line: str) -> None:
+        # one_line cuts secrets and line breaks; neutralise keeps a server's words from
+        # being read as a workflow command.
+        self.emit(github.neutralise(one_line(line)))
+
+    def debug(self, line: str) -> None:
+        self.emit(github.debug(one_line(line)))
+
+
+def run(environ: Mapping[str, str], *, stream: TextIO | None = None) -> int:
+    """Run the action from the runner's environment; return the exit code."""
+    out = _Stream(stream or sys.stdout)
+    token = token_of(environ)
+    # Before anything else is printed: once masked, the runner hides the token in every line.
+    for line in github.add_mask(token):
+        out.emit(line)
+    if token:
+        register(token)
+    summary = environ.get("GITHUB_STEP_SUMMARY")
+    from atlas_ci.cli import _on_sigterm
+
+    # As PID 1 in a container, Python would ignore SIGTERM without a handler.
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _run(environ, out, summary)
+    except AtlasCIError as exc:
+        path = exc.path if isinstance(exc, InputFileError) else None
+        file = _relative_to(path, workspace_of(environ)) if path else None
+        title = f"atlas-ci: {_TITLES.get(exc.exit_code, 'failed')}"
+        out.emit(github.error(exc.one_line(), title=title, file=file))
+        if summary:
+            github.write_error_summary(summary, exc.message, exc.hint)
+        return int(exc.exit_code)
+    except KeyboardInterrupt as exc:
+        signum = int(getattr(exc, "signum", signal.SIGINT))
+        out.emit(github.error(f"interrupted by signal {signum}", title="atlas-ci: interrupted"))
+        return 128 + signum
+    except Exception as exc:  # the one place a bug becomes an annotation
+        message = (
+            f"internal error ({type(exc).__name__}); this is a bug in atlas-ci, please report it "
+            "with the log of a re-run with debug logging on"
+        )
+        out.emit(github.error(message, title=f"atlas-ci: {_TITLES[ExitCode.BUG]}"))
+        import traceback
+
+        for line in traceback.format_exc().splitlines():
+            out.debug(line)
+        return int(ExitCode.BUG)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(environ: Mapping[str, str], out: _Stream, summary: str | None) -> int:
+    settings = settings_from_inputs(environ)
+    if settings.verify is False:
+        out.emit(github.warning("TLS certificate verification is off (ATLAS_TLS_NOVERIFY)"))
+    title = f"atlas-ci {__version__}: {settings.artifact} to {redact_url(settings.atlas_url)}"
+    with github.group(title, out.stream):
+        for line in settings.describe_sources():
+            # Settings calls flags and inputs alike "flag"; here they are inputs.
+            out.debug("setting " + line.replace(" from flag", " from input"))
+        result = _upload(settings, out.log, out.debug)
+    values = outputs(result)
+    output_file = environ.get("GITHUB_OUTPUT")
+    if output_file:
+        github.write_outputs(output_file, values)
+    else:
+        out.emit(github.warning("GITHUB_OUTPUT is not set: the step's outputs cannot be written"))
+    if summary:
+        github.write_summary(summary, result)
+    for name, value in values.items():
+        out.log(f"output {name}={value}")
+    return int(ExitCode.OK)

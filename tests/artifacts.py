@@ -1,0 +1,101 @@
+"""Packer-like build outputs made at test time: manifests, boxes, exports, VM directories."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from typing import Any
+
+RUN_UUID = "6f1c0000-0000-0000-0000-000000000001"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``python -m atlas_ci ARGS`` in ``cwd`` with a minimal environment plus ``env``."""
+    full_env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": str(ROOT),
+        **(env or {}),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "atlas_ci", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def write_manifest(directory: Path, builds: list[dict[str, Any]]) -> Path:
+    """A ``packer-manifest.json`` whose builds all belong to the last run."""
+    for b in builds:
+        b.setdefault("packer_run_uuid", RUN_UUID)
+        b.setdefault("build_time", 1700000000)
+    path = directory / "packer-manifest.json"
+    path.write_text(json.dumps({"builds": builds, "last_run_uuid": RUN_UUID}))
+    return path
+
+
+def _tar_bytes(entries: dict[str, bytes]) -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tf:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return raw.getvalue()
+
+
+def make_box(path: Path, provider: str = "virtualbox", disk: int = 64 * 1024) -> Path:
+    """A gzip'd tar like a Vagrant box (uploaded as is)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = json.dumps({"provider": provider}).encode()
+    tar = _tar_bytes({"metadata.json": meta, "box-disk001.vmdk": os.urandom(disk)})
+    path.write_bytes(gzip.compress(tar, compresslevel=6, mtime=0))
+    return path
+
+
+def make_export(path: Path) -> Path:
+    """A plain tar like the docker builder's ``export.tar`` (wrapped in a tar.gz)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(_tar_bytes({"etc/hostname": b"web\n", "bin/app": os.urandom(4096)}))
+    return path
+
+
+def make_vm_dir(directory: Path) -> list[str]:
+    """A VMware-like output directory; returns the names the manifest lists."""
+    (directory / "sub").mkdir(parents=True)
+    (directory / "vm.vmx").write_text("config")
+    (directory / "disk.vmdk").write_bytes(os.urandom(8192))
+    (directory / "sub" / "n.txt").write_text("note")
+    (directory / "unlisted.log").write_text("left out")
+    base = directory.name
+    return [f"{base}/vm.vmx", f"{base}/disk.vmdk", f"{base}/sub/n.txt"]
+
+
+def amazon_build(name: str = "web") -> dict[str, Any]:
+    return {
+        "name": name,
+        "builder_type": "amazon-ebs",
+        "files": None,
+        "artifact_id": "us-east-1:ami-1111,us-west-2:ami-2222",
+    }
+
+
+def file_build(name: str, builder: str, artifact_id: str, files: list[str]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "builder_type": builder,
+        "artifact_id": artifact_id,
+        "files": [{"name": f, "size": 0} for f in files],
+    }
