@@ -105,6 +105,7 @@ def _transport_was_sent(exc: BaseException) -> bool:
             "NameResolutionError",
             "Failed to establish a new connection",
             "ConnectTimeoutError",
+            "cannot connect to",  # transfer's own sendfile path
         )
         return not any(marker in text for marker in never_sent)
     return True
@@ -274,20 +275,14 @@ class AtlasClient:
         """
         from atlas_ci import transfer
 
-        sent = [0]
-
-        def counted(n: int) -> None:
-            sent[0] = n
-            if progress is not None:
-                progress(n)
-
         # Whether some try may have left the whole file with the registry (its answer lost):
         # then "the version stays pending" would be a guess, and the caller asks instead.
+        # Progress is reported too sparsely to tell a cut body from a lost answer, so any
+        # failure after the connection was made counts.
         maybe_delivered = False
         attempt = 0
         while True:
             attempt += 1
-            sent[0] = 0
             try:
                 outcome = transfer.put_file(
                     upload_path,
@@ -296,7 +291,7 @@ class AtlasClient:
                     session=self.session,
                     verify=self._verify,
                     timeout=self.settings.timeout,
-                    progress=counted,
+                    progress=progress,
                 )
             except (requests.RequestException, OSError) as exc:
                 if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
@@ -305,7 +300,7 @@ class AtlasClient:
                         "the archive must stay in place until the upload ends; re-run",
                     ) from None
                 reason = _describe_transport(exc)
-                maybe_delivered |= sent[0] >= size and _transport_was_sent(exc)
+                maybe_delivered |= _transport_was_sent(exc)
                 if attempt <= self.policy.retries:
                     self._retry_line("file upload", reason, attempt, None)
                     continue
