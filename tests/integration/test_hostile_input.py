@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,7 +22,7 @@ import requests
 
 from tests.faults import FaultProxy
 from tests.registry_proc import RegistryProcess
-from tests.upload_harness import RUN_UUID, Outcome, make_box, run_upload_subprocess
+from tests.upload_harness import REPO_ROOT, RUN_UUID, Outcome, make_box, run_upload_subprocess
 
 TOKEN = "hostile-token-0c5d2a91"
 
@@ -244,3 +246,41 @@ def test_hostile_input_is_one_clear_line_and_changes_nothing(
     assert TOKEN not in out.stderr and "hunter2pass" not in out.stderr
     writes = [s for s in proxy.seen if s.method not in ("GET", "HEAD")]
     assert writes == []
+
+
+def test_action_input_that_is_not_a_boolean_is_one_annotation_and_changes_nothing(
+    runs: tuple[dict[str, Run], FaultProxy], tmp_path: Path
+) -> None:
+    _, proxy = runs
+    _box_ok(tmp_path)
+    files = tmp_path / "file_commands"
+    files.mkdir()
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": str(REPO_ROOT),
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_WORKSPACE": str(tmp_path),
+        "GITHUB_OUTPUT": str(files / "output"),
+        "GITHUB_STEP_SUMMARY": str(files / "summary"),
+        "INPUT_TOKEN": TOKEN,
+        "INPUT_ARTIFACT": "hostile/action-boolean",
+        "INPUT_ATLAS_URL": proxy.url,
+        "INPUT_DRY_RUN": "yes",
+    }
+    before = len(proxy.seen)
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "entrypoint.py")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    errors = [line for line in proc.stdout.splitlines() if line.startswith("::error")]
+    assert len(errors) == 1 and "'dry_run' is 'yes', not a boolean" in errors[0]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert TOKEN not in "\n".join(proc.stdout.splitlines()[1:])  # line 1 is ::add-mask::
+    assert TOKEN not in (files / "summary").read_text()
+    assert len(proxy.seen) == before  # not even a GET
