@@ -25,7 +25,7 @@ from atlas_ci.errors import (
     RegistryRefused,
     RegistryUnavailable,
 )
-from atlas_ci.redaction import redact, redact_url, register
+from atlas_ci.redaction import origin_of, redact, redact_url, register
 from atlas_ci.retry import NOT_PROCESSED_STATUSES, RETRY_STATUSES, RetryPolicy
 from atlas_ci.settings import Settings
 
@@ -300,6 +300,12 @@ class AtlasClient:
                         "the archive must stay in place until the upload ends; re-run",
                     ) from None
                 reason = _describe_transport(exc)
+                if isinstance(exc, requests.exceptions.SSLError):
+                    raise UploadFailed(
+                        f"file upload failed: {reason} for {origin_of(upload_path)}",
+                        "pass the upload host's CA with --ca-file or ATLAS_CAFILE; the version "
+                        "stays pending",
+                    ) from None
                 maybe_delivered |= _transport_was_sent(exc)
                 if attempt <= self.policy.retries:
                     self._retry_line("file upload", reason, attempt, None)

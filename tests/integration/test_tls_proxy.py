@@ -220,3 +220,23 @@ def test_http_proxy_carries_every_call_and_no_proxy_bypasses_it(
     )
     assert direct.code == 0, direct.stderr
     assert proxy.seen == []
+
+
+def test_upload_host_with_an_unknown_ca_is_not_retried_and_names_ca_file(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """The API over plain HTTP, upload_path on the TLS proxy whose CA is not given."""
+    with RegistryProcess(
+        tmp_path / "split-registry", TOKEN, extra_args=[f"--public-url={stack.tls.url}"]
+    ) as split:
+        stack.tls.set_upstream(split.url)
+        try:
+            box_build(tmp_path, "web", 4096, seed=6)
+            out = _upload(stack, tmp_path, "split", ["--atlas-url", split.url], {})
+        finally:
+            stack.tls.set_upstream(stack.registry.url)
+    assert out.code == 6, out.stderr
+    [line] = out.error_lines()
+    assert "TLS verification failed" in line and "--ca-file" in line
+    assert "/binstore/" not in out.stderr
+    assert "retry" not in out.stderr
