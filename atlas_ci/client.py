@@ -42,12 +42,24 @@ class Ambiguous(RegistryUnavailable):
 
     ``reason`` is the short cause (``500 Internal Server Error``, ``connection reset``) for
     the retry line; ``unreadable`` when the registry said 2xx but its answer was unusable.
+    ``settled`` when whatever the server did is over: it answered (500, an unreadable 2xx).
+    After a timeout, a reset, a 502 or a 504 the request may still be running behind the
+    failure, so a version missing from a search now may appear later.
     """
 
-    def __init__(self, message: str, hint: str = "", *, reason: str, unreadable: bool = False):
+    def __init__(
+        self,
+        message: str,
+        hint: str = "",
+        *,
+        reason: str,
+        unreadable: bool = False,
+        settled: bool = False,
+    ):
         super().__init__(message, hint)
         self.reason = reason
         self.unreadable = unreadable
+        self.settled = settled or unreadable
 
 
 class UploadConflict(RegistryRefused):
@@ -405,6 +417,7 @@ class AtlasClient:
                         "have processed it",
                         "check the registry before re-running",
                         reason=f"{status} {resp.reason}",
+                        settled=status == 500,  # the server's own answer; gateways say 502/504
                     )
             raise self._status_error(status, resp.reason, resp.content, what)
 

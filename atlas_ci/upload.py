@@ -169,8 +169,9 @@ def create_version_once(
     Before it, remember the newest version; after a failure that leaves unknown whether the
     registry acted (reset or timeout after sending, 500/502/504, a 2xx we cannot read), look
     for a version newer than that with the same id and metadata. Exactly one: adopt it.
-    None, and the registry listed every version (pending ones too): nothing was created,
-    so the POST may go again (within ``--retries``). Otherwise stop and say what may exist.
+    None, the registry listed every version (pending ones too) and the failure was the
+    server's own answer (so nothing is still running): nothing was created, and the POST
+    may go again (within ``--retries``). Otherwise stop and say what may exist.
     """
     from atlas_ci.client import Ambiguous, Version
 
@@ -220,24 +221,36 @@ def create_version_once(
             say(f"Adopting {slug} version {v['version']}, created by the failed request")
             return Version(version=v["version"], upload_path=v.get("upload_path"), raw=v)
         complete = found is not None and (found.pending_listed or not has_file)
-        if complete and baseline is not None and not newer:
-            # The registry lists every version and none is ours: the POST did not happen,
-            # so sending it again cannot make a second version.
-            if attempt <= api.policy.retries:
-                api.retry_line("version creation", f"{failure.reason}; not created", attempt)
-                continue
-            raise RegistryUnavailable(
-                f"version creation failed ({failure.reason}) {attempt} times; the registry "
-                f"holds no new version of {slug}",
-                "nothing was created; re-run when the registry is healthy",
-            ) from None
         since = f"newer than version {baseline}" if baseline is not None else "new"
+        look = (
+            f"atlas-ci search --artifact {settings.artifact} --artifact-type "
+            f"{job.artifact_type} --version any --pending"
+        )
+        if complete and baseline is not None and not newer:
+            if failure.settled:
+                # The server answered, so it is done, and it lists every version with none
+                # of ours: the POST did not happen and sending it again makes no second one.
+                if attempt <= api.policy.retries:
+                    api.retry_line("version creation", f"{failure.reason}; not created", attempt)
+                    continue
+                raise RegistryUnavailable(
+                    f"version creation failed ({failure.reason}) {attempt} times; the "
+                    f"registry holds no new version of {slug}",
+                    "nothing was created; re-run when the registry is healthy",
+                ) from None
+            # A timeout, a reset, a 502/504: the request may still be running on the
+            # server, so absence now proves nothing and a second POST could make a twin.
+            raise RegistryUnavailable(
+                f"version creation failed ({failure.reason}); no new version of {slug} is "
+                "listed yet, but the request may still complete",
+                f"wait a minute, then check with: {look}, and re-run only if none has id "
+                f"{job.artifact.id!r}",
+            ) from None
         cls = RegistryRefused if failure.unreadable else RegistryUnavailable
         raise cls(
             f"{failure.message}; a {since} version of {slug} with id {job.artifact.id!r} may "
             "exist and the registry cannot tell",
-            f"check with: atlas-ci search --artifact {settings.artifact} --artifact-type "
-            f"{job.artifact_type} --version any --pending, before re-running",
+            f"check with: {look}, before re-running",
         ) from None
 
 

@@ -299,6 +299,8 @@ class _Handler(socketserver.BaseRequestHandler):
         host, port = proxy.upstream
         up = socket.create_connection((host, port), timeout=30)
         proxy._track(up)
+        with proxy._lock:
+            proxy._in_flight += 1
         try:
             up.sendall(request.head_bytes())
             left = request.length
@@ -331,6 +333,8 @@ class _Handler(socketserver.BaseRequestHandler):
             with contextlib.suppress(OSError):
                 up.close()
             proxy._untrack(up)
+            with proxy._lock:
+                proxy._in_flight -= 1
 
     @staticmethod
     def _read_response(proxy: FaultProxy, up: socket.socket) -> _Response:
@@ -406,6 +410,7 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._sockets: set[socket.socket] = set()
+        self._in_flight = 0  # requests forwarded whose upstream answer has not come yet
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.proxy = self
         self._thread = threading.Thread(
@@ -448,6 +453,17 @@ class FaultProxy:
             self.rules.clear()
             self.seen.clear()
         self.slow_started.clear()
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Wait until every forwarded request has its upstream answer: nothing is still
+        running on the registry because of us. False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._in_flight == 0:
+                    return True
+            time.sleep(0.01)
+        return False
 
     def _match(self, method: str, path: str) -> Fault | None:
         chosen = None

@@ -157,8 +157,10 @@ def test_soak(stack: tuple[RegistryProcess, FaultProxy], tmp_path: Path, capsys:
             continue
         tally.clear_errors += 1
         proxy.clear()
-        # Do what the error line says: when a version may exist, look before re-running.
-        if "before re-running" in first.stderr:
+        # Do what the error line says: when a version may exist, look before re-running,
+        # once nothing is still running on the registry (the "wait a minute" of the hint).
+        if "check with:" in first.stderr:
+            assert proxy.wait_idle(), "a request still running on the registry after 30 s"
             ours = [v for v in versions(registry, slug) if _tag(v) == run_tag]
             if any(v["state"] == "ready" for v in ours):
                 tally.rerun_finished += 1

@@ -308,3 +308,21 @@ def test_ca_directory_becomes_one_bundle_of_its_pem_files(tmp_path: Path) -> Non
     empty.mkdir()
     with pytest.raises(ConfigError, match="no PEM certificate"):
         tls_verify_argument(str(empty))
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [{"status": 504}, {"status": 502}, {"body": requests.ReadTimeout("read timed out")}],
+)
+@responses.activate
+def test_absence_after_a_failure_that_may_still_be_running_is_no_licence_to_post_again(
+    failure: dict[str, Any],
+) -> None:
+    responses.get(SEARCH, json={"versions": [_version(3)], "pending_listed": True})
+    responses.post(VERSIONS, **failure)
+    responses.get(SEARCH, json={"versions": [_version(3)], "pending_listed": True})
+    with pytest.raises(RegistryUnavailable) as err:
+        _create(client([]), [])
+    line = err.value.one_line()
+    assert "may still complete" in line and "--version any --pending" in line
+    assert len([c for c in responses.calls if c.request.method == "POST"]) == 1
