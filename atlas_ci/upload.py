@@ -338,8 +338,9 @@ def put_confirmed(
             if state == "ready":
                 say(f"The registry holds the file of {slug}: an earlier try went through")
                 return local
-            if state == "pending":
-                raise exc from None  # it did not arrive: "stays pending" is the truth
+            running = isinstance(exc, UploadFailed) and exc.maybe_delivered
+            if state == "pending" and not running:
+                raise exc from None  # nothing can still arrive: "stays pending" is the truth
             if isinstance(exc, UploadConflict) and exc.after_retry:
                 # Only this run has the upload URL, and the registry keeps no partial file:
                 # the 409 says one of our whole tries was stored.
@@ -348,7 +349,13 @@ def put_confirmed(
                     "it cannot confirm the checksum"
                 )
                 return local
-            if isinstance(exc, UploadConflict) or exc.maybe_delivered:
+            if state == "pending":
+                # A try that timed out or was reset may still be finishing on the server.
+                raise type(exc)(
+                    f"{exc.message}; {slug} is still pending, but a try may still complete",
+                    "wait a minute, then " + _check_hint(settings, job, version.version),
+                ) from None
+            if isinstance(exc, UploadConflict) or running:
                 raise type(exc)(
                     f"{exc.message}; the file of {slug} may have arrived and the registry "
                     "cannot tell",
