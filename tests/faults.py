@@ -19,7 +19,8 @@ Faults (``Fault.kind``):
 - ``reset_after``: forward, let the upstream answer, then reset instead of relaying it.
 - ``stall``: forward, let the upstream answer, then say nothing for ``seconds`` (past the
   client's read timeout) and close.
-- ``cut``: forward the head and only ``after_bytes`` bytes of the body, then close both sides.
+- ``cut``: forward the head and only ``after_bytes`` bytes of the body (fewer than all of
+  it), then close both sides.
 - ``malformed``: answer 200 with a body that is not JSON, without forwarding.
 - ``malformed_after``: forward, then replace the upstream's answer by a 2xx that is not JSON.
 - ``slow``: forward the body at ``rate`` bytes/s (a slow sink); ``proxy.slow_started`` is set
@@ -304,7 +305,11 @@ class _Handler(socketserver.BaseRequestHandler):
         try:
             up.sendall(request.head_bytes())
             left = request.length
-            limit = fault.after_bytes if fault is not None and fault.kind == "cut" else None
+            limit = None
+            if fault is not None and fault.kind == "cut":
+                # Always short of the whole body: a "cut" that let every byte through would
+                # be a reset after forwarding, with the registry finishing on its own time.
+                limit = max(0, min(fault.after_bytes, request.length - 1))
             sent = 0
             while left > 0:
                 want = min(CHUNK, left)

@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import random
 import subprocess
 import sys
 import tarfile
@@ -111,7 +112,7 @@ def run_upload_subprocess(
 
 def make_box(path: Path, size: int, seed: int) -> str:
     """A gzip file (uploaded byte for byte) of about ``size`` bytes; returns its sha256."""
-    rng = __import__("random").Random(seed)
+    rng = random.Random(seed)
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w") as tf:
         data = rng.randbytes(size)
