@@ -33,14 +33,12 @@ not an error here: it comes back in :class:`PutResponse` for the caller to judge
 from __future__ import annotations
 
 import errno
-import hashlib
 import http.client
 import io
 import mmap
 import os
 import select
 import socket
-import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -53,6 +51,7 @@ import requests.utils
 from requests.structures import CaseInsensitiveDict
 
 from atlas_ci import USER_AGENT
+from atlas_ci.digest import CHUNK, FileDigest
 from atlas_ci.errors import InputFileError
 
 __all__ = ["ProgressFn", "PutOutcome", "PutResponse", "put_file"]
@@ -60,14 +59,9 @@ __all__ = ["ProgressFn", "PutOutcome", "PutResponse", "put_file"]
 ProgressFn = Callable[[int], None]
 """Called with the cumulative number of body bytes sent, every 64 MiB or so and at the end."""
 
-CHUNK = 1 << 20
 PROGRESS_EVERY = 64 << 20
 BODY_KEEP = 64 << 10
 _SENDFILE_MAX = 1 << 30  # Linux moves at most ~2 GiB per sendfile call anyway
-
-# requests' adapter before anything (a test's mock, say) patched it: only this one is
-# bypassed by the sendfile path.
-_PLAIN_SEND = requests.adapters.HTTPAdapter.send
 
 
 @dataclass(frozen=True)
@@ -104,17 +98,23 @@ def put_file(
     hash_file: bool = True,
     progress: ProgressFn | None = None,
     proxies: Mapping[str, str] | None = None,
+    digest: FileDigest | None = None,
 ) -> PutOutcome:
     """PUT the ``size`` bytes of ``path`` to ``url`` with ``Content-Length: size``.
 
     No token, no ``Content-Type``, no chunking, no redirect followed. The URL's query
-    string is kept. See the module docstring for the exceptions raised.
+    string is kept. With ``hash_file``, the SHA-256 is computed alongside the send, or
+    taken from ``digest``, a :class:`~atlas_ci.digest.FileDigest` of the same file the
+    caller started earlier (it is waited for, never cancelled, and can serve retries).
+    See the module docstring for the exceptions raised.
     """
     target = _Target.parse(url)
     env = session.merge_environment_settings(target.url, dict(proxies or {}), False, verify, None)
     proxy = requests.utils.select_proxy(target.url, env["proxies"])
+    if digest is not None and digest.size != size:
+        raise ValueError(f"the digest covers {digest.size} bytes, not {size}")
     with _open_exact(path, size) as file:
-        hasher = _FileHasher(file, size) if hash_file else None
+        own = FileDigest(file.fileno(), size, str(path)) if hash_file and not digest else None
         try:
             if _sendfile_usable(target, session, proxy):
                 response, sent = _put_sendfile(target, file, size, timeout, progress)
@@ -123,14 +123,14 @@ def put_file(
                     target, file, size, session, timeout, progress, env["verify"], proxy
                 )
         except BaseException:
-            if hasher is not None:
-                hasher.cancel()
+            if own is not None:
+                own.cancel()
             raise
-        if hasher is not None and sent < size:
-            hasher.cancel()  # the digest only stands for a body that went out whole
-            hasher = None
-        digest = hasher.result() if hasher is not None else None
-    return PutOutcome(response=response, sha256=digest, size=sent)
+        hasher = own or (digest if hash_file else None)
+        if own is not None and sent < size:
+            own.cancel()  # the digest only stands for a body that went out whole
+        sha256 = hasher.result() if hasher is not None and sent == size else None
+    return PutOutcome(response=response, sha256=sha256, size=sent)
 
 
 # -- the URL ----------------------------------------------------------------------------
@@ -209,61 +209,6 @@ def _open_exact(path: Path, size: int) -> io.FileIO:
     return file
 
 
-class _FileHasher:
-    """SHA-256 of the first ``size`` bytes of an open file, computed in a thread.
-
-    It reads with ``preadv`` at explicit offsets, so it shares the sender's file (the
-    same inode, whatever happens to the path) without moving its offset.
-    """
-
-    def __init__(self, file: io.FileIO, size: int) -> None:
-        self._fd = file.fileno()
-        self._name = str(file.name)
-        self._size = size
-        self._stop = threading.Event()
-        self._digest = ""
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="atlas-ci-sha256", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            digest = hashlib.sha256()
-            buf = mmap.mmap(-1, CHUNK)  # page aligned: see the module docstring
-            with memoryview(buf) as view:
-                offset = 0
-                while offset < self._size and not self._stop.is_set():
-                    n = _pread_into(self._fd, view[: min(CHUNK, self._size - offset)], offset)
-                    if not n:
-                        raise InputFileError(
-                            f"{self._name} got shorter during the upload", path=self._name
-                        )
-                    digest.update(view[:n])
-                    offset += n
-            buf.close()
-            self._digest = digest.hexdigest()
-        except BaseException as e:  # handed to the caller by result()
-            self._error = e
-
-    def result(self) -> str:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._digest
-
-    def cancel(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def _pread_into(fd: int, view: memoryview, offset: int) -> int:
-    if hasattr(os, "preadv"):
-        return os.preadv(fd, [view], offset)
-    data = os.pread(fd, len(view), offset)
-    view[: len(data)] = data
-    return len(data)
-
-
 # -- the sendfile path ------------------------------------------------------------------
 
 
@@ -272,8 +217,13 @@ def _sendfile_usable(target: _Target, session: requests.Session, proxy: str | No
         return False
     if not hasattr(os, "sendfile"):
         return False
-    adapter = session.get_adapter(target.url)
-    return type(adapter).send is _PLAIN_SEND
+    # Only requests' own adapter is bypassed: not one the caller mounted with a send of
+    # its own, nor one a test library (responses, say) patched, even after this import.
+    send = type(session.get_adapter(target.url)).send
+    return (
+        getattr(send, "__module__", None) == "requests.adapters"
+        and getattr(send, "__qualname__", None) == "HTTPAdapter.send"
+    )
 
 
 def _put_sendfile(

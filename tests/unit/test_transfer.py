@@ -23,6 +23,7 @@ import requests
 import requests.adapters
 
 from atlas_ci import USER_AGENT, transfer
+from atlas_ci.digest import FileDigest
 from atlas_ci.errors import InputFileError
 from atlas_ci.transfer import put_file
 
@@ -296,6 +297,27 @@ def test_a_second_call_sends_the_whole_file_again(
     assert all(r.size == size for r in sink.received)
 
 
+def test_a_digest_started_earlier_is_used_and_survives_a_retry(
+    sink: Sink, session: requests.Session, tmp_path: Path
+) -> None:
+    size = 2 * (1 << 20) + 5
+    path = _file(tmp_path, size)
+    digest = FileDigest.start(path, size)
+    expected = hashlib.sha256(path.read_bytes()).hexdigest()
+    for _ in range(2):
+        outcome = put_file(
+            f"{sink.base}/b",
+            path,
+            size,
+            session=session,
+            verify=True,
+            timeout=TIMEOUT,
+            digest=digest,
+        )
+        assert outcome.sha256 == expected
+    assert [r.sha256 for r in sink.received] == [expected, expected]
+
+
 @pytest.mark.parametrize("route", ["sendfile", "requests"])
 def test_progress_counts_up_to_the_size(
     sink: Sink,
@@ -482,3 +504,23 @@ def test_a_256_mib_upload_never_holds_the_body_in_memory(
     growth_mib = (report["after_kib"] - report["before_kib"]) / 1024
     print(f"peak RSS growth {growth_mib:.1f} MiB")
     assert growth_mib < 64, f"peak RSS grew by {growth_mib:.0f} MiB during the upload"
+
+
+def test_a_patched_adapter_keeps_the_put_inside_requests(
+    session: requests.Session, tmp_path: Path
+) -> None:
+    import responses
+
+    path = _file(tmp_path, 100)
+    with responses.RequestsMock() as mock:
+        mock.put("http://upload.test/blob?sig=1", status=201)
+        outcome = put_file(
+            "http://upload.test/blob?sig=1",
+            path,
+            100,
+            session=session,
+            verify=True,
+            timeout=TIMEOUT,
+        )
+        assert outcome.response.status == 201
+        assert mock.calls[0].request.headers["Content-Length"] == "100"

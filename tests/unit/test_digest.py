@@ -1,0 +1,54 @@
+"""The background file digest: equal to hashlib, honest about short files and cancels."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from atlas_ci.digest import CHUNK, FileDigest
+from atlas_ci.errors import InputFileError
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, 3 * CHUNK + 17])
+def test_digest_equals_hashlib(tmp_path: Path, size: int) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(size))
+    assert FileDigest.start(path, size).result() == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_result_can_be_asked_again(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"abc")
+    digest = FileDigest.start(path, 3)
+    assert digest.result() == digest.result() == hashlib.sha256(b"abc").hexdigest()
+
+
+def test_a_file_of_another_size_is_refused_at_start(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"abc")
+    with pytest.raises(InputFileError, match="3 bytes, not the 4"):
+        FileDigest.start(path, 4)
+    with pytest.raises(InputFileError, match="cannot open"):
+        FileDigest.start(tmp_path / "missing", 1)
+
+
+def test_a_file_shorter_than_promised_is_an_input_error(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"abc")
+    with path.open("rb") as f:
+        digest = FileDigest(f.fileno(), 10, str(path))
+        with pytest.raises(InputFileError, match="shorter"):
+            digest.result()
+
+
+def test_a_cancelled_digest_gives_no_result(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    with path.open("wb") as f:
+        f.truncate(512 * CHUNK)
+    digest = FileDigest.start(path, 512 * CHUNK)
+    digest.cancel()
+    with pytest.raises(RuntimeError, match="cancelled"):
+        digest.result()
