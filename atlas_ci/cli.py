@@ -148,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     se.add_argument("--build", dest="build", help="the build id the version was made by")
     se.add_argument(
+        "--pending",
+        action="store_true",
+        help="also list versions whose file never arrived (a registry extension; "
+        "atlas-ci serve has it)",
+    )
+    se.add_argument(
         "--metadata",
         metavar="KEY[=VALUE]",
         action="append",
@@ -251,6 +257,8 @@ def _search(ns: argparse.Namespace, console: Any) -> int:
     if not settings.artifact_type:
         raise ConfigError("--artifact-type must be set for search", "pass --artifact-type TYPE")
     params = search_params(ns.version, ns.build, ns.metadata_pairs)
+    if ns.pending:
+        params["include_pending"] = "1"
     from atlas_ci.client import AtlasClient
 
     client = AtlasClient(settings, log=console.info, debug=console.debug)
@@ -263,7 +271,10 @@ def _search(ns: argparse.Namespace, console: Any) -> int:
             "(or no search endpoint)",
             "check the artifact, its type and atlas_url",
         )
-    versions = answer.versions
+    # An upload_path is a credential: never printed, not even for a pending version.
+    versions = [{k: v for k, v in found.items() if k != "upload_path"} for found in answer.versions]
+    if ns.pending and not answer.pending_listed:
+        console.warn("the registry does not list pending versions; only ready ones are shown")
     if settings.json:
         print(json.dumps({"versions": versions}, separators=(",", ":")), flush=True)
     else:
@@ -279,4 +290,5 @@ def _search(ns: argparse.Namespace, console: Any) -> int:
 def _version_line(v: Any) -> str:
     meta = v.get("metadata") or {}
     pairs = " ".join(f"{k}={meta[k]}" for k in sorted(meta)) if isinstance(meta, dict) else ""
-    return f"{v.get('slug') or v.get('version')} id={v.get('id', '')} {pairs}".rstrip()
+    state = f" ({v['state']})" if v.get("state") == "pending" else ""
+    return f"{v.get('slug') or v.get('version')}{state} id={v.get('id', '')} {pairs}".rstrip()

@@ -20,10 +20,12 @@ from atlas_ci import USER_AGENT
 from atlas_ci.errors import (
     AtlasCIError,
     AuthError,
+    ConfigError,
+    InputFileError,
     RegistryRefused,
     RegistryUnavailable,
 )
-from atlas_ci.redaction import redact, redact_url, register
+from atlas_ci.redaction import origin_of, redact, redact_url, register
 from atlas_ci.retry import NOT_PROCESSED_STATUSES, RETRY_STATUSES, RetryPolicy
 from atlas_ci.settings import Settings
 
@@ -36,7 +38,48 @@ class NotFound(RegistryRefused):
 
 
 class Ambiguous(RegistryUnavailable):
-    """A non-replayable request failed in a way that leaves unknown whether it was processed."""
+    """A non-replayable request failed in a way that leaves unknown whether it was processed.
+
+    ``reason`` is the short cause (``500 Internal Server Error``, ``connection reset``) for
+    the retry line; ``unreadable`` when the registry said 2xx but its answer was unusable.
+    ``settled`` when whatever the server did is over: it answered (500, an unreadable 2xx).
+    After a timeout, a reset, a 502 or a 504 the request may still be running behind the
+    failure, so a version missing from a search now may appear later.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        hint: str = "",
+        *,
+        reason: str,
+        unreadable: bool = False,
+        settled: bool = False,
+    ):
+        super().__init__(message, hint)
+        self.reason = reason
+        self.unreadable = unreadable
+        self.settled = settled or unreadable
+
+
+class UploadConflict(RegistryRefused):
+    """409 to the file PUT: the registry says the file is already there.
+
+    ``after_retry``: an earlier try of this run sent the whole file and lost its answer,
+    so the file there is most likely ours.
+    """
+
+    def __init__(self, message: str, hint: str = "", *, after_retry: bool = False):
+        super().__init__(message, hint)
+        self.after_retry = after_retry
+
+
+class UploadFailed(RegistryUnavailable):
+    """The file PUT kept failing; ``maybe_delivered`` if a try may have stored it anyway."""
+
+    def __init__(self, message: str, hint: str = "", *, maybe_delivered: bool = False):
+        super().__init__(message, hint)
+        self.maybe_delivered = maybe_delivered
 
 
 @dataclass(frozen=True)
@@ -74,6 +117,7 @@ def _transport_was_sent(exc: BaseException) -> bool:
             "NameResolutionError",
             "Failed to establish a new connection",
             "ConnectTimeoutError",
+            "cannot connect to",  # transfer's own sendfile path
         )
         return not any(marker in text for marker in never_sent)
     return True
@@ -120,6 +164,7 @@ class AtlasClient:
         self._debug = debug or (lambda _line: None)
         base = urlsplit(settings.atlas_url)
         self._origin = (base.scheme, base.hostname, base.port)
+        self._verify = tls_verify_argument(settings.verify)
 
     # --- the calls ------------------------------------------------------------------
 
@@ -144,26 +189,52 @@ class AtlasClient:
         return body
 
     def create_artifact(self, user: str, name: str) -> bool:
-        """Create ``user/name`` if missing; True if this call created it."""
+        """Create ``user/name`` if missing; True if this call created it.
+
+        The POST is not replayed blindly: after a failure that may or may not have been
+        processed, the artifact GET decides, and only a confirmed absence sends it again.
+        """
         if self.get_artifact(user, name) is not None:
             return False
         self._log(f"Creating artifact: {user}/{name}")
         payload = {"artifact": {"username": user, "name": name}}
-        try:
-            self._call(
-                "POST",
-                self.settings.endpoint("artifacts"),
-                body=payload,
-                what="artifact creation",
-                replayable=False,
-            )
-        except (RegistryRefused, Ambiguous):
-            # A parallel job may have won the race, or our own first try went through:
-            # ask the API instead of reading error text.
-            if self.get_artifact(user, name) is not None:
-                return False
-            raise
-        return True
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                resp = self._call(
+                    "POST",
+                    self.settings.endpoint("artifacts"),
+                    body=payload,
+                    what="artifact creation",
+                    replayable=False,
+                )
+                if isinstance(_first_json_or_none(resp.content), dict):
+                    return True
+                # A 2xx we cannot read (a proxy's page?): as unknown as a lost answer.
+                raise Ambiguous(
+                    f"the registry's answer to the artifact creation is not JSON "
+                    f"({resp.status_code})",
+                    "check that atlas_url points at an Atlas-compatible registry",
+                    reason="answer not JSON",
+                    unreadable=True,
+                )
+            except RegistryRefused:
+                # A parallel job may have won the race: ask the API, not the error text.
+                if self.get_artifact(user, name) is not None:
+                    return False
+                raise
+            except Ambiguous as exc:
+                if self.get_artifact(user, name) is not None:
+                    return False  # our own request went through
+                if attempt > self.policy.retries:
+                    cls = RegistryRefused if exc.unreadable else RegistryUnavailable
+                    raise cls(
+                        f"artifact creation failed ({exc.reason}) {_tries(attempt)}; the "
+                        f"registry holds no artifact {user}/{name}",
+                        exc.hint if exc.unreadable else "nothing was created; re-run later",
+                    ) from None
+                self._retry_line("artifact creation", f"{exc.reason}; not created", attempt, None)
 
     def create_version(
         self, user: str, name: str, artifact_type: str, body: Mapping[str, Any], *, file: bool
@@ -171,7 +242,14 @@ class AtlasClient:
         """``POST /api/v1/artifacts/{user}/{name}/{type}``: never sent twice on a guess."""
         url = self.settings.endpoint("artifacts", user, name, artifact_type)
         resp = self._call("POST", url, body=body, what="version creation", replayable=False)
-        return parse_version(self._json(resp, "version creation"), file=file)
+        try:
+            return parse_version(self._json(resp, "version creation"), file=file)
+        except RegistryRefused as exc:
+            # 2xx: the registry says it created a version we cannot use; the caller looks
+            # for it rather than posting a second one.
+            raise Ambiguous(
+                exc.message, exc.hint, reason="answer not usable", unreadable=True
+            ) from None
 
     def search(
         self, user: str, name: str, artifact_type: str, params: Mapping[str, str]
@@ -189,6 +267,10 @@ class AtlasClient:
                 "the registry's search answer has no list of versions",
                 "check that atlas_url points at an Atlas-compatible registry",
             )
+        for v in versions:
+            upload_path = v.get("upload_path")
+            if isinstance(upload_path, str) and upload_path:
+                register(upload_path)  # a pending version's upload URL is a credential
         return SearchAnswer(versions, body.get("pending_listed") is True)
 
     def upload(
@@ -205,6 +287,11 @@ class AtlasClient:
         """
         from atlas_ci import transfer
 
+        # Whether some try may have left the whole file with the registry (its answer lost):
+        # then "the version stays pending" would be a guess, and the caller asks instead.
+        # Progress is reported too sparsely to tell a cut body from a lost answer, so any
+        # failure after the connection was made counts.
+        maybe_delivered = False
         attempt = 0
         while True:
             attempt += 1
@@ -214,32 +301,58 @@ class AtlasClient:
                     path,
                     size,
                     session=self.session,
-                    verify=self.settings.verify,
+                    verify=self._verify,
                     timeout=self.settings.timeout,
                     progress=progress,
                 )
             except (requests.RequestException, OSError) as exc:
                 if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
-                    raise
+                    raise InputFileError(
+                        f"cannot read the file to upload: {exc.strerror or type(exc).__name__}",
+                        "the archive must stay in place until the upload ends; re-run",
+                    ) from None
                 reason = _describe_transport(exc)
+                if isinstance(exc, requests.exceptions.SSLError):
+                    raise UploadFailed(
+                        f"file upload failed: {reason} for {origin_of(upload_path)}",
+                        "pass the upload host's CA with --ca-file or ATLAS_CAFILE; the version "
+                        "stays pending",
+                    ) from None
+                maybe_delivered |= _transport_was_sent(exc)
                 if attempt <= self.policy.retries:
                     self._retry_line("file upload", reason, attempt, None)
                     continue
-                raise RegistryUnavailable(
-                    f"file upload failed: {reason} (after {attempt} tries)",
+                raise UploadFailed(
+                    f"file upload failed: {reason} (after {_tries(attempt)})",
                     "the version stays pending; check the network and re-run",
+                    maybe_delivered=maybe_delivered,
                 ) from None
             status = outcome.response.status
             if 200 <= status < 300:
                 return outcome.sha256
-            if status in RETRY_STATUSES and attempt <= self.policy.retries:
-                self._retry_line(
-                    "file upload",
-                    f"{status} {outcome.response.reason}",
-                    attempt,
-                    outcome.response.headers.get("Retry-After"),
+            if status in RETRY_STATUSES:
+                maybe_delivered |= status not in NOT_PROCESSED_STATUSES
+                if attempt <= self.policy.retries:
+                    self._retry_line(
+                        "file upload",
+                        f"{status} {outcome.response.reason}",
+                        attempt,
+                        outcome.response.headers.get("Retry-After"),
+                    )
+                    continue
+                raise UploadFailed(
+                    f"the file upload failed: {status} {outcome.response.reason} "
+                    f"(after {_tries(attempt)})",
+                    "the version stays pending; try again later",
+                    maybe_delivered=maybe_delivered,
                 )
-                continue
+            if status == 409:
+                raise UploadConflict(
+                    "the upload URL answered 409: the registry already holds a file for "
+                    "this version",
+                    "look at the version with atlas-ci search before re-running",
+                    after_retry=attempt > 1,
+                )
             if 300 <= status < 400:
                 raise RegistryRefused(
                     f"the upload URL answered {status} (a redirect), which is not followed "
@@ -283,11 +396,11 @@ class AtlasClient:
                 if (replayable or not sent) and attempt <= self.policy.retries:
                     self._retry_line(what, reason, attempt, None)
                     continue
-                cls = Ambiguous if (sent and not replayable) else RegistryUnavailable
-                raise cls(
-                    f"{what} failed: {reason} ({redact_url(url)}, {attempt} tries)",
-                    "check that the registry is up and reachable, then re-run",
-                ) from None
+                message = f"{what} failed: {reason} ({redact_url(url)}, {_tries(attempt)})"
+                hint = "check that the registry is up and reachable, then re-run"
+                if sent and not replayable:
+                    raise Ambiguous(message, hint, reason=reason) from None
+                raise RegistryUnavailable(message, hint) from None
             status = resp.status_code
             if 200 <= status < 300:
                 return resp
@@ -303,6 +416,8 @@ class AtlasClient:
                         f"{what} failed: {status} {resp.reason}; the registry may or may not "
                         "have processed it",
                         "check the registry before re-running",
+                        reason=f"{status} {resp.reason}",
+                        settled=status == 500,  # the server's own answer; gateways say 502/504
                     )
             raise self._status_error(status, resp.reason, resp.content, what)
 
@@ -328,7 +443,7 @@ class AtlasClient:
                 headers=send_headers,
                 params=params,
                 timeout=self.settings.timeout,
-                verify=self.settings.verify,
+                verify=self._verify,
                 allow_redirects=False,
             )
             self._debug(f"{method} {redact_url(url)} -> {resp.status_code}")
@@ -351,6 +466,10 @@ class AtlasClient:
     def _same_origin(self, url: str) -> bool:
         parts = urlsplit(url)
         return (parts.scheme, parts.hostname, parts.port) == self._origin
+
+    def retry_line(self, what: str, reason: str, attempt: int) -> None:
+        """Log why ``what`` is tried again and when, then wait (for the flow's own retries)."""
+        self._retry_line(what, reason, attempt, None)
 
     def _retry_line(self, what: str, reason: str, attempt: int, retry_after: str | None) -> None:
         wait = self.policy.delay(attempt, retry_after)
@@ -383,12 +502,75 @@ class AtlasClient:
                 f"the registry refused the {what}: {detail}",
                 "fix what the registry names and re-run",
             )
+        if status == 429:
+            return RegistryUnavailable(
+                f"the registry kept refusing the {what} as too many requests (429)",
+                "the registry is rate limiting; try again later or raise --retries/--max-wait",
+            )
         if status >= 500:
             return RegistryUnavailable(
                 f"the registry failed the {what}: {status} {reason}",
                 "the registry is failing; try again later",
             )
         return RegistryRefused(f"{what}: {status} {reason}", "see the registry's documentation")
+
+
+_CA_BUNDLES: dict[str, str] = {}
+
+
+def tls_verify_argument(verify: bool | str) -> bool | str:
+    """What requests needs for ``verify``: a CA directory becomes one bundle file.
+
+    OpenSSL reads a CA directory only through hash-named links (``c_rehash``); Go's
+    ``ATLAS_CAPATH``, which users bring along, took every PEM file in it. The bundle is a
+    private temp file removed at exit. ``False`` also silences urllib3's per-request
+    warning: the run already warned once, in one line.
+    """
+    if verify is False:
+        import warnings
+
+        from urllib3.exceptions import InsecureRequestWarning
+
+        warnings.filterwarnings("ignore", category=InsecureRequestWarning)
+        return False
+    if not isinstance(verify, str) or not Path(verify).is_dir():
+        return verify
+    if verify in _CA_BUNDLES:
+        return _CA_BUNDLES[verify]
+    import atexit
+    import os
+    import tempfile
+
+    pems = []
+    for entry in sorted(Path(verify).iterdir()):
+        try:
+            text = entry.read_text("ascii", errors="replace") if entry.is_file() else ""
+        except OSError:
+            continue
+        if "-----BEGIN CERTIFICATE-----" in text:
+            pems.append(text.strip() + "\n")
+    if not pems:
+        raise ConfigError(
+            f"the CA directory {verify!r} holds no PEM certificate",
+            "put the registry's CA certificate (PEM) in it, or pass --ca-file",
+        )
+    fd, bundle = tempfile.mkstemp(prefix="atlas-ci-ca-", suffix=".pem")
+    with os.fdopen(fd, "w") as fh:
+        fh.write("".join(pems))
+    atexit.register(lambda: Path(bundle).unlink(missing_ok=True))
+    _CA_BUNDLES[verify] = bundle
+    return bundle
+
+
+def _tries(n: int) -> str:
+    return "1 try" if n == 1 else f"{n} tries"
+
+
+def _first_json_or_none(content: bytes) -> Any:
+    try:
+        return first_json(content)
+    except ValueError:
+        return None
 
 
 def _errors_text(content: bytes) -> str:

@@ -73,11 +73,15 @@ def redact_url(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return "<unparseable URL>"
+    try:
+        port = parts.port
+    except ValueError:  # out of range or not a number: show it as written, minus user info
+        return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
     host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
+    if port is not None:
+        host = f"{host}:{port}"
     if ":" in (parts.hostname or "") and not host.startswith("["):
-        host = f"[{parts.hostname}]" + (f":{parts.port}" if parts.port else "")
+        host = f"[{parts.hostname}]" + (f":{port}" if port else "")
     query = _MASK if parts.query else ""
     return urlunsplit((parts.scheme, host, parts.path, query, ""))
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from atlas_ci.errors import ConfigError
-from atlas_ci.redaction import Secret, redact_url
+from atlas_ci.redaction import Secret, redact_url, register
 
 DEFAULT_ATLAS_URL = "https://atlas.hashicorp.com"
 DEFAULT_MANIFEST = "packer-manifest.json"
@@ -277,6 +277,12 @@ def _number(
 def normalise_base_url(raw: str, source: str = "atlas_url") -> str:
     """Validate the base URL; drop its query and one trailing ``/api/v1`` (atlas-wire §1)."""
     text = raw.strip()
+    if "://" in text:
+        userinfo = text.split("://", 1)[1].split("/", 1)[0].rpartition("@")[0]
+        if userinfo:
+            # Credentials in the URL: cut from every line, whatever prints them later.
+            register(userinfo)
+            register(userinfo.partition(":")[2])
     shown = redact_url(text) if "://" in text else text
     if "://" not in text:
         raise ConfigError(

@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from atlas_ci import archive, manifest, plan
-from atlas_ci.errors import AtlasCIError, ConfigError, Interrupted, RegistryUnavailable
+from atlas_ci.errors import (
+    AtlasCIError,
+    ConfigError,
+    Interrupted,
+    RegistryRefused,
+    RegistryUnavailable,
+)
 from atlas_ci.manifest import Artifact
 from atlas_ci.progress import Progress, human_bytes
 from atlas_ci.result import BuildResult, FileInfo, Result
@@ -161,22 +167,29 @@ def create_version_once(
     """The version POST, which is not idempotent: never sent a second time on a guess.
 
     Before it, remember the newest version; after a failure that leaves unknown whether the
-    registry acted (reset or timeout after sending, 500/502/504), look for a version newer
-    than that with the same id and metadata and adopt it.
+    registry acted (reset or timeout after sending, 500/502/504, a 2xx we cannot read), look
+    for a version newer than that with the same id and metadata. Exactly one: adopt it.
+    None, the registry listed every version (pending ones too) and the failure was the
+    server's own answer (so nothing is still running): nothing was created, and the POST
+    may go again (within ``--retries``). Otherwise stop and say what may exist.
     """
     from atlas_ci.client import Ambiguous, Version
 
+    slug = f"{settings.artifact}/{job.artifact_type}"
     try:
         baseline = _latest_number(api, settings, job.artifact_type)
     except AtlasCIError:
         baseline = None  # a registry without search: adoption will not be possible
-    try:
-        return api.create_version(
-            settings.user, settings.name, job.artifact_type, body, file=has_file
-        )
-    except Ambiguous as exc:
-        slug = f"{settings.artifact}/{job.artifact_type}"
-        say(f"Version creation for {slug} failed ambiguously; checking what the registry holds")
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return api.create_version(
+                settings.user, settings.name, job.artifact_type, body, file=has_file
+            )
+        except Ambiguous as exc:
+            failure = exc
+        say(f"Version creation for {slug} failed ({failure.reason}); checking the registry")
         try:
             found = api.search(
                 settings.user,
@@ -190,31 +203,190 @@ def create_version_once(
             v
             for v in (found.versions if found else [])
             if isinstance(v.get("version"), int)
+            and not isinstance(v.get("version"), bool)
             and v["version"] > (baseline or 0)
             and v.get("id", "") == job.artifact.id
             and (v.get("metadata") or None) == (job.metadata or None)
         ]
         # A version with a file can only be finished if the registry hands its upload_path
         # back (ours does for the token holder when asked for pending versions).
-        adoptable = [v for v in newer if not has_file or isinstance(v.get("upload_path"), str)]
+        adoptable = [
+            v
+            for v in newer
+            if not has_file
+            or (v.get("state") == "pending" and isinstance(v.get("upload_path"), str))
+        ]
         if found is not None and baseline is not None and len(newer) == 1 and adoptable:
             v = adoptable[0]
             say(f"Adopting {slug} version {v['version']}, created by the failed request")
             return Version(version=v["version"], upload_path=v.get("upload_path"), raw=v)
         complete = found is not None and (found.pending_listed or not has_file)
-        if complete and baseline is not None and not newer:
-            # The registry lists every version and none is new: the POST did not happen.
-            raise RegistryUnavailable(
-                f"{exc.message}; the registry holds no new version of {slug}",
-                "nothing was created; re-run when the registry is healthy",
-            ) from None
         since = f"newer than version {baseline}" if baseline is not None else "new"
-        raise RegistryUnavailable(
-            f"{exc.message}; a {since} version of {slug} with id {job.artifact.id!r} may "
+        look = (
+            f"atlas-ci search --artifact {settings.artifact} --artifact-type "
+            f"{job.artifact_type} --version any --pending"
+        )
+        if complete and baseline is not None and not newer:
+            if failure.settled:
+                # The server answered, so it is done, and it lists every version with none
+                # of ours: the POST did not happen and sending it again makes no second one.
+                if attempt <= api.policy.retries:
+                    api.retry_line("version creation", f"{failure.reason}; not created", attempt)
+                    continue
+                raise RegistryUnavailable(
+                    f"version creation failed ({failure.reason}) {attempt} times; the "
+                    f"registry holds no new version of {slug}",
+                    "nothing was created; re-run when the registry is healthy",
+                ) from None
+            # A timeout, a reset, a 502/504: the request may still be running on the
+            # server, so absence now proves nothing and a second POST could make a twin.
+            raise RegistryUnavailable(
+                f"version creation failed ({failure.reason}); no new version of {slug} is "
+                "listed yet, but the request may still complete",
+                f"wait a minute, then check with: {look}, and re-run only if none has id "
+                f"{job.artifact.id!r}",
+            ) from None
+        cls = RegistryRefused if failure.unreadable else RegistryUnavailable
+        raise cls(
+            f"{failure.message}; a {since} version of {slug} with id {job.artifact.id!r} may "
             "exist and the registry cannot tell",
-            f"check with: atlas-ci search --artifact {settings.artifact} --artifact-type "
-            f"{job.artifact_type} --version any, before re-running",
+            f"check with: {look}, before re-running",
         ) from None
+
+
+def confirm_file(settings: Settings, api: Any, job: Job, number: int, sha256: str, say: Log) -> str:
+    """What the registry says of version ``number``'s file.
+
+    ``ready`` or ``pending``; ``unsupported`` when the registry has no way to say (no search,
+    a plain search that does not list the version); ``unknown`` when asking kept failing
+    (an unusable answer is asked again up to ``--retries`` times). A ready file whose
+    sha256 the registry reports and that differs from ``sha256`` is an error: the stored
+    file is not ours.
+    """
+    attempt = 0
+    while True:
+        attempt += 1
+        state = _file_state(settings, api, job, number, sha256)
+        if state == "failing":
+            return "unknown"
+        if state != "unknown" or attempt > api.policy.retries:
+            return state
+        api.retry_line(f"checking the file of version {number}", "no usable answer", attempt)
+
+
+def _file_state(settings: Settings, api: Any, job: Job, number: int, sha256: str) -> str:
+    try:
+        found = api.search(
+            settings.user,
+            settings.name,
+            job.artifact_type,
+            {"version": str(number), "include_pending": "1"},
+        )
+    except RegistryUnavailable:
+        return "failing"  # the search already used up its retries
+    except AtlasCIError:
+        return "unknown"
+    if found is None:
+        return "unsupported"
+    listed = [v for v in found.versions if v.get("version") == number]
+    if len(listed) != 1:
+        # A registry that lists pending versions must list ours; a plain one hides it
+        # until its file is there, which is what we are asking.
+        return "unknown" if found.pending_listed else "unsupported"
+    v = listed[0]
+    state = v.get("state")
+    if state is None and not found.pending_listed:
+        state = "ready"  # a plain search lists only versions whose file is there
+    if state not in ("ready", "pending"):
+        return "unknown"
+    stored = v.get("sha256")
+    if state == "ready" and isinstance(stored, str) and stored and stored != sha256:
+        raise RegistryRefused(
+            f"the registry holds a file for {settings.artifact}/{job.artifact_type} version "
+            f"{number} with sha256 {stored}, not the {sha256} uploaded",
+            "the file was changed on the way; re-run to upload a new version",
+        )
+    return str(state)
+
+
+def put_confirmed(
+    settings: Settings,
+    api: Any,
+    job: Job,
+    version: Any,
+    payload: Any,
+    progress: Any,
+    say: Log,
+) -> str:
+    """PUT the file, then ask the registry whether it holds it; returns the sha256 sent.
+
+    A 2xx the registry did not act on (it still waits for the file) is sent again; a
+    failure after which the registry holds our file (a try that went through but whose
+    answer was lost) is a success.
+    """
+    from atlas_ci.client import UploadConflict, UploadFailed
+
+    slug = f"{settings.artifact}/{job.artifact_type} version {version.version}"
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            sha = api.upload(version.upload_path, payload.path, payload.size, progress=progress)
+        except (UploadConflict, UploadFailed) as exc:
+            local = sha256_of(payload.path)
+            state = confirm_file(settings, api, job, version.version, local, say)
+            if state == "ready":
+                say(f"The registry holds the file of {slug}: an earlier try went through")
+                return local
+            running = isinstance(exc, UploadFailed) and exc.maybe_delivered
+            if state == "pending" and not running:
+                raise exc from None  # nothing can still arrive: "stays pending" is the truth
+            if isinstance(exc, UploadConflict) and exc.after_retry:
+                # Only this run has the upload URL, and the registry keeps no partial file:
+                # the 409 says one of our whole tries was stored.
+                say(
+                    f"The registry says the file of {slug} arrived with an earlier try (409); "
+                    "it cannot confirm the checksum"
+                )
+                return local
+            if state == "pending":
+                # A try that timed out or was reset may still be finishing on the server.
+                raise type(exc)(
+                    f"{exc.message}; {slug} is still pending, but a try may still complete",
+                    "wait a minute, then " + _check_hint(settings, job, version.version),
+                ) from None
+            if isinstance(exc, UploadConflict) or running:
+                raise type(exc)(
+                    f"{exc.message}; the file of {slug} may have arrived and the registry "
+                    "cannot tell",
+                    _check_hint(settings, job, version.version),
+                ) from None
+            raise exc from None
+        if sha is None:
+            sha = sha256_of(payload.path)
+        state = confirm_file(settings, api, job, version.version, sha, say)
+        if state in ("ready", "unsupported"):
+            return str(sha)
+        if state == "unknown":
+            raise RegistryUnavailable(
+                f"the file upload of {slug} was answered with success but the registry could "
+                "not confirm it holds the file",
+                _check_hint(settings, job, version.version),
+            )
+        if attempt > api.policy.retries:
+            raise RegistryUnavailable(
+                f"the file upload of {slug} was answered with success but the registry "
+                "never stored the file",
+                "the version stays pending; check what sits between you and the registry",
+            )
+        api.retry_line("file upload", "answered, but the registry has no file", attempt)
+
+
+def _check_hint(settings: Settings, job: Job, number: int) -> str:
+    return (
+        f"check with: atlas-ci search --artifact {settings.artifact} --artifact-type "
+        f"{job.artifact_type} --version {number} --pending, before re-running"
+    )
 
 
 class _State:
@@ -222,6 +394,7 @@ class _State:
 
     def __init__(self) -> None:
         self.created_artifact = False
+        self.creating: str | None = None
         self.pending: str | None = None
         self.done: list[str] = []
 
@@ -229,6 +402,12 @@ class _State:
         parts = []
         if self.done:
             parts.append("uploaded: " + ", ".join(self.done))
+        if self.creating:
+            parts.append(
+                f"a version of {self.creating} may have been created (its request was in "
+                f"flight); see atlas-ci search --artifact {settings.artifact} --artifact-type "
+                f"{self.creating.rsplit('/', 1)[1]} --version any --pending"
+            )
         if self.pending:
             parts.append(f"{self.pending} was created but its file did not arrive (pending)")
         if not parts:
@@ -272,15 +451,15 @@ def _one(
     body = version_body(settings, job, payload is not None)
     if payload is not None:
         say(f"Uploading artifact {slug} ({payload.size} bytes)")
+    state.creating = slug
     version = create_version_once(settings, api, job, body, payload is not None, say)
+    state.creating = None
     if payload is not None:
         state.pending = f"{slug} version {version.version}"
         assert version.upload_path is not None
         progress = Progress(payload.size, say, interactive=interactive)
         put_started = time.monotonic()
-        sha = api.upload(version.upload_path, payload.path, payload.size, progress=progress)
-        if sha is None:
-            sha = sha256_of(payload.path)
+        sha = put_confirmed(settings, api, job, version, payload, progress, say)
         seconds = max(time.monotonic() - put_started, 1e-9)
         file_info = FileInfo(size=payload.size, sha256=sha)
         rate = human_bytes(payload.size / seconds)

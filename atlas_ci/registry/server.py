@@ -160,6 +160,9 @@ class RegistryHandler(BaseHTTPRequestHandler):
 
     server: RegistryServer
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle on, a keep-alive client's
+    # delayed ACK holds the body back ~40 ms on every response.
+    disable_nagle_algorithm = True
     server_version = f"atlas-ci-registry/{__version__}"
 
     def version_string(self) -> str:
@@ -473,10 +476,21 @@ class RegistryHandler(BaseHTTPRequestHandler):
     def do_route_search(self, route: Route) -> None:
         search = wire.parse_search(route.query)
         self._artifact(route)
-        found = self.server.storage.search(
+        storage = self.server.storage
+        found = storage.search(
             route.params["user"], route.params["name"], route.params["type"], search
         )
-        self.send_json(200, {"versions": [wire.version_json(v) for v in found]})
+        if not search.include_pending:
+            self.send_json(200, {"versions": [wire.version_json(v) for v in found]})
+            return
+        # The token holder created the pending ones, so it may finish them: hand their
+        # upload_path back (the uploader adopts a version its failed POST created this way).
+        versions = []
+        for v in found:
+            secret = storage.pending_upload_secret(v)
+            upload_path = None if secret is None else f"{self._public_base()}/binstore/{secret}"
+            versions.append({**wire.version_json(v, upload_path), "state": v.state})
+        self.send_json(200, {"versions": versions, "pending_listed": True})
 
     def do_route_latest_file(self, route: Route) -> None:
         self._artifact(route)

@@ -15,9 +15,11 @@ import contextlib
 import dataclasses
 import datetime
 import hashlib
+import hmac
 import json
 import os
 import queue
+import secrets
 import sqlite3
 import tempfile
 import threading
@@ -55,6 +57,10 @@ CREATE TABLE IF NOT EXISTS versions (
     created       TEXT NOT NULL,
     UNIQUE (user, name, type, version),
     FOREIGN KEY (user, name) REFERENCES artifacts (user, name)
+);
+CREATE TABLE IF NOT EXISTS pending_uploads (
+    pk     INTEGER PRIMARY KEY REFERENCES versions (pk),
+    sealed BLOB NOT NULL
 );
 """
 
@@ -141,6 +147,8 @@ class Search:
     version: Selector = "latest"
     build: Selector = "any"
     metadata: tuple[MetadataFilter, ...] = ()
+    include_pending: bool = False
+    """Also pending versions (``latest`` is then the highest of either state)."""
 
 
 def validate_name(kind: str, value: str) -> None:
@@ -168,6 +176,49 @@ def _now() -> str:
 def hash_secret(secret: str) -> str:
     """What is stored for an upload secret: its SHA-256, so a leaked database leaks no URL."""
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def _keystream(key: bytes, pk: int, size: int) -> bytes:
+    blocks = (size + 31) // 32
+    return b"".join(
+        hmac.new(key, f"upload-secret:{pk}:{i}".encode(), hashlib.sha256).digest()
+        for i in range(blocks)
+    )[:size]
+
+
+def seal_secret(key: bytes, pk: int, secret: str) -> bytes:
+    """The upload secret of row ``pk`` encrypted with ``key`` (a one-use keystream per row)."""
+    raw = secret.encode("utf-8")
+    return bytes(a ^ b for a, b in zip(raw, _keystream(key, pk, len(raw)), strict=True))
+
+
+def unseal_secret(key: bytes, pk: int, sealed: bytes) -> str:
+    return bytes(
+        a ^ b for a, b in zip(sealed, _keystream(key, pk, len(sealed)), strict=True)
+    ).decode("utf-8")
+
+
+def _load_key(path: Path) -> bytes:
+    """The data directory's sealing key, made once (0600) and shared by every server on it."""
+    try:
+        key = path.read_bytes()
+    except FileNotFoundError:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-key-")
+        try:
+            os.write(fd, secrets.token_bytes(32))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)  # atomic; a second server racing us keeps the first key
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+        key = path.read_bytes()
+    if len(key) != 32:
+        raise StorageError(f"{path} is not a 32-byte key; remove it only if no upload is pending")
+    return key
 
 
 class Upload:
@@ -232,6 +283,9 @@ class Storage:
                 if statement.strip():
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        # Pending versions' upload secrets are kept sealed with this key, so the token holder
+        # can be handed an unfinished upload_path again; the database alone reveals none.
+        self._key = _load_key(data_dir / "upload.key")
         self._remove_stale_uploads()
 
     # -- connections -------------------------------------------------------------------------
@@ -368,7 +422,12 @@ class Storage:
                 ),
             )
             pk = cursor.lastrowid
-        assert pk is not None
+            assert pk is not None
+            if upload_secret is not None:
+                conn.execute(
+                    "INSERT INTO pending_uploads (pk, sealed) VALUES (?, ?)",
+                    (pk, seal_secret(self._key, pk, upload_secret)),
+                )
         return Version(
             pk=pk,
             user=user,
@@ -423,8 +482,11 @@ class Storage:
         return rows[0] if rows else None
 
     def search(self, user: str, name: str, artifact_type: str, search: Search) -> list[Version]:
-        """Ready versions matching ``search``, newest first (one at most for ``latest``)."""
-        where = "user = ? AND name = ? AND type = ? AND state = 'ready'"
+        """Ready versions matching ``search``, newest first (one at most for ``latest``);
+        pending ones too with ``search.include_pending``."""
+        where = "user = ? AND name = ? AND type = ?"
+        if not search.include_pending:
+            where += " AND state = 'ready'"
         params: list[object] = [user, name, artifact_type]
         if isinstance(search.version, int):
             where += " AND version = ?"
@@ -449,6 +511,18 @@ class Storage:
             (user, name, artifact_type),
         )
         return rows[0] if rows else None
+
+    def pending_upload_secret(self, version: Version) -> str | None:
+        """The upload secret of a pending version (None once its file is there)."""
+        if version.state != "pending":
+            return None
+        with self._connection() as conn:
+            row = conn.execute(
+                "SELECT sealed FROM pending_uploads WHERE pk = ?", (version.pk,)
+            ).fetchone()
+        if row is None:
+            return None
+        return unseal_secret(self._key, version.pk, bytes(row[0]))
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -492,6 +566,7 @@ class Storage:
                     "UPDATE versions SET state = 'ready', size = ?, sha256 = ? WHERE pk = ?",
                     (upload.size, upload.sha256, upload.version.pk),
                 )
+                conn.execute("DELETE FROM pending_uploads WHERE pk = ?", (upload.version.pk,))
         finally:
             upload.abort()  # a no-op once the file was renamed
         return dataclasses.replace(

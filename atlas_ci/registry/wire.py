@@ -133,10 +133,14 @@ def parse_search(query: str) -> Search:
     if orphans:
         raise BadRequest(f"metadata.{orphans[0]}.value has no metadata.{orphans[0]}.key", 400)
     filters = tuple(MetadataFilter(keys[i], values.get(i)) for i in sorted(keys))
+    pending = params.get("include_pending", "")
+    if pending not in ("", "0", "1", "true", "false"):
+        raise BadRequest(f"include_pending must be 1 or 0, not {pending!r}", 400)
     return Search(
         version=_selector("version", params.get("version"), "latest"),
         build=_selector("build", params.get("build"), "any"),
         metadata=filters,
+        include_pending=pending in ("1", "true"),
     )
 
 
@@ -153,7 +157,8 @@ def artifact_json(artifact: Artifact) -> dict[str, object]:
 
 
 def version_json(version: Version, upload_path: str | None = None) -> dict[str, object]:
-    """The flat version object; ``upload_path`` only in the answer that created it."""
+    """The flat version object; ``upload_path`` only in the answer that created it (and in a
+    search with ``include_pending``, for a version still waiting for its file)."""
     obj: dict[str, object] = {
         "username": version.user,
         "name": version.name,

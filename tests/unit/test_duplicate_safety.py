@@ -1,0 +1,328 @@
+"""Non-idempotent calls against a mocked registry: confirm before posting again, never guess."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import responses
+
+from atlas_ci.archive import Payload
+from atlas_ci.client import Ambiguous, AtlasClient, UploadConflict, Version
+from atlas_ci.errors import InputFileError, RegistryRefused, RegistryUnavailable
+from atlas_ci.manifest import Artifact
+from atlas_ci.redaction import redact
+from atlas_ci.retry import RetryPolicy
+from atlas_ci.settings import Settings
+from atlas_ci.upload import Job, create_version_once, put_confirmed
+
+BASE = "https://atlas.example"
+ART = f"{BASE}/api/v1/artifacts/acme/web"
+VERSIONS = f"{ART}/amazon.ami"
+SEARCH = f"{VERSIONS}/search"
+UPLOAD = "https://binstore.example/put/abc?sig=presigned-secret-1"
+
+
+def client(lines: list[str]) -> AtlasClient:
+    s = Settings.from_sources(
+        flags={"artifact": "acme/web", "atlas_url": BASE}, env={"ATLAS_TOKEN": "tok-123456"}
+    )
+    policy = RetryPolicy(retries=2, max_wait=0, sleep=lambda _s: None, rand=lambda: 0.0)
+    return AtlasClient(s, policy=policy, log=lines.append)
+
+
+def job() -> Job:
+    artifact = Artifact(
+        id="us-east-1:ami-1",
+        files=(),
+        builder_type="amazon-ebs",
+        build="web",
+        source="manifest",
+        metadata=None,
+    )
+    return Job(
+        artifact=artifact, artifact_type="amazon.ami", metadata={"region.us-east-1": "ami-1"}
+    )
+
+
+def _version(number: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "version": number,
+        "id": "us-east-1:ami-1",
+        "metadata": {"region.us-east-1": "ami-1"},
+        **extra,
+    }
+
+
+def _create(api: AtlasClient, lines: list[str], has_file: bool = False) -> Any:
+    return create_version_once(
+        api.settings, api, job(), {"artifact_version": {}}, has_file, lines.append
+    )
+
+
+@responses.activate
+def test_artifact_post_sent_again_only_after_the_get_says_it_is_missing() -> None:
+    responses.get(ART, status=404)
+    responses.post(f"{BASE}/api/v1/artifacts", status=502)
+    responses.get(ART, status=404)
+    responses.post(f"{BASE}/api/v1/artifacts", status=201, json={"artifact": {}})
+    lines: list[str] = []
+    assert client(lines).create_artifact("acme", "web") is True
+    assert [c.request.method for c in responses.calls] == ["GET", "POST", "GET", "POST"]
+    assert "artifact creation failed (502 Bad Gateway; not created); retry 1/2 in 0.0s" in lines
+
+
+@responses.activate
+def test_artifact_post_whose_answer_was_lost_is_found_by_the_get() -> None:
+    responses.get(ART, status=404)
+    responses.post(f"{BASE}/api/v1/artifacts", body="<html>proxy</html>")
+    responses.get(ART, json={"artifact": {}})
+    assert client([]).create_artifact("acme", "web") is False
+    assert [c.request.method for c in responses.calls] == ["GET", "POST", "GET"]
+
+
+@responses.activate
+def test_version_post_answered_2xx_unreadable_is_ambiguous() -> None:
+    responses.post(VERSIONS, status=201, body="not json")
+    with pytest.raises(Ambiguous) as err:
+        client([]).create_version("acme", "web", "amazon.ami", {}, file=False)
+    assert err.value.unreadable
+
+
+@responses.activate
+def test_version_post_again_only_when_every_version_is_listed_and_none_is_ours() -> None:
+    responses.get(SEARCH, json={"versions": [_version(3)], "pending_listed": True})
+    responses.post(VERSIONS, status=500)
+    responses.get(SEARCH, json={"versions": [_version(3)], "pending_listed": True})
+    responses.post(VERSIONS, status=201, json=_version(4))
+    lines: list[str] = []
+    assert _create(client(lines), lines).version == 4
+    posts = [c for c in responses.calls if c.request.method == "POST"]
+    assert len(posts) == 2
+    assert any("not created); retry 1/2" in line for line in lines)
+
+
+@responses.activate
+def test_version_created_by_the_failed_post_is_adopted_not_posted_again() -> None:
+    responses.get(SEARCH, json={"versions": [_version(3)], "pending_listed": True})
+    responses.post(VERSIONS, body=requests.ConnectionError("Connection reset by peer"))
+    responses.get(
+        SEARCH,
+        json={
+            "versions": [_version(4, state="pending", upload_path=UPLOAD), _version(3)],
+            "pending_listed": True,
+        },
+    )
+    lines: list[str] = []
+    adopted = _create(client(lines), lines, has_file=True)
+    assert (adopted.version, adopted.upload_path) == (4, UPLOAD)
+    assert len([c for c in responses.calls if c.request.method == "POST"]) == 1
+    assert redact(f"x {UPLOAD} y") == "x *** y"  # the adopted URL is never printed
+
+
+@pytest.mark.parametrize(
+    ("baseline", "after"),
+    [
+        # no search at all: nothing to compare with
+        ({"status": 404}, {"status": 404}),
+        # two candidates: which one is ours?
+        (
+            {"json": {"versions": [_version(3)], "pending_listed": True}},
+            {"json": {"versions": [_version(5), _version(4)], "pending_listed": True}},
+        ),
+        # pending versions not listed and a file is sent: absence proves nothing
+        ({"json": {"versions": [_version(3)]}}, {"json": {"versions": [_version(3)]}}),
+    ],
+)
+@responses.activate
+def test_when_the_registry_cannot_tell_exit_6_says_what_may_exist_and_how_to_check(
+    baseline: dict[str, Any], after: dict[str, Any]
+) -> None:
+    responses.get(SEARCH, **baseline)
+    responses.post(VERSIONS, status=504)
+    responses.get(SEARCH, **after)
+    with pytest.raises(RegistryUnavailable) as err:
+        _create(client([]), [], has_file=True)
+    assert err.value.exit_code == 6
+    line = err.value.one_line()
+    assert "may exist" in line and "atlas-ci search" in line and "--pending" in line
+    assert len([c for c in responses.calls if c.request.method == "POST"]) == 1
+
+
+def _payload(tmp_path: Path, data: bytes) -> Payload:
+    path = tmp_path / "a.box"
+    path.write_bytes(data)
+    return Payload(path=path, size=len(data), temporary=False)
+
+
+@responses.activate
+def test_put_whose_answer_was_lost_is_confirmed_by_the_registry(tmp_path: Path) -> None:
+    data = b"box bytes"
+    sha = hashlib.sha256(data).hexdigest()
+    responses.put(UPLOAD, body=requests.ConnectionError("Connection reset by peer"))
+    responses.put(UPLOAD, status=409, json={"errors": ["already uploaded"]})
+    responses.get(
+        SEARCH, json={"versions": [_version(4, state="ready", sha256=sha)], "pending_listed": True}
+    )
+    lines: list[str] = []
+    api = client(lines)
+    v = Version(version=4, upload_path=UPLOAD, raw={})
+    assert (
+        put_confirmed(api.settings, api, job(), v, _payload(tmp_path, data), None, lines.append)
+        == sha
+    )
+    assert any("an earlier try went through" in line for line in lines)
+
+
+@responses.activate
+def test_put_answered_2xx_but_not_stored_is_sent_again(tmp_path: Path) -> None:
+    data = b"box bytes"
+    sha = hashlib.sha256(data).hexdigest()
+    responses.put(UPLOAD, status=200, body="garbage")
+    responses.get(
+        SEARCH,
+        json={
+            "versions": [_version(4, state="pending", upload_path=UPLOAD)],
+            "pending_listed": True,
+        },
+    )
+    responses.put(UPLOAD, status=200, json={})
+    responses.get(
+        SEARCH, json={"versions": [_version(4, state="ready", sha256=sha)], "pending_listed": True}
+    )
+    api = client([])
+    v = Version(version=4, upload_path=UPLOAD, raw={})
+    assert (
+        put_confirmed(api.settings, api, job(), v, _payload(tmp_path, data), None, lambda _l: None)
+        == sha
+    )
+    assert len([c for c in responses.calls if c.request.method == "PUT"]) == 2
+
+
+@responses.activate
+def test_stored_file_with_another_sha256_is_an_error(tmp_path: Path) -> None:
+    responses.put(UPLOAD, status=200, json={})
+    responses.get(
+        SEARCH,
+        json={"versions": [_version(4, state="ready", sha256="0" * 64)], "pending_listed": True},
+    )
+    api = client([])
+    v = Version(version=4, upload_path=UPLOAD, raw={})
+    with pytest.raises(RegistryRefused, match="not the"):
+        put_confirmed(
+            api.settings, api, job(), v, _payload(tmp_path, b"abc"), None, lambda _l: None
+        )
+
+
+@responses.activate
+def test_put_409_without_our_file_in_the_registry_stays_an_error(tmp_path: Path) -> None:
+    responses.put(UPLOAD, status=409)
+    responses.get(SEARCH, status=404)
+    api = client([])
+    v = Version(version=4, upload_path=UPLOAD, raw={})
+    with pytest.raises(UploadConflict):
+        put_confirmed(
+            api.settings, api, job(), v, _payload(tmp_path, b"abc"), None, lambda _l: None
+        )
+
+
+@responses.activate
+def test_429_until_retries_run_out_is_exit_6() -> None:
+    responses.get(f"{BASE}/api/v1/authenticate", status=429, headers={"Retry-After": "0"})
+    with pytest.raises(RegistryUnavailable, match="429") as err:
+        client([]).authenticate()
+    assert err.value.exit_code == 6
+
+
+@responses.activate
+def test_search_answer_upload_paths_are_redacted() -> None:
+    responses.get(SEARCH, json={"versions": [_version(4, upload_path=UPLOAD + "-other")]})
+    client([]).search("acme", "web", "amazon.ami", {"version": "any"})
+    assert "presigned" not in redact(f"see {UPLOAD}-other")
+
+
+def test_file_gone_before_the_put_is_an_input_error(tmp_path: Path) -> None:
+    with pytest.raises(InputFileError) as err:
+        client([]).upload(UPLOAD, tmp_path / "gone.box", 3)
+    assert err.value.exit_code == 3
+
+
+@responses.activate
+def test_put_409_after_a_lost_answer_is_ours_even_when_the_registry_cannot_confirm(
+    tmp_path: Path,
+) -> None:
+    responses.put(UPLOAD, body=requests.ConnectionError("Connection reset by peer"))
+    responses.put(UPLOAD, status=409)
+    responses.get(SEARCH, status=503)
+    lines: list[str] = []
+    api = client(lines)
+    v = Version(version=4, upload_path=UPLOAD, raw={})
+    data = b"whole file"
+    assert put_confirmed(api.settings, api, job(), v, _payload(tmp_path, data), None, lines.append)
+    assert any("arrived with an earlier try (409)" in line for line in lines)
+
+
+@responses.activate
+def test_put_failing_after_whole_tries_says_the_file_may_have_arrived(tmp_path: Path) -> None:
+    responses.put(UPLOAD, status=502)
+    responses.get(SEARCH, status=404)
+    api = client([])
+    v = Version(version=4, upload_path=UPLOAD, raw={})
+    with pytest.raises(RegistryUnavailable) as err:
+        put_confirmed(api.settings, api, job(), v, _payload(tmp_path, b"abc"), None, print)
+    line = err.value.one_line()
+    assert "may have arrived" in line and "--version 4 --pending" in line
+    assert "presigned" not in line
+
+
+@responses.activate
+def test_put_that_never_reached_the_registry_says_the_version_stays_pending(
+    tmp_path: Path,
+) -> None:
+    responses.put(UPLOAD, status=503)
+    responses.get(SEARCH, status=404)
+    api = client([])
+    v = Version(version=4, upload_path=UPLOAD, raw={})
+    with pytest.raises(RegistryUnavailable) as err:
+        put_confirmed(api.settings, api, job(), v, _payload(tmp_path, b"abc"), None, print)
+    assert "stays pending" in err.value.one_line()
+
+
+def test_ca_directory_becomes_one_bundle_of_its_pem_files(tmp_path: Path) -> None:
+    from atlas_ci.client import tls_verify_argument
+    from atlas_ci.errors import ConfigError
+
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    (tmp_path / "a.pem").write_text(pem)
+    (tmp_path / "b.crt").write_text(pem.replace("MIIB", "MIIC"))
+    (tmp_path / "notes.txt").write_text("not a certificate")
+    bundle = tls_verify_argument(str(tmp_path))
+    assert isinstance(bundle, str) and bundle != str(tmp_path)
+    text = Path(bundle).read_text()
+    assert "MIIB" in text and "MIIC" in text and "not a certificate" not in text
+    assert tls_verify_argument(str(tmp_path / "a.pem")) == str(tmp_path / "a.pem")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConfigError, match="no PEM certificate"):
+        tls_verify_argument(str(empty))
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [{"status": 504}, {"status": 502}, {"body": requests.ReadTimeout("read timed out")}],
+)
+@responses.activate
+def test_absence_after_a_failure_that_may_still_be_running_is_no_licence_to_post_again(
+    failure: dict[str, Any],
+) -> None:
+    responses.get(SEARCH, json={"versions": [_version(3)], "pending_listed": True})
+    responses.post(VERSIONS, **failure)
+    responses.get(SEARCH, json={"versions": [_version(3)], "pending_listed": True})
+    with pytest.raises(RegistryUnavailable) as err:
+        _create(client([]), [])
+    line = err.value.one_line()
+    assert "may still complete" in line and "--version any --pending" in line
+    assert len([c for c in responses.calls if c.request.method == "POST"]) == 1

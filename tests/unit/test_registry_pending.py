@@ -1,0 +1,90 @@
+"""Pending versions in a search with include_pending: sealed secrets, never the plain one."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from atlas_ci.registry.storage import Search, Storage, seal_secret, unseal_secret
+from atlas_ci.registry.wire import BadRequest, parse_search
+
+
+def _new(store: Storage, secret: str | None) -> int:
+    version = store.create_version(
+        "u",
+        "n",
+        "t",
+        artifact_id="",
+        build_id=0,
+        compile_id=0,
+        metadata=None,
+        file=secret is not None,
+        upload_secret=secret,
+    )
+    return version.version
+
+
+def test_pending_versions_are_listed_only_when_asked_and_latest_counts_them(
+    tmp_path: Path,
+) -> None:
+    store = Storage(tmp_path / "d")
+    store.create_artifact("u", "n")
+    _new(store, None)  # v1 ready
+    _new(store, "s3cret-of-v2")  # v2 pending
+
+    def found(search: Search) -> list[tuple[int, str]]:
+        return [(v.version, v.state) for v in store.search("u", "n", "t", search)]
+
+    assert found(Search(version="any")) == [(1, "ready")]
+    assert found(Search(version="latest")) == [(1, "ready")]
+    assert found(Search(version="any", include_pending=True)) == [(2, "pending"), (1, "ready")]
+    assert found(Search(version="latest", include_pending=True)) == [(2, "pending")]
+    [pending, ready] = store.search("u", "n", "t", Search(version="any", include_pending=True))
+    assert store.pending_upload_secret(pending) == "s3cret-of-v2"
+    assert store.pending_upload_secret(ready) is None
+
+
+def test_pending_secret_survives_reopening_is_sealed_and_dropped_once_uploaded(
+    tmp_path: Path,
+) -> None:
+    store = Storage(tmp_path / "d")
+    store.create_artifact("u", "n")
+    _new(store, "s3cret-value")
+    store.close()
+    store = Storage(tmp_path / "d")
+    [pending] = store.search("u", "n", "t", Search(version="any", include_pending=True))
+    assert store.pending_upload_secret(pending) == "s3cret-value"
+    conn = sqlite3.connect(store.db_path)
+    try:
+        dump = "\n".join(conn.iterdump())
+    finally:
+        conn.close()
+    assert "s3cret-value" not in dump
+    assert (tmp_path / "d" / "upload.key").stat().st_mode & 0o077 == 0
+    upload = store.begin_upload("s3cret-value")
+    upload.write(b"data")
+    ready = store.finish_upload(upload)
+    assert store.pending_upload_secret(ready) is None
+    conn = sqlite3.connect(store.db_path)
+    try:
+        assert conn.execute("SELECT COUNT(*) FROM pending_uploads").fetchone() == (0,)
+    finally:
+        conn.close()
+
+
+def test_seal_round_trip_depends_on_key_and_row() -> None:
+    key = bytes(range(32))
+    sealed = seal_secret(key, 7, "a" * 43)
+    assert unseal_secret(key, 7, sealed) == "a" * 43
+    assert seal_secret(key, 8, "a" * 43) != sealed
+    assert seal_secret(bytes(32), 7, "a" * 43) != sealed
+
+
+def test_include_pending_query() -> None:
+    assert parse_search("version=any&include_pending=1").include_pending
+    assert not parse_search("version=any").include_pending
+    assert not parse_search("include_pending=0").include_pending
+    with pytest.raises(BadRequest):
+        parse_search("include_pending=yes")
