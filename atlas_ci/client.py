@@ -17,6 +17,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from atlas_ci import USER_AGENT
+from atlas_ci.digest import FileDigest
 from atlas_ci.errors import (
     AtlasCIError,
     AuthError,
@@ -280,10 +281,11 @@ class AtlasClient:
         size: int,
         *,
         progress: Callable[[int], None] | None = None,
+        digest: FileDigest | None = None,
     ) -> str | None:
         """PUT the file to ``upload_path`` (no token, streamed, retried from offset 0).
 
-        Returns the sha256 of the bytes sent.
+        Returns the sha256 of the bytes sent (from ``digest`` when the caller started one).
         """
         from atlas_ci import transfer
 
@@ -304,6 +306,7 @@ class AtlasClient:
                     verify=self._verify,
                     timeout=self.settings.timeout,
                     progress=progress,
+                    digest=digest,
                 )
             except (requests.RequestException, OSError) as exc:
                 if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):

@@ -7,7 +7,6 @@ anything, and an archive error aborts before its version is created.
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 import time
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from atlas_ci import archive, manifest, plan
+from atlas_ci.digest import FileDigest
 from atlas_ci.errors import (
     AtlasCIError,
     ConfigError,
@@ -107,13 +107,31 @@ def version_body(settings: Settings, job: Job, has_file: bool) -> dict[str, Any]
     }
 
 
-def sha256_of(path: Path) -> str:
-    """sha256 of a file in 1 MiB reads (dry runs: nothing is sent to hash on the way)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+class Digests:
+    """One background sha256 per payload, started as early as its file is known.
+
+    On two cores the hash is the slowest part of an upload over plain http, so it starts
+    before the HTTP stack is imported when it can, runs while the registry calls do, and
+    serves the PUT, the dry run and every later check of the same file.
+    """
+
+    def __init__(self) -> None:
+        self._running: dict[tuple[str, int], FileDigest] = {}
+
+    def start(self, path: Path, size: int) -> FileDigest:
+        key = (str(path), size)
+        if key not in self._running:
+            self._running[key] = FileDigest.start(path, size)
+        return self._running[key]
+
+    def start_passthrough(self, files: tuple[Path, ...]) -> None:
+        """Start now if the file will be uploaded as is (one gzip file): no archive to wait for."""
+        if len(files) == 1 and archive.is_gzip(files[0]):
+            self.start(files[0], files[0].stat().st_size)
+
+    def cancel(self) -> None:
+        for digest in self._running.values():
+            digest.cancel()
 
 
 def run_upload(
@@ -125,12 +143,31 @@ def run_upload(
     client: Any = None,
 ) -> Result:
     """Do what Packer's atlas post-processor did, for every selected build."""
-    from atlas_ci.client import AtlasClient
-
     say: Log = log or (lambda _line: None)
     state = _State()
     artifacts = load_artifacts(settings)
     jobs = plan_jobs(settings, artifacts, say)
+    digests = Digests()
+    try:
+        if jobs:
+            digests.start_passthrough(jobs[0].artifact.files)
+        return _run(settings, jobs, digests, say, debug, interactive, client, state)
+    finally:
+        digests.cancel()
+
+
+def _run(
+    settings: Settings,
+    jobs: list[Job],
+    digests: Digests,
+    say: Log,
+    debug: Log | None,
+    interactive: bool,
+    client: Any,
+    state: _State,
+) -> Result:
+    from atlas_ci.client import AtlasClient  # imports requests: after the hash has started
+
     api = client or AtlasClient(settings, log=say, debug=debug)
     user, name = settings.user, settings.name
     try:
@@ -143,7 +180,7 @@ def run_upload(
         builds = []
         with tempfile.TemporaryDirectory(prefix="atlas-ci-") as tmp:
             for job in jobs:
-                builds.append(_one(settings, api, job, Path(tmp), say, interactive, state))
+                builds.append(_one(settings, api, job, Path(tmp), say, interactive, state, digests))
     except KeyboardInterrupt as exc:
         signum = int(getattr(exc, "signum", 2))
         raise Interrupted(f"interrupted; {state.describe(settings)}", signum=signum) from None
@@ -315,6 +352,7 @@ def put_confirmed(
     job: Job,
     version: Any,
     payload: Any,
+    digest: FileDigest,
     progress: Any,
     say: Log,
 ) -> str:
@@ -331,9 +369,11 @@ def put_confirmed(
     while True:
         attempt += 1
         try:
-            sha = api.upload(version.upload_path, payload.path, payload.size, progress=progress)
+            sha = api.upload(
+                version.upload_path, payload.path, payload.size, progress=progress, digest=digest
+            )
         except (UploadConflict, UploadFailed) as exc:
-            local = sha256_of(payload.path)
+            local = digest.result()
             state = confirm_file(settings, api, job, version.version, local, say)
             if state == "ready":
                 say(f"The registry holds the file of {slug}: an earlier try went through")
@@ -363,7 +403,7 @@ def put_confirmed(
                 ) from None
             raise exc from None
         if sha is None:
-            sha = sha256_of(payload.path)
+            sha = digest.result()
         state = confirm_file(settings, api, job, version.version, sha, say)
         if state in ("ready", "unsupported"):
             return str(sha)
@@ -424,6 +464,7 @@ def _one(
     say: Log,
     interactive: bool,
     state: _State,
+    digests: Digests,
 ) -> BuildResult:
     started = time.monotonic()
     slug = f"{settings.artifact}/{job.artifact_type}"
@@ -433,9 +474,10 @@ def _one(
         job.artifact.files, tmp, level=6, gzip_writer=open_gzip_writer
     )
     file_info: FileInfo | None = None
+    digest = digests.start(payload.path, payload.size) if payload is not None else None
     if settings.dry_run:
-        if payload is not None:
-            file_info = FileInfo(size=payload.size, sha256=sha256_of(payload.path))
+        if payload is not None and digest is not None:
+            file_info = FileInfo(size=payload.size, sha256=digest.result())
             say(f"Dry run: would upload {slug} ({payload.size} bytes, sha256 {file_info.sha256})")
         else:
             say(f"Dry run: would create a version of {slug} without a file")
@@ -459,7 +501,8 @@ def _one(
         assert version.upload_path is not None
         progress = Progress(payload.size, say, interactive=interactive)
         put_started = time.monotonic()
-        sha = put_confirmed(settings, api, job, version, payload, progress, say)
+        assert digest is not None
+        sha = put_confirmed(settings, api, job, version, payload, digest, progress, say)
         seconds = max(time.monotonic() - put_started, 1e-9)
         file_info = FileInfo(size=payload.size, sha256=sha)
         rate = human_bytes(payload.size / seconds)

@@ -12,6 +12,7 @@ import responses
 
 from atlas_ci.archive import Payload
 from atlas_ci.client import Ambiguous, AtlasClient, UploadConflict, Version
+from atlas_ci.digest import FileDigest
 from atlas_ci.errors import InputFileError, RegistryRefused, RegistryUnavailable
 from atlas_ci.manifest import Artifact
 from atlas_ci.redaction import redact
@@ -152,6 +153,12 @@ def test_when_the_registry_cannot_tell_exit_6_says_what_may_exist_and_how_to_che
     assert len([c for c in responses.calls if c.request.method == "POST"]) == 1
 
 
+def confirm(api: AtlasClient, v: Version, payload: Payload, say: Any) -> str:
+    """``put_confirmed`` with the digest the flow starts for every payload."""
+    digest = FileDigest.start(payload.path, payload.size)
+    return put_confirmed(api.settings, api, job(), v, payload, digest, None, say)
+
+
 def _payload(tmp_path: Path, data: bytes) -> Payload:
     path = tmp_path / "a.box"
     path.write_bytes(data)
@@ -170,10 +177,7 @@ def test_put_whose_answer_was_lost_is_confirmed_by_the_registry(tmp_path: Path) 
     lines: list[str] = []
     api = client(lines)
     v = Version(version=4, upload_path=UPLOAD, raw={})
-    assert (
-        put_confirmed(api.settings, api, job(), v, _payload(tmp_path, data), None, lines.append)
-        == sha
-    )
+    assert confirm(api, v, _payload(tmp_path, data), lines.append) == sha
     assert any("an earlier try went through" in line for line in lines)
 
 
@@ -195,10 +199,7 @@ def test_put_answered_2xx_but_not_stored_is_sent_again(tmp_path: Path) -> None:
     )
     api = client([])
     v = Version(version=4, upload_path=UPLOAD, raw={})
-    assert (
-        put_confirmed(api.settings, api, job(), v, _payload(tmp_path, data), None, lambda _l: None)
-        == sha
-    )
+    assert confirm(api, v, _payload(tmp_path, data), lambda _l: None) == sha
     assert len([c for c in responses.calls if c.request.method == "PUT"]) == 2
 
 
@@ -212,9 +213,7 @@ def test_stored_file_with_another_sha256_is_an_error(tmp_path: Path) -> None:
     api = client([])
     v = Version(version=4, upload_path=UPLOAD, raw={})
     with pytest.raises(RegistryRefused, match="not the"):
-        put_confirmed(
-            api.settings, api, job(), v, _payload(tmp_path, b"abc"), None, lambda _l: None
-        )
+        confirm(api, v, _payload(tmp_path, b"abc"), lambda _l: None)
 
 
 @responses.activate
@@ -224,9 +223,7 @@ def test_put_409_without_our_file_in_the_registry_stays_an_error(tmp_path: Path)
     api = client([])
     v = Version(version=4, upload_path=UPLOAD, raw={})
     with pytest.raises(UploadConflict):
-        put_confirmed(
-            api.settings, api, job(), v, _payload(tmp_path, b"abc"), None, lambda _l: None
-        )
+        confirm(api, v, _payload(tmp_path, b"abc"), lambda _l: None)
 
 
 @responses.activate
@@ -261,7 +258,7 @@ def test_put_409_after_a_lost_answer_is_ours_even_when_the_registry_cannot_confi
     api = client(lines)
     v = Version(version=4, upload_path=UPLOAD, raw={})
     data = b"whole file"
-    assert put_confirmed(api.settings, api, job(), v, _payload(tmp_path, data), None, lines.append)
+    assert confirm(api, v, _payload(tmp_path, data), lines.append)
     assert any("arrived with an earlier try (409)" in line for line in lines)
 
 
@@ -272,7 +269,7 @@ def test_put_failing_after_whole_tries_says_the_file_may_have_arrived(tmp_path: 
     api = client([])
     v = Version(version=4, upload_path=UPLOAD, raw={})
     with pytest.raises(RegistryUnavailable) as err:
-        put_confirmed(api.settings, api, job(), v, _payload(tmp_path, b"abc"), None, print)
+        confirm(api, v, _payload(tmp_path, b"abc"), print)
     line = err.value.one_line()
     assert "may have arrived" in line and "--version 4 --pending" in line
     assert "presigned" not in line
@@ -287,7 +284,7 @@ def test_put_that_never_reached_the_registry_says_the_version_stays_pending(
     api = client([])
     v = Version(version=4, upload_path=UPLOAD, raw={})
     with pytest.raises(RegistryUnavailable) as err:
-        put_confirmed(api.settings, api, job(), v, _payload(tmp_path, b"abc"), None, print)
+        confirm(api, v, _payload(tmp_path, b"abc"), print)
     assert "stays pending" in err.value.one_line()
 
 

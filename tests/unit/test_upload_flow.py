@@ -1,0 +1,86 @@
+"""The flow's use of the background sha256: started early, once per payload, reused."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import responses
+
+from atlas_ci import upload
+from atlas_ci.digest import FileDigest
+from atlas_ci.settings import Settings
+from tests.artifacts import file_build, make_box, write_manifest
+
+BASE = "https://atlas.example"
+UPLOAD = "https://binstore.example/put/1?sig=x"
+
+
+@responses.activate
+def test_passthrough_hash_starts_before_any_request_and_serves_the_put(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    box = make_box(tmp_path / "out" / "web.box")
+    write_manifest(tmp_path, [file_build("vbox", "virtualbox-iso", "virtualbox", ["out/web.box"])])
+    started: list[str] = []
+    real_start = FileDigest.start
+
+    def counting_start(path: Path | str, size: int) -> FileDigest:
+        started.append(str(path))
+        return real_start(path, size)
+
+    monkeypatch.setattr(FileDigest, "start", staticmethod(counting_start))
+    seen_at_auth: list[int] = []
+
+    def authenticate(_request: Any) -> tuple[int, dict[str, str], str]:
+        seen_at_auth.append(len(started))
+        return 200, {}, "{}"
+
+    responses.add_callback(responses.GET, f"{BASE}/api/v1/authenticate", authenticate)
+    responses.get(f"{BASE}/api/v1/artifacts/acme/box", json={"artifact": {}})
+    search = f"{BASE}/api/v1/artifacts/acme/box/vagrant.box/search"
+    responses.get(search, json={"versions": [], "pending_listed": True})
+    responses.post(
+        f"{BASE}/api/v1/artifacts/acme/box/vagrant.box",
+        json={"version": 1, "upload_path": UPLOAD},
+    )
+    responses.put(UPLOAD, status=200)
+    sha = hashlib.sha256(box.read_bytes()).hexdigest()
+    ready = {"version": 1, "state": "ready", "sha256": sha, "id": "virtualbox"}
+    responses.get(search, json={"versions": [ready], "pending_listed": True})
+
+    settings = Settings.from_sources(
+        flags={
+            "artifact": "acme/box",
+            "atlas_url": BASE,
+            "workspace": tmp_path,
+            "manifest": str(tmp_path / "packer-manifest.json"),
+        },
+        env={"ATLAS_TOKEN": "t0ken-value"},
+    )
+    result = upload.run_upload(settings)
+    assert seen_at_auth == [1]  # hashing ran while the token was checked
+    assert started == [str(box)]  # one digest for the payload, reused by PUT and check
+    assert result.last.file is not None
+    assert result.last.file.sha256 == sha
+    assert json.loads(responses.calls[3].request.body)["artifact_version"]["file"] is True
+
+
+def test_digests_start_once_per_file_and_early_only_for_passthrough(tmp_path: Path) -> None:
+    (tmp_path / "vm").mkdir()
+    (tmp_path / "vm" / "a.vmdk").write_bytes(b"a" * 5000)
+    (tmp_path / "vm" / "b.vmx").write_text("x")
+    digests = upload.Digests()
+    try:
+        digests.start_passthrough((tmp_path / "vm" / "a.vmdk",))  # not gzip: nothing started
+        assert digests._running == {}
+        box = make_box(tmp_path / "x.box")
+        digests.start_passthrough((box,))
+        first = digests.start(box, box.stat().st_size)
+        assert digests.start(box, box.stat().st_size) is first
+        assert first.result() == hashlib.sha256(box.read_bytes()).hexdigest()
+    finally:
+        digests.cancel()
