@@ -272,11 +272,17 @@ def _search(ns: argparse.Namespace, console: Any) -> int:
             "check the artifact, its type and atlas_url",
         )
     # An upload_path is a credential: never printed, not even for a pending version.
-    versions = [{k: v for k, v in found.items() if k != "upload_path"} for found in answer.versions]
+    versions = [
+        {k: v for k, v in found.items() if str(k).lower() != "upload_path"}
+        for found in answer.versions
+    ]
     if ns.pending and not answer.pending_listed:
         console.warn("the registry does not list pending versions; only ready ones are shown")
     if settings.json:
-        print(json.dumps({"versions": versions}, separators=(",", ":")), flush=True)
+        from atlas_ci.redaction import redact
+
+        # What the registry echoes back (metadata, ids) may quote a secret: cut it here too.
+        print(redact(json.dumps({"versions": versions}, separators=(",", ":"))), flush=True)
     else:
         for v in versions:
             console.info(_version_line(v))

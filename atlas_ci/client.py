@@ -26,7 +26,7 @@ from atlas_ci.errors import (
     RegistryRefused,
     RegistryUnavailable,
 )
-from atlas_ci.redaction import origin_of, redact, redact_url, register
+from atlas_ci.redaction import origin_of, redact, redact_url, register_url
 from atlas_ci.retry import NOT_PROCESSED_STATUSES, RETRY_STATUSES, RetryPolicy
 from atlas_ci.settings import Settings
 
@@ -269,9 +269,9 @@ class AtlasClient:
                 "check that atlas_url points at an Atlas-compatible registry",
             )
         for v in versions:
-            upload_path = v.get("upload_path")
-            if isinstance(upload_path, str) and upload_path:
-                register(upload_path)  # a pending version's upload URL is a credential
+            for key, value in v.items():
+                if str(key).lower() == "upload_path" and isinstance(value, str) and value:
+                    register_url(value)  # a pending version's upload URL is a credential
         return SearchAnswer(versions, body.get("pending_listed") is True)
 
     def upload(
@@ -389,6 +389,14 @@ class AtlasClient:
             try:
                 resp = self._send(method, url, data, headers, params)
             except requests.RequestException as exc:
+                if isinstance(
+                    exc, requests.exceptions.InvalidHeader | requests.exceptions.InvalidURL
+                ):
+                    # Nothing was sent and nothing will change on a retry: it is our input.
+                    raise ConfigError(
+                        f"{what}: the request cannot be made ({type(exc).__name__})",
+                        "check atlas_url and ATLAS_TOKEN for stray characters",
+                    ) from None
                 reason = _describe_transport(exc)
                 if isinstance(exc, requests.exceptions.SSLError):
                     raise RegistryUnavailable(
@@ -601,7 +609,7 @@ def parse_version(body: Any, *, file: bool) -> Version:
         raise RegistryRefused("the version answer has no integer 'version'", hint)
     upload_path = fields.get("upload_path")
     if isinstance(upload_path, str) and upload_path:
-        register(upload_path)  # a presigned URL is a credential: never print it
+        register_url(upload_path)  # a presigned URL is a credential: never print it
     if file:
         if not isinstance(upload_path, str) or not upload_path.strip():
             raise RegistryRefused(

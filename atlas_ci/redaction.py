@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 _MASK = "***"
 _lock = threading.Lock()
@@ -55,6 +55,29 @@ def register(value: str) -> None:
     if len(value) >= 4:
         with _lock:
             _secrets.add(value)
+
+
+def register_url(url: str) -> None:
+    """Remember an upload URL and every part of it that works as a credential.
+
+    A binstore that quotes the request back ("cannot store at /binstore/<secret>?sig=...")
+    must not get the path, the query or a signature printed either.
+    """
+    register(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return
+    # Derived pieces only when long enough to be a secret, not a word like "upload".
+    pieces = [parts.path, parts.path.rstrip("/").rsplit("/", 1)[-1], parts.query]
+    for pair in parts.query.split("&") if parts.query else ():
+        value = pair.partition("=")[2]
+        pieces += [value, unquote(value)]
+    userinfo = parts.netloc.rpartition("@")[0]
+    pieces += [userinfo, userinfo.partition(":")[2]]
+    for piece in pieces:
+        if len(piece) >= 8:
+            register(piece)
 
 
 def redact(text: str) -> str:

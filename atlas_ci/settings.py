@@ -108,8 +108,8 @@ def _build(flags: Mapping[str, object], env: Mapping[str, str]) -> Settings:
     token: Secret | None = None
     if flag("no_token"):
         sources["token"] = "none (--no-token)"  # noqa: S105 - a source name
-    elif env.get("ATLAS_TOKEN"):
-        token = Secret(env["ATLAS_TOKEN"])
+    elif env.get("ATLAS_TOKEN", "").strip():
+        token = _token(env["ATLAS_TOKEN"])
         sources["token"] = "env ATLAS_TOKEN"  # noqa: S105 - a source name
     elif flags.get("require_token", True):
         raise ConfigError(
@@ -177,6 +177,20 @@ def _build(flags: Mapping[str, object], env: Mapping[str, str]) -> Settings:
         debug=bool(flags.get("debug")) or env.get("RUNNER_DEBUG") == "1",
         sources=sources,
     )
+
+
+def _token(raw: str) -> Secret:
+    """The token as an HTTP header can carry it; a copy-paste's surrounding blanks dropped."""
+    secret = Secret(raw.strip())
+    register(raw)  # the raw form is never printed either
+    value = secret.reveal()
+    if not all(33 <= ord(ch) <= 126 for ch in value):
+        raise ConfigError(
+            "ATLAS_TOKEN holds a space, a control or a non-ASCII character, which an HTTP "
+            "header cannot carry",
+            "set the token (the secret) to the exact value the registry issued",
+        )
+    return secret
 
 
 def _text(value: object) -> str | None:
@@ -277,13 +291,16 @@ def _number(
 def normalise_base_url(raw: str, source: str = "atlas_url") -> str:
     """Validate the base URL; drop its query and one trailing ``/api/v1`` (atlas-wire §1)."""
     text = raw.strip()
+    authority = (text.split("://", 1)[1] if "://" in text else text).split("/", 1)[0]
+    userinfo = authority.rpartition("@")[0]
+    if userinfo:
+        # Credentials in the URL, with or without a scheme: cut from every line.
+        register(userinfo)
+        register(userinfo.partition(":")[2])
     if "://" in text:
-        userinfo = text.split("://", 1)[1].split("/", 1)[0].rpartition("@")[0]
-        if userinfo:
-            # Credentials in the URL: cut from every line, whatever prints them later.
-            register(userinfo)
-            register(userinfo.partition(":")[2])
-    shown = redact_url(text) if "://" in text else text
+        shown = redact_url(text)
+    else:
+        shown = text.replace(userinfo + "@", "***@", 1) if userinfo else text
     if "://" not in text:
         raise ConfigError(
             f"atlas_url {shown!r} ({source}) has no scheme",
