@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TextIO
 
-from atlas_ci import __version__, github
+from atlas_ci import __version__, github, reporters
 from atlas_ci.console import one_line
 from atlas_ci.errors import AtlasCIError, ConfigError, ExitCode, InputFileError
 from atlas_ci.redaction import redact_url, register
@@ -197,6 +197,9 @@ def run(environ: Mapping[str, str], *, stream: TextIO | None = None) -> int:
 
 def _run(environ: Mapping[str, str], out: _Stream, summary: str | None) -> int:
     settings = settings_from_inputs(environ)
+    output_file = environ.get("GITHUB_OUTPUT")
+    if output_file:
+        reporters.check_writable(output_file, "GITHUB_OUTPUT")
     if settings.verify is False:
         out.emit(github.warning("TLS certificate verification is off (ATLAS_TLS_NOVERIFY)"))
     title = f"atlas-ci {__version__}: {settings.artifact} to {redact_url(settings.atlas_url)}"
@@ -206,9 +209,13 @@ def _run(environ: Mapping[str, str], out: _Stream, summary: str | None) -> int:
             out.debug("setting " + line.replace(" from flag", " from input"))
         result = _upload(settings, out.log, out.debug)
     values = outputs(result)
-    output_file = environ.get("GITHUB_OUTPUT")
     if output_file:
-        github.write_outputs(output_file, values)
+        try:
+            github.write_outputs(output_file, values)
+        except OSError as exc:
+            raise reporters.written_after_upload(
+                "GITHUB_OUTPUT", output_file, result, exc
+            ) from None
     else:
         out.emit(github.warning("GITHUB_OUTPUT is not set: the step's outputs cannot be written"))
     if summary:

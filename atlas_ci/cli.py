@@ -234,16 +234,20 @@ def _settings(ns: argparse.Namespace, console: Any) -> Any:
 
 
 def _upload(ns: argparse.Namespace, console: Any) -> int:
+    from atlas_ci import reporters
     from atlas_ci.upload import run_upload
 
     settings = _settings(ns, console)
+    if settings.dotenv:
+        reporters.check_writable(settings.dotenv, "--dotenv")
     result = run_upload(
         settings, console.info, debug=console.debug, interactive=console.interactive
     )
     if settings.dotenv:
-        from atlas_ci.reporters import write_dotenv
-
-        write_dotenv(settings.dotenv, result)
+        try:
+            reporters.write_dotenv(settings.dotenv, result)
+        except OSError as exc:
+            raise reporters.written_after_upload("--dotenv", settings.dotenv, result, exc) from None
     if settings.json:
         print(json.dumps(result.to_json(), separators=(",", ":")), flush=True)
     return ExitCode.OK

@@ -9,6 +9,7 @@ import os
 import re
 from pathlib import Path
 
+from atlas_ci.errors import AtlasCIError, ConfigError, InputFileError
 from atlas_ci.result import Result
 
 _NAME = re.compile(r"[A-Za-z0-9_]+")
@@ -55,3 +56,37 @@ def write_dotenv(path: str | Path, result: Result) -> None:
         owner = target.resolve().parent.stat()
         if (owner.st_uid, owner.st_gid) != (0, 0):
             os.chown(target, owner.st_uid, owner.st_gid)
+
+
+def check_writable(path: str | Path, what: str) -> None:
+    """Before any request: an output file that cannot be written is a configuration error.
+
+    Found after the upload, it would leave a version made but not reported; said now, the
+    user fixes the path and nothing was created.
+    """
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise ConfigError(f"{what} {str(path)!r} is a directory", f"give {what} a file path")
+    if not parent.is_dir():
+        raise ConfigError(
+            f"{what} {str(path)!r}: directory {str(parent)!r} does not exist",
+            f"create it first or give {what} a path in an existing directory",
+        )
+    probe = target if target.exists() else parent
+    if not os.access(probe, os.W_OK):
+        raise ConfigError(
+            f"{what} {str(path)!r} cannot be written (permission denied)",
+            f"give {what} a path this user can write",
+        )
+
+
+def written_after_upload(what: str, path: str | Path, result: Result, exc: OSError) -> AtlasCIError:
+    """The error for an output file that failed after the versions were made."""
+    made = ", ".join(b.id for b in result.builds if b.id) or "nothing"
+    return InputFileError(
+        f"uploaded {made} but could not write {what} {str(path)!r}: "
+        f"{exc.strerror or type(exc).__name__}",
+        "the versions exist: do not re-run the upload; take them from the log or --json",
+        path=str(path),
+    )

@@ -185,3 +185,38 @@ def test_data_survives_a_restart(registry: RegistryProcess, tmp_path: Path) -> N
     assert download(registry, "acme/keep/vagrant.box") == box.read_bytes()
     again = cli(registry, ["upload", "--artifact", "acme/keep"], tmp_path)
     assert again["version"] == 2
+
+
+def test_bad_dotenv_path_stops_before_anything_is_created(
+    registry: RegistryProcess, tmp_path: Path
+) -> None:
+    write_manifest(tmp_path, [amazon_build()])
+    proc = run_cli(
+        [
+            "upload",
+            "--artifact",
+            "acme/env",
+            "--atlas-url",
+            registry.url,
+            "--dotenv",
+            str(tmp_path / "no-such-dir" / "atlas.env"),
+        ],
+        tmp_path,
+        {"ATLAS_TOKEN": registry.token},
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: --dotenv")
+    resp = requests.get(
+        f"{registry.url}/api/v1/artifacts/acme/env",
+        headers={"X-Atlas-Token": registry.token},
+        timeout=10,
+    )
+    assert resp.status_code == 404  # not even the artifact was created
+
+
+def test_dotenv_report_for_gitlab(registry: RegistryProcess, tmp_path: Path) -> None:
+    write_manifest(tmp_path, [amazon_build()])
+    cli(registry, ["upload", "--artifact", "acme/env", "--dotenv", "atlas.env"], tmp_path)
+    lines = (tmp_path / "atlas.env").read_text().splitlines()
+    assert "ATLAS_VERSION=1" in lines
+    assert "ATLAS_ARTIFACT_ID=acme/env/amazon.ami/1" in lines

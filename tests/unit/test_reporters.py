@@ -79,3 +79,14 @@ def test_dotenv_without_a_file_has_an_empty_sha() -> None:
 def test_what_gitlab_cannot_read_is_refused(values: dict[str, str]) -> None:
     with pytest.raises(ValueError, match="dotenv"):
         format_dotenv(values)
+
+
+def test_unwritable_dotenv_is_refused_before_any_request(tmp_path: Path) -> None:
+    from atlas_ci.errors import ConfigError
+    from atlas_ci.reporters import check_writable
+
+    with pytest.raises(ConfigError, match="does not exist"):
+        check_writable(tmp_path / "missing" / "atlas.env", "--dotenv")
+    with pytest.raises(ConfigError, match="is a directory"):
+        check_writable(tmp_path, "--dotenv")
+    check_writable(tmp_path / "atlas.env", "--dotenv")  # a new file in a writable dir: fine
