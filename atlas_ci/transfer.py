@@ -57,9 +57,9 @@ from atlas_ci.errors import InputFileError
 __all__ = ["ProgressFn", "PutOutcome", "PutResponse", "put_file"]
 
 ProgressFn = Callable[[int], None]
-"""Called with the cumulative number of body bytes sent, every 64 MiB or so and at the end."""
+"""Called with the cumulative number of body bytes sent, every 4 MiB or so and at the end."""
 
-PROGRESS_EVERY = 64 << 20
+PROGRESS_EVERY = 4 << 20  # cheap: the Progress reporter decides by time what to print
 BODY_KEEP = 64 << 10
 _SENDFILE_MAX = 1 << 30  # Linux moves at most ~2 GiB per sendfile call anyway
 
