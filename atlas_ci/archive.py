@@ -3,6 +3,13 @@
 One gzip file is uploaded byte for byte; anything else becomes a tar.gz in the caller's
 private temp directory, so its size is known before the upload. The archive is
 deterministic for the same files: fixed entry order, uid/gid 0, no user names, gzip mtime 0.
+
+Decision: the common prefix is taken over the files' absolute paths (the manifest loader
+resolves them), not over the names as the manifest recorded them. Where Packer's builders
+gave paths under one output directory the entries are the same; relative names with no
+shared directory (``a.vmx``, ``sub/b.vmdk``), which Packer refused with "No common prefix",
+are archived from their deepest common directory instead. The error remains for paths with
+no common prefix at all.
 """
 
 from __future__ import annotations
