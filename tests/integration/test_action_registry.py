@@ -1,15 +1,9 @@
-"""The action end to end: runner environment -> action -> core -> a real ``atlas-ci serve``.
-
-These need the upload core (manifest, archive, plan) and the registry with its test helper
-(``tests/registry_proc.py`` and the ``registry`` fixture); until those are merged they are
-skipped, and say so.
-"""
+"""The action end to end: runner environment -> action -> core -> a real ``atlas-ci serve``."""
 
 from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib.util
 import io
 import json
 import os
@@ -25,17 +19,6 @@ import pytest
 from atlas_ci import action
 
 ROOT = Path(__file__).resolve().parents[2]
-_NEEDED = (
-    "tests.registry_proc",
-    "atlas_ci.manifest",
-    "atlas_ci.archive",
-    "atlas_ci.plan",
-    "atlas_ci.registry.serve",
-)
-_MISSING = [name for name in _NEEDED if importlib.util.find_spec(name) is None]
-pytestmark = pytest.mark.skipif(
-    bool(_MISSING), reason=f"waits for {', '.join(_MISSING)} to be merged"
-)
 RUN = "run-0001"
 
 

@@ -46,9 +46,10 @@ def test_a_file_shorter_than_promised_is_an_input_error(tmp_path: Path) -> None:
 
 def test_a_cancelled_digest_gives_no_result(tmp_path: Path) -> None:
     path = tmp_path / "f"
+    size = 16384 * CHUNK  # 16 GiB, sparse: seconds of hashing, so cancel() lands first
     with path.open("wb") as f:
-        f.truncate(512 * CHUNK)
-    digest = FileDigest.start(path, 512 * CHUNK)
+        f.truncate(size)
+    digest = FileDigest.start(path, size)
     digest.cancel()
     with pytest.raises(RuntimeError, match="cancelled"):
         digest.result()
