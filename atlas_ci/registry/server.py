@@ -530,6 +530,8 @@ class RegistryHandler(BaseHTTPRequestHandler):
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise HTTPError(507, "the registry is out of disk space") from None
+            if exc.errno == errno.EFBIG:
+                raise HTTPError(413, "the file is larger than the registry can store") from None
             raise
         finally:
             upload.abort()
@@ -540,18 +542,18 @@ class RegistryHandler(BaseHTTPRequestHandler):
 
     def _receive(self, upload: Upload, length: int) -> None:
         """Stream ``length`` body bytes into ``upload``; a short body answers 400 and closes."""
+        upload.reserve(length)  # a full disk answers 507 before the client sends the body
         self._body_wanted()
-        buffer = memoryview(bytearray(CHUNK_SIZE))
-        while upload.size < length:
-            want = min(CHUNK_SIZE, length - upload.size)
+
+        def read_into(view: memoryview) -> int:
             try:
-                count = self.rfile.readinto(buffer[:want])
+                count = self.rfile.readinto1(view)
             except (TimeoutError, ConnectionError):
-                count = 0
-            if not count:
-                break
+                return 0
             self.body_left -= count
-            upload.write(buffer[:count])
+            return int(count)
+
+        upload.receive(read_into, length)
         if upload.size < length:
             self.note = f"upload incomplete: {upload.size} of {length} bytes"
             self.close_connection = True

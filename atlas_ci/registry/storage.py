@@ -25,7 +25,9 @@ import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Literal
+from typing import Literal
+
+from atlas_ci.registry.ingest import Ingest, ReadInto, reserve
 
 SCHEMA_VERSION = 1
 MAX_NAME_LENGTH = 255
@@ -222,38 +224,52 @@ def _load_key(path: Path) -> bytes:
 
 
 class Upload:
-    """A file arriving for one pending version: a temp file plus a running size and SHA-256.
+    """A file arriving for one pending version: a temp file, its size and SHA-256 once received.
 
-    The caller writes chunks, then hands it to :meth:`Storage.finish_upload` or
-    :meth:`abort` s it; either way the temp file does not outlive the upload.
+    The caller :meth:`receive` s the body, then hands the upload to
+    :meth:`Storage.finish_upload` or :meth:`abort` s it; either way the temp file does not
+    outlive the upload.
     """
 
     def __init__(self, version: Version, tmp_dir: Path) -> None:
         self.version = version
-        fd, name = tempfile.mkstemp(dir=tmp_dir, prefix=f"upload-{version.pk}-")
+        self._fd, name = tempfile.mkstemp(dir=tmp_dir, prefix=f"upload-{version.pk}-")
         self.path = Path(name)
-        self._file: IO[bytes] = os.fdopen(fd, "wb", buffering=0)
-        self._hash = hashlib.sha256()
+        self._open = True
+        self.sha256 = hashlib.sha256(b"").hexdigest()
         self.size = 0
 
-    def write(self, chunk: bytes | memoryview) -> None:
-        self._file.write(chunk)
-        self._hash.update(chunk)
-        self.size += len(chunk)
+    def reserve(self, length: int) -> None:
+        """Claim the disk space for ``length`` bytes now: a full disk raises ENOSPC here."""
+        reserve(self._fd, length)
 
-    @property
-    def sha256(self) -> str:
-        return self._hash.hexdigest()
+    def receive(self, read_into: ReadInto, length: int) -> None:
+        """Take up to ``length`` bytes from ``read_into`` (see :mod:`.ingest`); sets :attr:`size`.
+
+        A short body leaves :attr:`size` below ``length``; a disk error is raised.
+        """
+        ingest = Ingest(self._fd, length)
+        try:
+            self.size = ingest.run(read_into)
+        finally:
+            self.sha256 = ingest.hash.hexdigest()
+        if self.size < length:
+            os.ftruncate(self._fd, self.size)  # the file holds what came, not the reservation
 
     def seal(self) -> None:
         """Flush the bytes to disk before the file becomes visible."""
-        if not self._file.closed:
-            os.fsync(self._file.fileno())
-            self._file.close()
+        if self._open:
+            os.fsync(self._fd)
+            self._close()
+
+    def _close(self) -> None:
+        if self._open:
+            self._open = False
+            os.close(self._fd)
 
     def abort(self) -> None:
         """Drop the partial file; the version stays pending and its secret stays valid."""
-        self._file.close()
+        self._close()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 

@@ -2,31 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 import requests
 
-from atlas_ci.registry.server import Config, RegistryHandler, RegistryServer, Route
-from atlas_ci.registry.storage import Storage
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RegistryServer]:
-    storage = Storage(tmp_path / "data")
-    server = RegistryServer(("127.0.0.1", 0), storage, Config(tokens=("tok",), timeout=5))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        thread.join()
-        server.server_close()
-        assert server.drain(5) == 0
-        storage.close()
+from atlas_ci.registry.server import RegistryHandler, RegistryServer, Route
 
 
 def test_a_hook_sees_routed_authenticated_requests_and_can_answer(server: RegistryServer) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import sqlite3
 from pathlib import Path
 
@@ -64,7 +65,7 @@ def test_pending_secret_survives_reopening_is_sealed_and_dropped_once_uploaded(
     assert "s3cret-value" not in dump
     assert (tmp_path / "d" / "upload.key").stat().st_mode & 0o077 == 0
     upload = store.begin_upload("s3cret-value")
-    upload.write(b"data")
+    upload.receive(io.BytesIO(b"data").readinto, 4)
     ready = store.finish_upload(upload)
     assert store.pending_upload_secret(ready) is None
     conn = sqlite3.connect(store.db_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from atlas_ci.registry.storage import (
     NotFound,
     Search,
     Storage,
+    Upload,
     Version,
 )
 
@@ -40,9 +42,28 @@ def _version(store: Storage, secret: str | None = None, **fields: object) -> Ver
     return store.create_version("u", "n", "t", **values)  # type: ignore[arg-type]
 
 
+def _pieces(*pieces: bytes) -> Callable[[memoryview], int]:
+    """A reader that hands out ``pieces`` one per call (as a socket does), then EOF."""
+    left = list(pieces)
+
+    def read_into(view: memoryview) -> int:
+        if not left:
+            return 0
+        piece = left.pop(0)
+        assert len(piece) <= len(view)
+        view[: len(piece)] = piece
+        return len(piece)
+
+    return read_into
+
+
+def _receive(upload: Upload, data: bytes) -> None:
+    upload.receive(_pieces(data), len(data))
+
+
 def _upload(store: Storage, secret: str, data: bytes) -> Version:
     upload = store.begin_upload(secret)
-    upload.write(data)
+    _receive(upload, data)
     return store.finish_upload(upload)
 
 
@@ -123,8 +144,7 @@ def test_a_version_with_a_file_is_pending_until_the_upload_finishes(storage: Sto
     assert storage.search("u", "n", "t", Search(version="any")) == []
 
     upload = storage.begin_upload("s3cret")
-    upload.write(b"hello ")
-    upload.write(memoryview(b"world"))
+    upload.receive(_pieces(b"hello ", b"world"), 11)
     ready = storage.finish_upload(upload)
 
     assert ready.state == "ready"
@@ -138,7 +158,8 @@ def test_a_version_with_a_file_is_pending_until_the_upload_finishes(storage: Sto
 def test_an_aborted_upload_leaves_no_file_and_the_secret_usable(storage: Storage) -> None:
     _version(storage, secret="s3cret")
     upload = storage.begin_upload("s3cret")
-    upload.write(b"partial")
+    upload.receive(_pieces(b"partial"), 100)
+    assert upload.size == 7
     upload.abort()
     assert list(storage.tmp_dir.iterdir()) == []
     assert storage.search("u", "n", "t", Search(version="any")) == []
@@ -163,8 +184,8 @@ def test_upload_secrets_are_stored_hashed_and_single_use(storage: Storage) -> No
 def test_of_two_racing_uploads_the_first_to_finish_wins(storage: Storage) -> None:
     _version(storage, secret="s3cret")
     first, second = storage.begin_upload("s3cret"), storage.begin_upload("s3cret")
-    first.write(b"first")
-    second.write(b"second")
+    _receive(first, b"first")
+    _receive(second, b"second")
     storage.finish_upload(first)
     with pytest.raises(Conflict):
         storage.finish_upload(second)
