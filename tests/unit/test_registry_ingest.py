@@ -175,7 +175,7 @@ def test_a_body_the_disk_cannot_hold_is_507_before_it_is_sent(
     host, port = server.server_address[:2]
     with socket.create_connection((str(host), port), timeout=5) as sock:
         sock.sendall(
-            b"PUT /binstore/s3cret HTTP/1.1\r\nHost: x\r\nX-Atlas-Token: tok\r\n"
+            b"PUT /binstore/s3cret HTTP/1.1\r\nHost: x\r\n"
             b"Content-Length: 5000000000\r\nExpect: 100-continue\r\n\r\n"
         )
         answer = b""
