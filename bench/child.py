@@ -9,6 +9,11 @@ own wall time and peak RSS are measured by the parent).
 the upload command can: the imports then overlap the hash instead of adding to it.
     child.py sha256 PATH
     child.py archive OUT DIR NAME...
+    child.py ingest-from-memory OUT SIZE
+
+``ingest-from-memory`` is the registry's receive pipeline (atlas_ci.registry.ingest, fsync
+at the end as the registry does) fed from memory instead of a socket: the disk's floor for
+a durable ingest, with no HTTP in it.
 """
 
 from __future__ import annotations
@@ -81,8 +86,39 @@ def archive(out: str, directory: str, *names: str) -> dict[str, object]:
     return {"seconds": time.perf_counter() - started, "size": Path(out).stat().st_size}
 
 
+def ingest_from_memory(out: str, size: str) -> dict[str, object]:
+    """SIZE bytes through the registry's Ingest into OUT from a 4 MiB buffer; then fsync."""
+    import os
+
+    from atlas_ci.registry.ingest import Ingest, reserve
+
+    length = int(size)
+    source = memoryview(os.urandom(4 << 20))
+
+    def read_into(view: memoryview) -> int:
+        count = min(len(view), len(source))
+        view[:count] = source[:count]
+        return count
+
+    started = time.perf_counter()
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        reserve(fd, length)
+        job = Ingest(fd, length)
+        written = job.run(read_into)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return {"seconds": time.perf_counter() - started, "size": written}
+
+
 def main(argv: list[str]) -> None:
-    commands = {"put": put, "sha256": sha256, "archive": archive}
+    commands = {
+        "put": put,
+        "sha256": sha256,
+        "archive": archive,
+        "ingest-from-memory": ingest_from_memory,
+    }
     result = commands[argv[0]](*argv[1:])
     print(json.dumps(result))
 

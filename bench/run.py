@@ -605,13 +605,27 @@ class Bench:
                 os.sync()
                 return proc
 
-            res = alternate({"nginx": nginx, "registry": registry, "dd": disk}, self.runs)
+            pipeline = [sys.executable, str(CHILD), "ingest-from-memory", str(floor_file)]
+            pipeline.append(str(size))
+
+            def memory() -> Proc:
+                proc = run_proc(pipeline)
+                if proc.result.get("size") != size:
+                    raise SystemExit(f"ingest-from-memory wrote {proc.result}")
+                floor_file.unlink()
+                os.sync()
+                return proc
+
+            res = alternate(
+                {"nginx": nginx, "registry": registry, "dd": disk, "memory": memory}, self.runs
+            )
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(30)
         ngx = median([p.wall for p in res["nginx"]])
         reg = median([p.wall for p in res["registry"]])
         floor = median([p.wall for p in res["dd"]])
+        piped = median([p.wall for p in res["memory"]])
 
         def spread(name: str) -> str:
             walls = sorted(p.wall for p in res[name])
@@ -631,8 +645,10 @@ class Bench:
                 "PUT) leaves it in the page cache. The disk's own floor for that durability, "
                 f"`dd bs=4M conv=fdatasync` of the same file from the page cache: "
                 f"{rate(size, floor)}, so the registry runs at {floor / reg:.2f}x of it. "
-                f"Runs: registry {spread('registry')}, nginx {spread('nginx')}, "
-                f"dd {spread('dd')}",
+                "The registry's own pipeline fed from memory (no HTTP: `child.py "
+                f"ingest-from-memory`, whole process): {rate(size, piped)}, the registry at "
+                f"{piped / reg:.2f}x of that. Runs: registry {spread('registry')}, nginx "
+                f"{spread('nginx')}, dd {spread('dd')}, from memory {spread('memory')}",
             )
         )
 
