@@ -1,4 +1,4 @@
-"""Run a command and print its wall time and peak RSS as the last line of JSON.
+"""Run a command and print its wall time, CPU time and peak RSS as the last line of JSON.
 
     launch.py [--cwd DIR] CMD ARG...
 
@@ -22,7 +22,11 @@ def main(argv: list[str]) -> int:
     _, status, usage = os.wait4(pid, 0)
     wall = time.perf_counter() - started
     code = os.waitstatus_to_exitcode(status)
-    print(json.dumps({"wall": wall, "maxrss_kib": usage.ru_maxrss, "exit": code}), flush=True)
+    cpu = usage.ru_utime + usage.ru_stime
+    print(
+        json.dumps({"wall": wall, "cpu": cpu, "maxrss_kib": usage.ru_maxrss, "exit": code}),
+        flush=True,
+    )
     return code
 
 

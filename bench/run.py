@@ -46,6 +46,8 @@ class Proc:
     wall: float  # seconds, the whole process
     maxrss_kib: int
     result: dict[str, object]
+    cpu: float = 0.0  # user + system seconds of the process (all its threads)
+    server_cpu: float = 0.0  # the same of the server it talked to, where measured
 
     @property
     def inner(self) -> float:
@@ -74,7 +76,9 @@ def run_proc(argv: Sequence[str], *, cwd: Path | None = None) -> Proc:
     result: dict[str, object] = {}
     if len(lines) > 1 and lines[-2].startswith("{"):
         result = json.loads(lines[-2])
-    return Proc(float(measured["wall"]), int(measured["maxrss_kib"]), result)
+    return Proc(
+        float(measured["wall"]), int(measured["maxrss_kib"]), result, float(measured["cpu"])
+    )
 
 
 def _child_env() -> dict[str, str]:
@@ -305,6 +309,20 @@ http {{
             self.stop()
             raise SystemExit(f"nginx did not start: {(self.dir / 'error.log').read_text()}")
 
+    def cpu(self) -> float:
+        """User + system seconds used so far by nginx's master and worker processes."""
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            pid, ppid = int(stat.parent.name), int(fields[1])
+            if self.proc.pid in (pid, ppid):
+                total += (int(fields[11]) + int(fields[12])) / tick
+        return total
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGQUIT)
@@ -453,12 +471,33 @@ class Bench:
     def tls_send(self, path: Path, label: str) -> None:
         size = path.stat().st_size
         url = f"https://127.0.0.1:{self.nginx.https_port}/upload/{path.name}?X-Sig=bench"
+
+        def with_nginx_cpu(run: Callable[[], Proc]) -> Callable[[], Proc]:
+            def go() -> Proc:
+                before = self.nginx.cpu()
+                proc = run()
+                proc.server_cpu = self.nginx.cpu() - before
+                return proc
+
+            return go
+
         contenders = {
-            "curl": self.curl(url, path),
-            "nohash": self.put(url, path, "nohash"),
-            "hash": self.put(url, path, "hash"),
+            "curl": with_nginx_cpu(self.curl(url, path)),
+            "nohash": with_nginx_cpu(self.put(url, path, "nohash")),
+            "hash": with_nginx_cpu(self.put(url, path, "hash")),
         }
         res = alternate(contenders, self.runs)
+
+        def cpu_share(name: str) -> str:
+            runs = res[name]
+            own = median([p.cpu for p in runs])
+            server = median([p.server_cpu for p in runs])
+            wall = median([p.wall for p in runs])
+            return (
+                f"{own:.2f} s + nginx {server:.2f} s of CPU in {wall:.2f} s "
+                f"({(own + server) / (2 * wall):.0%} of two cores)"
+            )
+
         curl_t = median([p.wall for p in res["curl"]])
         for name, what in (("nohash", "hash off"), ("hash", "sha256 on")):
             ours = median([p.inner for p in res[name]])
@@ -469,6 +508,7 @@ class Bench:
             )
             if name == "hash":
                 note += "; the hash is a third CPU-bound job on two cores"
+            note += f". CPU, median per run: ours {cpu_share(name)}; curl {cpu_share('curl')}"
             self.report.add(
                 Row(
                     f"send {label} over TLS, {what} (library) vs `curl -T`",
