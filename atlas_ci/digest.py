@@ -13,6 +13,7 @@ import hashlib
 import mmap
 import os
 import threading
+import time
 from pathlib import Path
 
 from atlas_ci.errors import InputFileError
@@ -38,6 +39,7 @@ class FileDigest:
         self._stop = threading.Event()
         self._digest = ""
         self._error: BaseException | None = None
+        self.seconds: float | None = None  # how long the whole hash took, once it is done
         self._thread = threading.Thread(target=self._run, name="atlas-ci-sha256", daemon=True)
         self._thread.start()
 
@@ -63,6 +65,7 @@ class FileDigest:
         return self._size
 
     def _run(self) -> None:
+        started = time.perf_counter()
         try:
             digest = hashlib.sha256()
             buf = mmap.mmap(-1, CHUNK)
@@ -79,6 +82,7 @@ class FileDigest:
             buf.close()
             if offset == self._size:  # not cancelled half way
                 self._digest = digest.hexdigest()
+                self.seconds = time.perf_counter() - started
         except BaseException as e:  # handed over by result()
             self._error = e
         finally:

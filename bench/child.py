@@ -53,7 +53,10 @@ def put(url: str, path: str, size: str, hashing: str, cafile: str = "") -> dict[
     seconds = time.perf_counter() - started
     if outcome.response.status != 201 or outcome.size != int(size):
         raise SystemExit(f"upload failed: {outcome.response.status}, {outcome.size} bytes sent")
-    return {"seconds": seconds, "sha256": outcome.sha256}
+    result: dict[str, object] = {"seconds": seconds, "sha256": outcome.sha256}
+    if digest is not None:
+        result["hash_seconds"] = digest.seconds
+    return result
 
 
 def sha256(path: str) -> dict[str, object]:

@@ -24,6 +24,7 @@ def test_result_can_be_asked_again(tmp_path: Path) -> None:
     path.write_bytes(b"abc")
     digest = FileDigest.start(path, 3)
     assert digest.result() == digest.result() == hashlib.sha256(b"abc").hexdigest()
+    assert digest.seconds is not None and digest.seconds >= 0  # how long it took, once done
 
 
 def test_a_file_of_another_size_is_refused_at_start(tmp_path: Path) -> None:
@@ -53,3 +54,4 @@ def test_a_cancelled_digest_gives_no_result(tmp_path: Path) -> None:
     digest.cancel()
     with pytest.raises(RuntimeError, match="cancelled"):
         digest.result()
+    assert digest.seconds is None
