@@ -50,7 +50,6 @@ class Settings:
     max_wait: float = 60.0
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
-    debug: bool = False
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -174,7 +173,6 @@ def _build(flags: Mapping[str, object], env: Mapping[str, str]) -> Settings:
         max_wait=float(max_wait),
         connect_timeout=min(10.0, float(timeout)),
         read_timeout=float(timeout),
-        debug=bool(flags.get("debug")) or env.get("RUNNER_DEBUG") == "1",
         sources=sources,
     )
 

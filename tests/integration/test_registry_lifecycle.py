@@ -71,7 +71,11 @@ def test_stop_lets_an_upload_in_flight_finish_and_refuses_new_connections(
             f"PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(data)}\r\n\r\n".encode()
             + data[:100_000]
         )
-        time.sleep(0.2)  # the server is now reading the body
+        # The server is reading the body once the upload's temp file exists.
+        deadline = time.monotonic() + TIMEOUT
+        while not list((registry.data / "tmp").glob("upload-*")):
+            assert time.monotonic() < deadline, "the server never started the upload"
+            time.sleep(0.01)
         assert registry.process is not None
         process = registry.process
         process.send_signal(signal.SIGTERM)
