@@ -200,3 +200,20 @@ def test_upload_sizes_around_the_chunk_size_round_trip(registry: RegistryProcess
         data = os.urandom(size)
         number = publish(registry, data)
         assert api(registry, "GET", f"/api/v1/artifacts/u/n/t/{number}/file").content == data
+
+
+def test_a_blob_of_the_wrong_size_is_a_500_not_a_wrong_file(registry: RegistryProcess) -> None:
+    create_artifact(registry)
+    data = os.urandom(2 * 1024 * 1024)
+    number = publish(registry, data)
+    [blob] = (registry.data / "files").iterdir()
+    with blob.open("r+b") as f:  # the disk lost the end of the file
+        f.truncate(1024 * 1024)
+
+    for path in ("/api/v1/artifacts/u/n/t/file", f"/api/v1/artifacts/u/n/t/{number}/file"):
+        response = api(registry, "GET", path)
+        assert response.status_code == 500
+        assert response.json() == {
+            "errors": ["the file of u/n/t/1 is damaged in storage (wrong size)"]
+        }
+    assert "damaged" in registry.stderr_text()
