@@ -136,6 +136,7 @@ def _describe_transport(exc: BaseException) -> str:
         ("Connection reset", "connection reset"),
         ("RemoteDisconnected", "connection closed without a response"),
         ("BrokenPipe", "connection closed while sending"),
+        ("Broken pipe", "connection closed while sending"),
         ("IncompleteRead", "response cut short"),
     ):
         if marker in text:

@@ -255,13 +255,13 @@ def _put_sendfile(
             "\r\n"
         ).encode("latin-1")
         sent = 0
+        cut: OSError | None = None  # the send's own reset, if the peer hung up on it
         try:
             sock.settimeout(read_timeout)
             sock.sendall(head)
-            sent = _sendfile_body(sock, file, size, read_timeout, progress)
-        except (BrokenPipeError, ConnectionResetError):
-            # The server may have answered and hung up (a 413 or 401, say): read on.
-            pass
+            sent, cut = _sendfile_body(sock, file, size, read_timeout, progress)
+        except (BrokenPipeError, ConnectionResetError) as e:
+            cut = e  # hung up before the body: an answer (a 401, say) may still be there
         except TimeoutError:
             raise requests.exceptions.ReadTimeout(
                 f"{target.where} took no upload data for {read_timeout:g}s"
@@ -272,7 +272,7 @@ def _put_sendfile(
             ) from None
         if progress is not None and sent == size:
             progress(sent)
-        return _read_response(sock, target, read_timeout, sent, size), sent
+        return _read_response(sock, target, read_timeout, sent, size, cut), sent
 
 
 def _sendfile_body(
@@ -281,8 +281,12 @@ def _sendfile_body(
     size: int,
     read_timeout: float,
     progress: ProgressFn | None,
-) -> int:
-    """Send the body with sendfile; stop early if the server starts answering."""
+) -> tuple[int, OSError | None]:
+    """Send the body with sendfile; stop early if the server starts answering.
+
+    Returns the bytes sent and, when the server hung up mid-body, that error: the server
+    may have answered and closed (a 413 or 401, say), so the caller reads on.
+    """
     sock.setblocking(False)
     poller = select.poll()
     poller.register(sock.fileno(), select.POLLOUT | select.POLLIN)
@@ -294,12 +298,17 @@ def _sendfile_body(
         while offset < size:
             try:
                 n = os.sendfile(out_fd, in_fd, offset, min(size - offset, _SENDFILE_MAX))
+            except (BrokenPipeError, ConnectionResetError) as e:
+                return offset, e
             except BlockingIOError:
                 events = poller.poll(wait_ms)
                 if not events:
                     raise TimeoutError(errno.ETIMEDOUT, "timed out") from None
                 if events[0][1] & (select.POLLIN | select.POLLHUP | select.POLLERR):
-                    verdict = _early_answer(sock)
+                    try:
+                        verdict = _early_answer(sock)
+                    except (BrokenPipeError, ConnectionResetError) as e:
+                        return offset, e
                     if verdict == "stop":
                         break
                     if verdict == "go on":
@@ -315,7 +324,7 @@ def _sendfile_body(
                 next_report = offset + PROGRESS_EVERY
     finally:
         sock.settimeout(read_timeout)
-    return offset
+    return offset, None
 
 
 def _early_answer(sock: socket.socket) -> str:
@@ -328,6 +337,8 @@ def _early_answer(sock: socket.socket) -> str:
         start = sock.recv(12, socket.MSG_PEEK)
     except BlockingIOError:
         return "wait"
+    except (BrokenPipeError, ConnectionResetError):
+        raise  # the caller reports the hang-up itself
     except OSError:
         return "stop"
     if len(start) < 12:
@@ -340,7 +351,12 @@ def _early_answer(sock: socket.socket) -> str:
 
 
 def _read_response(
-    sock: socket.socket, target: _Target, read_timeout: float, sent: int, size: int
+    sock: socket.socket,
+    target: _Target,
+    read_timeout: float,
+    sent: int,
+    size: int,
+    cut: OSError | None = None,
 ) -> PutResponse:
     response = http.client.HTTPResponse(sock, method="PUT")
     try:
@@ -355,7 +371,9 @@ def _read_response(
         ) from None
     except (http.client.HTTPException, OSError) as e:
         what = "closed the connection" if sent < size else "sent no valid answer"
-        detail = _os_reason(e) if isinstance(e, OSError) else type(e).__name__
+        # After a reset the send met first, the read sees a plain end: the reset is the news.
+        cause: BaseException = cut if cut is not None else e
+        detail = _os_reason(cause) if isinstance(cause, OSError) else type(cause).__name__
         raise requests.exceptions.ConnectionError(
             f"{target.where} {what} after {sent} of {size} upload bytes ({detail})"
         ) from None

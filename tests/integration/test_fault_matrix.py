@@ -164,7 +164,13 @@ PERSISTENT = {
     "rate-limited": ([("artifact_get", "429")], 6, "too many requests (429)"),
     "artifact-post-502": ([("artifact_post", "502")], 6, "holds no artifact matrix/persistent"),
     "version-post-500": ([("version_post", "500")], 6, "holds no new version"),
-    "put-cut": ([("put", "cut")], 6, "file upload failed: connection reset"),
+    # The peer's reset reaches the client as ECONNRESET or, when a write meets it after the
+    # error was taken, EPIPE: which one is the kernel's timing, both are the same news.
+    "put-cut": (
+        [("put", "cut")],
+        6,
+        ("file upload failed: connection reset", "file upload failed: connection closed while"),
+    ),
     "version-lost-no-search": (
         [("version_post", "reset_after"), ("baseline_search", "500")],
         6,
@@ -195,7 +201,7 @@ def test_persistent_fault_ends_in_its_documented_error_and_a_rerun_finishes(
     first = _upload(proxy, tmp_path, f"matrix/{name}")
     assert first.code == code, first.stderr
     [line] = first.error_lines()
-    assert words in line, line
+    assert any(w in line for w in ((words,) if isinstance(words, str) else words)), line
     assert "Traceback" not in first.stderr
     retries = [x for x in first.stderr.splitlines() if "; retry " in x]
     assert all(" in 0.0s" in x and "failed (" in x for x in retries), retries

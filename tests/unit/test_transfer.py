@@ -7,7 +7,9 @@ import http.server
 import json
 import os
 import shutil
+import socket
 import ssl
+import struct
 import subprocess
 import sys
 import textwrap
@@ -46,7 +48,7 @@ class SinkState:
     received: list[Received] = field(default_factory=list)
     status: int = 201
     # "read": read the body, then answer; "reject": answer 413 at once without reading it;
-    # "stall": read nothing and answer nothing
+    # "stall": read nothing and answer nothing; "reset": read 64 KiB, then hang up with RST
     mode: str = "read"
 
 
@@ -61,6 +63,12 @@ class _SinkHandler(http.server.BaseHTTPRequestHandler):
         state = self.server.state
         if state.mode == "stall":
             time.sleep(3)
+            self.close_connection = True
+            return
+        if state.mode == "reset":
+            self.rfile.read(64 << 10)
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
             self.close_connection = True
             return
         if state.mode == "reject":
@@ -363,6 +371,24 @@ def test_an_early_refusal_stops_the_body_and_is_returned(
     assert outcome.size < size
     assert outcome.sha256 is None
     assert time.monotonic() - started < TIMEOUT[1]
+
+
+@pytest.mark.parametrize("run", range(5))
+def test_a_reset_mid_body_is_reported_as_such_whichever_call_meets_it(
+    sink: Sink, session: requests.Session, tmp_path: Path, run: int
+) -> None:
+    # The send may meet the reset (then the answer's read sees a plain end) or the read
+    # may: either way the message names the hang-up, never "no response".
+    sink.state.mode = "reset"
+    size = 64 << 20
+    path = tmp_path / "sparse.box"
+    with path.open("wb") as f:
+        f.truncate(size)
+    with pytest.raises(requests.exceptions.ConnectionError) as caught:
+        put_file(f"{sink.base}/b", path, size, session=session, verify=True, timeout=TIMEOUT)
+    message = str(caught.value)
+    assert "closed the connection after" in message
+    assert "Connection reset" in message or "Broken pipe" in message, message
 
 
 def test_a_silent_server_times_out_without_the_url_in_the_message(
