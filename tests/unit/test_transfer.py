@@ -357,14 +357,20 @@ def test_progress_counts_up_to_the_size(
     assert len(seen) >= 5  # one report per MiB sent, then the end
 
 
+def _sparse(tmp_path: Path, size: int) -> Path:
+    """A file of ``size`` zero bytes that takes no disk."""
+    path = tmp_path / "sparse.box"
+    with path.open("wb") as f:
+        f.truncate(size)
+    return path
+
+
 def test_an_early_refusal_stops_the_body_and_is_returned(
     sink: Sink, session: requests.Session, tmp_path: Path
 ) -> None:
     sink.state.mode = "reject"
     size = 64 << 20
-    path = tmp_path / "sparse.box"
-    with path.open("wb") as f:
-        f.truncate(size)
+    path = _sparse(tmp_path, size)
     started = time.monotonic()
     outcome = put_file(f"{sink.base}/b", path, size, session=session, verify=True, timeout=TIMEOUT)
     assert outcome.response.status == 413
@@ -381,9 +387,7 @@ def test_a_reset_mid_body_is_reported_as_such_whichever_call_meets_it(
     # may: either way the message names the hang-up, never "no response".
     sink.state.mode = "reset"
     size = 64 << 20
-    path = tmp_path / "sparse.box"
-    with path.open("wb") as f:
-        f.truncate(size)
+    path = _sparse(tmp_path, size)
     with pytest.raises(requests.exceptions.ConnectionError) as caught:
         put_file(f"{sink.base}/b", path, size, session=session, verify=True, timeout=TIMEOUT)
     message = str(caught.value)
@@ -396,9 +400,7 @@ def test_a_silent_server_times_out_without_the_url_in_the_message(
 ) -> None:
     sink.state.mode = "stall"
     size = 64 << 20
-    path = tmp_path / "sparse.box"
-    with path.open("wb") as f:
-        f.truncate(size)
+    path = _sparse(tmp_path, size)
     with pytest.raises(requests.exceptions.Timeout) as caught:
         put_file(
             f"{sink.base}/secret-path?{SECRET}",
