@@ -26,11 +26,19 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from atlas_ci import __version__
 from atlas_ci.registry import wire
-from atlas_ci.registry.storage import Conflict, Invalid, NotFound, Storage, Upload, Version
+from atlas_ci.registry.storage import (
+    INT64_MAX,
+    Conflict,
+    Invalid,
+    NotFound,
+    Storage,
+    Upload,
+    Version,
+)
 
 CHUNK_SIZE = 1 << 20
 """Bytes per read when streaming a file in or out: memory stays constant whatever the size."""
@@ -254,6 +262,9 @@ class RegistryHandler(BaseHTTPRequestHandler):
                 raise HTTPError(400, "Content-Length must be one non-negative integer")
             self.content_length = int(lengths[0])
             self.body_left = self.content_length
+            if self.content_length > INT64_MAX:  # no file system offset reaches it
+                self.close_connection = True
+                raise HTTPError(413, "the body is larger than the registry can store")
 
     def handle_expect_100(self) -> bool:
         # Answer "100 Continue" only when the body is really wanted (see _body_wanted), so a
@@ -381,12 +392,23 @@ class RegistryHandler(BaseHTTPRequestHandler):
             if self.command == "HEAD":
                 return
             self.wfile.flush()
-            # The kernel copies page cache to socket (sendfile); Python falls back to
-            # read/send where it cannot. The socket's timeout still bounds each wait.
+            if size:  # socket.sendfile refuses a count of 0
+                self._send_blob(blob, size)
+
+    def _send_blob(self, blob: BinaryIO, size: int) -> None:
+        """The kernel copies page cache to socket (sendfile); the access log counts what went.
+
+        Python's ``socket.sendfile`` falls back to read/send where it cannot; the socket's
+        timeout still bounds each wait. A client that leaves half way is raised to the caller.
+        """
+        try:
             sent = self.connection.sendfile(blob, 0, size)
-            self.bytes_out += sent
-            if sent < size:
-                self.close_connection = True  # shorter than announced: the client must see
+        except OSError:
+            self.bytes_out += blob.tell()  # sendfile moves the file position as it goes
+            raise
+        self.bytes_out += sent
+        if sent < size:
+            self.close_connection = True  # shorter than announced: the client must see
 
     # -- access log ----------------------------------------------------------------------------
 

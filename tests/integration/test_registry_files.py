@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import struct
 import threading
 import time
 import urllib.parse
@@ -65,9 +66,29 @@ def test_uploaded_file_downloads_byte_for_byte(registry: RegistryProcess) -> Non
 def test_an_empty_file_is_a_valid_upload(registry: RegistryProcess) -> None:
     create_artifact(registry)
     publish(registry, b"")
-    response = api(registry, "GET", "/api/v1/artifacts/u/n/t/file")
-    assert response.status_code == 200
-    assert response.content == b""
+    with requests.Session() as session:  # one keep-alive connection for both downloads
+        for _ in range(2):
+            response = session.get(
+                registry.url + "/api/v1/artifacts/u/n/t/file",
+                headers=registry.headers,
+                timeout=TIMEOUT,
+            )
+            assert response.status_code == 200
+            assert response.content == b""
+            assert response.headers.get("Connection", "").lower() != "close"
+    assert "Traceback" not in registry.stderr_text()
+
+
+def test_a_content_length_past_any_file_offset_is_413(registry: RegistryProcess) -> None:
+    create_artifact(registry)
+    version = create_version(registry)
+    sock = _raw_put(version["upload_path"], f"Content-Length: {10**20}\r\n", b"")
+    try:
+        assert _status_of(sock) == 413
+    finally:
+        sock.close()
+    assert "Traceback" not in registry.stderr_text()
+    assert search(registry) == []
 
 
 def test_file_download_is_404_without_a_ready_file(registry: RegistryProcess) -> None:
@@ -217,3 +238,34 @@ def test_a_blob_of_the_wrong_size_is_a_500_not_a_wrong_file(registry: RegistryPr
             "errors": ["the file of u/n/t/1 is damaged in storage (wrong size)"]
         }
     assert "damaged" in registry.stderr_text()
+
+
+def test_a_download_cut_half_way_is_logged_with_the_bytes_that_went(
+    registry: RegistryProcess,
+) -> None:
+    create_artifact(registry)
+    size = 32 << 20
+    publish(registry, os.urandom(size))
+    path = "/api/v1/artifacts/u/n/t/file"
+    sock = socket.create_connection(("127.0.0.1", registry.port), timeout=TIMEOUT)
+    try:
+        sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: x\r\nX-Atlas-Token: {registry.token}\r\n\r\n".encode()
+        )
+        got = 0
+        while got < 1 << 20:
+            chunk = sock.recv(1 << 16)
+            assert chunk, "the registry closed before 1 MiB"
+            got += len(chunk)
+    finally:
+        # A reset, not a polite close: the registry's next send fails at once.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+    deadline = time.monotonic() + 10
+    while not (lines := [x for x in registry.stderr_text().splitlines() if "connection lost" in x]):
+        assert time.monotonic() < deadline, registry.stderr_text()
+        time.sleep(0.05)
+    [line] = lines
+    assert f"GET {path} 200 " in line
+    sent = int(line.split(" 200 ")[1].split("B ")[0])
+    assert got <= sent < size, line
