@@ -37,24 +37,38 @@ _Job = tuple[int, int, int]  # slot index, file offset, byte count
 _NOT_SUPPORTED = {errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL, errno.ENODEV}
 _datasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
 _SYNC_FILE_RANGE_WRITE = 2
+_OFF_MAX = 2**63 - 1
+
+
+def _libc_function(name: str, *args: type) -> Callable[..., int] | None:
+    """A libc function taking ``args`` and returning int, on 64-bit Linux only.
+
+    There ``off_t`` is 64 bits, so the ctypes prototype matches the C one exactly; elsewhere
+    the callers fall back to what Python offers.
+    """
+    if not sys.platform.startswith("linux") or ctypes.sizeof(ctypes.c_void_p) != 8:
+        return None
+    try:
+        function = getattr(ctypes.CDLL(None, use_errno=True), name)
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = list(args)
+    function.restype = ctypes.c_int
+    return function  # type: ignore[no-any-return]
 
 
 @functools.cache
 def _writeback() -> Callable[[int, int, int], object] | None:
     """Linux's ``sync_file_range(fd, offset, count, SYNC_FILE_RANGE_WRITE)``, if callable here.
 
-    64-bit Linux only (32-bit ABIs pass the 64-bit offsets differently). Its result is not
-    looked at: it only starts writeback early, and the fdatasync/fsync that follow report any
-    error the disk has.
+    Its result is not looked at: it only starts writeback early, and the fdatasync/fsync
+    that follow report any error the disk has.
     """
-    if not sys.platform.startswith("linux") or ctypes.sizeof(ctypes.c_void_p) != 8:
+    function = _libc_function(
+        "sync_file_range", ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint
+    )
+    if function is None:
         return None
-    try:
-        function = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    function.restype = ctypes.c_int
 
     def start(fd: int, offset: int, count: int) -> object:
         return function(fd, offset, count, _SYNC_FILE_RANGE_WRITE)
@@ -62,15 +76,44 @@ def _writeback() -> Callable[[int, int, int], object] | None:
     return start
 
 
+@functools.cache
+def _fallocate() -> Callable[[int, int], None] | None:
+    """Linux's ``fallocate(fd, 0, 0, length)``, raising OSError; None where it is not callable.
+
+    Called directly rather than through ``posix_fallocate``: on a file system without it
+    (NFSv3, some FUSE), glibc's ``posix_fallocate`` falls back to writing a byte into every
+    block, which dirties the whole file before the body arrives. ``fallocate`` says
+    EOPNOTSUPP instead.
+    """
+    function = _libc_function(
+        "fallocate", ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64
+    )
+    if function is None:
+        return None
+
+    def allocate(fd: int, length: int) -> None:
+        if function(fd, 0, 0, length) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
+
+    return allocate
+
+
 def reserve(fd: int, length: int) -> None:
     """Give the file its final length now: ENOSPC/EDQUOT before the body, not in the middle.
 
-    A file system without ``fallocate`` just skips this; the writes find out instead.
+    Where the file system cannot reserve space, this does nothing and the writes find out.
     """
-    if length <= 0 or not hasattr(os, "posix_fallocate"):
+    if length <= 0:
         return
+    if length > _OFF_MAX:  # ctypes would wrap it round silently
+        raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
+    allocate = _fallocate()
     try:
-        os.posix_fallocate(fd, 0, length)
+        if allocate is not None:
+            allocate(fd, length)
+        elif hasattr(os, "posix_fallocate"):
+            os.posix_fallocate(fd, 0, length)
     except OSError as exc:
         if exc.errno not in _NOT_SUPPORTED:
             raise
@@ -109,10 +152,12 @@ class Ingest:
             threading.Thread(target=self._stage, args=(to_write, slots, self._write), daemon=True),
             threading.Thread(target=self._sync, daemon=True),
         ]
-        for thread in threads:
-            thread.start()
+        started: list[threading.Thread] = []
         received = 0
         try:
+            for thread in threads:
+                thread.start()  # "can't start new thread": the finally stops those that run
+                started.append(thread)
             while received < self.length and self._error is None:
                 index = self._free.get()
                 if index < 0:
@@ -138,16 +183,22 @@ class Ingest:
         finally:
             to_hash.put(None)
             to_write.put(None)
-            threads[0].join()
-            threads[1].join()
+            for thread in started[:2]:
+                thread.join()
             with self._progress:
                 self._writing = False
                 self._progress.notify_all()
-            threads[2].join()
+            for thread in started[2:]:
+                thread.join()
             # The slots are freed with this frame: an exception's traceback may still hold a
             # view of them, which would make an explicit close() raise BufferError.
         if self._error is not None:
-            raise self._error
+            # Kept neither on self nor in a local: the traceback holds this frame and so the
+            # slots, and such a reference cycle would keep them until the garbage collector runs.
+            try:
+                raise self._error
+            finally:
+                self._error = None
         return received
 
     # -- the threads ---------------------------------------------------------------------------

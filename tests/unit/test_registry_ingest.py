@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import errno
+import gc
 import hashlib
+import mmap
 import os
 import random
 import socket
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -138,24 +141,106 @@ def test_a_reader_error_propagates_after_the_threads_end(
     assert written == data[: len(written)] and len(written) > 5 * SLOT
 
 
+def _refuse(code: int) -> Callable[..., None]:
+    def allocate(*args: int) -> None:
+        raise OSError(code, os.strerror(code))
+
+    return allocate
+
+
 def test_reserve_raises_a_full_disk_and_skips_a_file_system_without_fallocate(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def refuse(code: int) -> Callable[[int, int, int], None]:
-        def fallocate(fd: int, offset: int, length: int) -> None:
-            raise OSError(code, os.strerror(code))
+    def never(*args: int) -> None:
+        raise AssertionError("posix_fallocate writes every block where fallocate is missing")
 
-        return fallocate
-
+    monkeypatch.setattr(os, "posix_fallocate", never)
     for fd in _fd(tmp_path / "blob"):
-        ingest.reserve(fd, 1 << 20)
+        ingest.reserve(fd, 1 << 20)  # the real fallocate
         assert os.fstat(fd).st_size == 1 << 20
-        monkeypatch.setattr(os, "posix_fallocate", refuse(errno.EOPNOTSUPP))
+        monkeypatch.setattr(ingest, "_fallocate", lambda: _refuse(errno.EOPNOTSUPP))
         ingest.reserve(fd, 2 << 20)
-        monkeypatch.setattr(os, "posix_fallocate", refuse(errno.ENOSPC))
+        monkeypatch.setattr(ingest, "_fallocate", lambda: _refuse(errno.ENOSPC))
         with pytest.raises(OSError, match=os.strerror(errno.ENOSPC)) as caught:
             ingest.reserve(fd, 2 << 20)
     assert caught.value.errno == errno.ENOSPC
+    with pytest.raises(OSError, match=os.strerror(errno.EFBIG)):
+        ingest.reserve(-1, 2**63)  # past any file offset, before any call
+
+
+def test_reserve_uses_posix_fallocate_where_fallocate_cannot_be_called(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[int, int]] = []
+    monkeypatch.setattr(ingest, "_fallocate", lambda: None)
+    monkeypatch.setattr(os, "posix_fallocate", lambda fd, off, n: calls.append((off, n)))
+    for fd in _fd(tmp_path / "blob"):
+        ingest.reserve(fd, 3 << 20)
+        ingest.reserve(fd, 0)  # nothing to reserve: no call
+    assert calls == [(0, 3 << 20)]
+
+
+@pytest.mark.skipif(ingest._fallocate() is None, reason="fallocate is called on 64-bit Linux")
+def test_the_real_fallocate_reports_errors_with_their_errno(tmp_path: Path) -> None:
+    allocate = ingest._fallocate()
+    assert allocate is not None
+    with pytest.raises(OSError, match=os.strerror(errno.EBADF)) as caught:
+        allocate(-1, 4096)
+    assert caught.value.errno == errno.EBADF
+    for fd in _fd(tmp_path / "blob"):
+        allocate(fd, 1 << 20)
+        assert os.fstat(fd).st_size == 1 << 20
+        assert os.fstat(fd).st_blocks * 512 >= 1 << 20  # the blocks are claimed, not a hole
+
+
+def test_a_failed_run_leaves_no_reference_cycle_holding_the_slots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_stray_threads: None
+) -> None:
+    maps: list[weakref.ref[mmap.mmap]] = []
+    real_mmap = mmap.mmap
+
+    def tracked(*args: int) -> mmap.mmap:
+        made = real_mmap(*args)
+        maps.append(weakref.ref(made))
+        return made
+
+    monkeypatch.setattr(ingest.mmap, "mmap", tracked)
+    read_into, _ = _socket_like(os.urandom(8 * SLOT))
+    (tmp_path / "blob").write_bytes(b"")
+    gc.disable()  # only reference counting may free the slots
+    try:
+        for fd in _fd(tmp_path / "blob", os.O_RDONLY):  # every pwrite fails with EBADF
+            try:
+                ingest.Ingest(fd, 8 * SLOT).run(read_into)
+            except OSError as exc:
+                assert exc.errno == errno.EBADF  # noqa: PT017 (the test needs no ExceptionInfo)
+            else:
+                pytest.fail("a write error was not raised")
+        assert len(maps) == 1
+        assert maps[0]() is None, "the slots outlived a failed run (a reference cycle)"
+    finally:
+        gc.enable()
+
+
+def test_a_thread_that_cannot_start_stops_those_already_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_stray_threads: None
+) -> None:
+    real_start = threading.Thread.start
+    count = [0]
+
+    def start(thread: threading.Thread) -> None:
+        count[0] += 1
+        if count[0] == 2:
+            raise RuntimeError("can't start new thread")
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    read_into, offset = _socket_like(os.urandom(SLOT))
+    for fd in _fd(tmp_path / "blob"):
+        with pytest.raises(RuntimeError, match="can't start new thread"):
+            ingest.Ingest(fd, SLOT).run(read_into)
+    monkeypatch.undo()
+    assert offset[0] == 0  # nothing was read for a pipeline that never ran
 
 
 def test_a_body_the_disk_cannot_hold_is_507_before_it_is_sent(
@@ -168,10 +253,7 @@ def test_a_body_the_disk_cannot_hold_is_507_before_it_is_sent(
         upload_secret="s3cret",
     )  # fmt: skip
 
-    def full(fd: int, offset: int, length: int) -> None:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    monkeypatch.setattr(os, "posix_fallocate", full)
+    monkeypatch.setattr(ingest, "_fallocate", lambda: _refuse(errno.ENOSPC))
     host, port = server.server_address[:2]
     with socket.create_connection((str(host), port), timeout=5) as sock:
         sock.sendall(
@@ -202,6 +284,7 @@ def test_writeback_is_started_for_every_range_as_it_is_written(
     assert offset == len(data)
 
 
+@pytest.mark.skipif(ingest._writeback() is None, reason="sync_file_range is for 64-bit Linux")
 def test_sync_file_range_is_called_through_ctypes_on_linux(tmp_path: Path) -> None:
     writeback = ingest._writeback()
     assert writeback is not None
