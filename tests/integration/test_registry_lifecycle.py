@@ -96,8 +96,8 @@ def _refuses_connections_soon(port: int, within: float = 10.0) -> bool:
     while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT).close()
-        except ConnectionRefusedError:
-            return True
+        except (ConnectionRefusedError, ConnectionResetError):
+            return True  # refused, or reset by a listener that closed with it queued
         time.sleep(0.02)
     return False
 
