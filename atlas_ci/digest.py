@@ -5,6 +5,15 @@ payload the moment its size is known, before the HTTP stack is even imported and
 the registry calls run, then hand the running digest to :func:`atlas_ci.transfer.put_file`.
 On a 2-core machine the hash (~1.3 GiB/s for one core) is the slowest part of an upload
 over plain http, so every millisecond it starts earlier comes off the wall time.
+
+The thread needs the GIL for a moment after every read and every ``update``; while it
+waits, it hashes nothing. At Python's default switch interval (5 ms) a main thread busy
+importing the HTTP stack (~0.1-0.2 s of Python) keeps it waiting up to 5 ms each time.
+So it reads :data:`HASH_READ` (2 MiB, ~1.7 ms of hashing; 4 MiB hashed ~2 % slower here)
+per turn, and while a digest runs the switch interval is :data:`SWITCH_INTERVAL` (0.1 ms);
+the previous one comes back when the last digest ends. Measured on 2 cores, hashing 1 GiB
+inside ``atlas-ci upload``: the thread's wall time exceeded its CPU time by ~0.13 s with
+1 MiB reads at 5 ms, and by ~0.03 s with 4 MiB reads at 0.1 ms.
 """
 
 from __future__ import annotations
@@ -12,15 +21,47 @@ from __future__ import annotations
 import hashlib
 import mmap
 import os
+import sys
 import threading
 import time
 from pathlib import Path
 
 from atlas_ci.errors import InputFileError
 
-__all__ = ["CHUNK", "FileDigest"]
+__all__ = ["CHUNK", "HASH_READ", "SWITCH_INTERVAL", "FileDigest"]
 
 CHUNK = 1 << 20
+"""The block size of the upload's writes where it cannot use sendfile (see transfer.py)."""
+HASH_READ = 2 << 20
+SWITCH_INTERVAL = 0.0001
+
+
+class _SwitchInterval:
+    """Lowers ``sys.setswitchinterval`` while at least one digest runs, then restores it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = 0
+        self._saved: float | None = None
+
+    def enter(self) -> None:
+        with self._lock:
+            if not self._running:
+                current = sys.getswitchinterval()
+                if current > SWITCH_INTERVAL:
+                    self._saved = current
+                    sys.setswitchinterval(SWITCH_INTERVAL)
+            self._running += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._running -= 1
+            if not self._running and self._saved is not None:
+                sys.setswitchinterval(self._saved)
+                self._saved = None
+
+
+_switch = _SwitchInterval()
 
 
 class FileDigest:
@@ -41,7 +82,12 @@ class FileDigest:
         self._error: BaseException | None = None
         self.seconds: float | None = None  # how long the whole hash took, once it is done
         self._thread = threading.Thread(target=self._run, name="atlas-ci-sha256", daemon=True)
-        self._thread.start()
+        _switch.enter()
+        try:
+            self._thread.start()
+        except BaseException:
+            _switch.leave()
+            raise
 
     @classmethod
     def start(cls, path: Path | str, size: int) -> FileDigest:
@@ -68,11 +114,12 @@ class FileDigest:
         started = time.perf_counter()
         try:
             digest = hashlib.sha256()
-            buf = mmap.mmap(-1, CHUNK)
+            buf = mmap.mmap(-1, HASH_READ)
             with memoryview(buf) as view:
                 offset = 0
                 while offset < self._size and not self._stop.is_set():
-                    n = _pread_into(self._fd, view[: min(CHUNK, self._size - offset)], offset)
+                    want = min(HASH_READ, self._size - offset)
+                    n = _pread_into(self._fd, view[:want], offset)
                     if not n:
                         raise InputFileError(
                             f"{self._name} got shorter while it was read", path=self._name
@@ -88,6 +135,7 @@ class FileDigest:
         finally:
             if self._owns_fd:
                 os.close(self._fd)
+            _switch.leave()
 
     def result(self) -> str:
         """The hex digest; waits for the thread. Raises what the thread met."""

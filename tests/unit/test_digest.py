@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
-from atlas_ci.digest import CHUNK, FileDigest
+from atlas_ci.digest import HASH_READ, SWITCH_INTERVAL, FileDigest
 from atlas_ci.errors import InputFileError
 
 
-@pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, 3 * CHUNK + 17])
+@pytest.mark.parametrize("size", [0, 1, HASH_READ - 1, HASH_READ, 3 * HASH_READ + 17])
 def test_digest_equals_hashlib(tmp_path: Path, size: int) -> None:
     path = tmp_path / "f"
     path.write_bytes(os.urandom(size))
@@ -47,7 +48,7 @@ def test_a_file_shorter_than_promised_is_an_input_error(tmp_path: Path) -> None:
 
 def test_a_cancelled_digest_gives_no_result(tmp_path: Path) -> None:
     path = tmp_path / "f"
-    size = 16384 * CHUNK  # 16 GiB, sparse: seconds of hashing, so cancel() lands first
+    size = 16 << 30  # 16 GiB, sparse: seconds of hashing, so cancel() lands first
     with path.open("wb") as f:
         f.truncate(size)
     digest = FileDigest.start(path, size)
@@ -55,3 +56,39 @@ def test_a_cancelled_digest_gives_no_result(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="cancelled"):
         digest.result()
     assert digest.seconds is None
+
+
+def _sparse(tmp_path: Path, name: str, size: int) -> Path:
+    path = tmp_path / name
+    with path.open("wb") as f:
+        f.truncate(size)
+    return path
+
+
+def test_the_switch_interval_is_short_while_any_digest_runs_then_restored(
+    tmp_path: Path,
+) -> None:
+    # The hash thread must get the GIL back quickly after each read and update, even
+    # while the main thread imports or parses; the process's own setting comes back after.
+    before = sys.getswitchinterval()
+    assert before > SWITCH_INTERVAL  # Python's default, 5 ms
+    first = FileDigest.start(_sparse(tmp_path, "a", 16 << 30), 16 << 30)
+    second = FileDigest.start(_sparse(tmp_path, "b", 16 << 30), 16 << 30)
+    try:
+        assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL)
+        first.cancel()
+        assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL)  # one still runs
+    finally:
+        second.cancel()
+    assert sys.getswitchinterval() == before
+
+
+def test_a_shorter_switch_interval_set_by_the_caller_is_left_alone(tmp_path: Path) -> None:
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(SWITCH_INTERVAL / 2)
+    try:
+        digest = FileDigest.start(_sparse(tmp_path, "a", 1 << 20), 1 << 20)
+        digest.result()
+        assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL / 2)
+    finally:
+        sys.setswitchinterval(before)
