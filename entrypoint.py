@@ -44,4 +44,6 @@ def main(args: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from atlas_ci.errors import exit_process
+
+    exit_process(main(sys.argv[1:]))

@@ -13,10 +13,10 @@ import signal
 import sys
 from collections.abc import Sequence
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 from atlas_ci import __version__
-from atlas_ci.errors import AtlasCIError, ExitCode
+from atlas_ci.errors import AtlasCIError, ExitCode, exit_process
 
 EXIT_CODES = """exit codes:
   0  success
@@ -164,6 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("serve", help="run the embedded Atlas-compatible registry (see serve --help)")
     return parser
+
+
+def entry() -> NoReturn:
+    """The ``atlas-ci`` command and ``python -m atlas_ci``: :func:`main`, then exit."""
+    exit_process(main())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

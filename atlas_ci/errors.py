@@ -8,6 +8,9 @@ with the class's code. Messages never carry a secret.
 from __future__ import annotations
 
 import enum
+import gc
+import sys
+from typing import NoReturn
 
 
 class ExitCode(enum.IntEnum):
@@ -22,6 +25,17 @@ class ExitCode(enum.IntEnum):
     UNAVAILABLE = 6
     INTERRUPTED = 130
     TERMINATED = 143
+
+
+def exit_process(code: int) -> NoReturn:
+    """End the process with ``code`` once the work is done (the entry points call this).
+
+    ``gc.freeze()`` first: otherwise the interpreter's last garbage collections walk every
+    object the run left behind (requests, ssl, email: ~50 ms here) to free memory the exit
+    frees anyway. atexit handlers, finalizers and the flushing of stdout still run.
+    """
+    gc.freeze()
+    sys.exit(code)
 
 
 class AtlasCIError(Exception):

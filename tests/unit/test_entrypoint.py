@@ -81,3 +81,26 @@ def test_no_arguments_on_github_runs_the_action(tmp_path: Path, token: str) -> N
         "add `artifact: USER/NAME` under the step's `with:`"
     )
     assert "### Atlas upload failed" in (tmp_path / "summary.md").read_text()
+
+
+def test_the_entry_points_exit_with_main_s_code_after_freezing_the_collector() -> None:
+    # exit_process skips the interpreter's final walk over every object; the exit code,
+    # atexit handlers and what was printed must all survive it.
+    probe = (
+        "import atexit, gc, sys\n"
+        "from atlas_ci.errors import exit_process\n"
+        "atexit.register(lambda: print('atexit ran', gc.get_freeze_count() > 0))\n"
+        "print('buffered', end='')\n"
+        "exit_process(5)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 5
+    assert proc.stdout == "bufferedatexit ran True\n"
+    for argv in (["-m", "atlas_ci", "search"], [str(ROOT / "entrypoint.py"), "search"]):
+        done = subprocess.run(
+            [sys.executable, *argv], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert done.returncode == 2, done.stderr  # no --artifact: a configuration error
+        assert done.stderr.startswith("error: "), done.stderr
