@@ -15,21 +15,24 @@ no common prefix at all.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import io
 import os
 import stat
 import struct
-import tarfile
-import tempfile
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from atlas_ci.errors import ConfigError, InputFileError
 from atlas_ci.textfile import describe_mode, quoted
+
+if TYPE_CHECKING:
+    import tarfile
+
+# gzip, tarfile and tempfile are imported by the functions that build an archive: the
+# upload checks a pass-through file with is_gzip and starts hashing it without them.
 
 COPY_BUFFER = 1024 * 1024
 DEFAULT_LEVEL = 6  # Go's default, what Packer used; Python's gzip default (9) is far slower
@@ -188,6 +191,8 @@ def _size(path: Path) -> int:
 
 
 def _default_gzip(raw: BinaryIO, level: int) -> BinaryIO:
+    import gzip
+
     # filename="" keeps the temp file's name out of the header; mtime=0 keeps it stable.
     stream = gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=level, mtime=0)
     return cast(BinaryIO, stream)
@@ -196,6 +201,9 @@ def _default_gzip(raw: BinaryIO, level: int) -> BinaryIO:
 def _write_archive(
     entries: list[_Entry], workdir: Path, level: int, gzip_writer: GzipWriter | None
 ) -> Payload:
+    import tarfile
+    import tempfile
+
     writer = gzip_writer or _default_gzip
     try:
         fd, temp_name = tempfile.mkstemp(prefix="atlas-ci-", suffix=".tar.gz", dir=workdir)
@@ -245,6 +253,8 @@ def _write_error(workdir: Path, exc: OSError) -> InputFileError:
 
 
 def _header(entry: _Entry, info: os.stat_result) -> tarfile.TarInfo:
+    import tarfile
+
     member = tarfile.TarInfo(entry.name)
     member.mode = stat.S_IMODE(info.st_mode)
     member.mtime = int(info.st_mtime)

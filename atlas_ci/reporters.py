@@ -8,9 +8,12 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from atlas_ci.errors import AtlasCIError, ConfigError, InputFileError
-from atlas_ci.result import Result
+
+if TYPE_CHECKING:
+    from atlas_ci.result import Result
 
 _NAME = re.compile(r"[A-Za-z0-9_]+")
 

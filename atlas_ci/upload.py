@@ -7,12 +7,11 @@ anything, and an archive error aborts before its version is created.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from atlas_ci import archive, manifest, plan
 from atlas_ci.digest import FileDigest
@@ -24,9 +23,13 @@ from atlas_ci.errors import (
     RegistryUnavailable,
 )
 from atlas_ci.manifest import Artifact
-from atlas_ci.progress import Progress, human_bytes
-from atlas_ci.result import BuildResult, FileInfo, Result
 from atlas_ci.settings import Settings
+
+if TYPE_CHECKING:
+    from atlas_ci.result import BuildResult, Result
+
+# What only the upload itself needs (tempfile, tarfile, the result classes) is imported
+# where it is used: the hash of a pass-through file starts ~15 ms sooner without it.
 
 Log = Callable[[str], None]
 _INFERRED = (
@@ -166,7 +169,10 @@ def _run(
     client: Any,
     state: _State,
 ) -> Result:
+    import tempfile
+
     from atlas_ci.client import AtlasClient  # imports requests: after the hash has started
+    from atlas_ci.result import Result
 
     api = client or AtlasClient(settings, log=say, debug=debug)
     user, name = settings.user, settings.name
@@ -469,6 +475,8 @@ def _one(
     started = time.monotonic()
     slug = f"{settings.artifact}/{job.artifact_type}"
     from atlas_ci.pgzip import open_gzip_writer
+    from atlas_ci.progress import Progress, human_bytes
+    from atlas_ci.result import BuildResult, FileInfo
 
     payload = archive.prepare_payload(
         job.artifact.files, tmp, level=6, gzip_writer=open_gzip_writer
