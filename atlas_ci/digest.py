@@ -37,27 +37,36 @@ SWITCH_INTERVAL = 0.0001
 
 
 class _SwitchInterval:
-    """Lowers ``sys.setswitchinterval`` while at least one digest runs, then restores it."""
+    """Lowers ``sys.setswitchinterval`` while at least one digest runs, then restores it.
+
+    Each digest enters once and leaves once, however often ``leave`` is called for it. The
+    saved interval comes back only if nobody changed it meanwhile.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._running = 0
+        self._holders: set[object] = set()
         self._saved: float | None = None
+        self._ours = 0.0
 
-    def enter(self) -> None:
+    def enter(self, holder: object) -> None:
         with self._lock:
-            if not self._running:
+            if not self._holders:
                 current = sys.getswitchinterval()
                 if current > SWITCH_INTERVAL:
                     self._saved = current
                     sys.setswitchinterval(SWITCH_INTERVAL)
-            self._running += 1
+                    self._ours = sys.getswitchinterval()  # as Python rounded it
+            self._holders.add(holder)
 
-    def leave(self) -> None:
+    def leave(self, holder: object) -> None:
         with self._lock:
-            self._running -= 1
-            if not self._running and self._saved is not None:
-                sys.setswitchinterval(self._saved)
+            if holder not in self._holders:
+                return
+            self._holders.discard(holder)
+            if not self._holders and self._saved is not None:
+                if sys.getswitchinterval() == self._ours:
+                    sys.setswitchinterval(self._saved)
                 self._saved = None
 
 
@@ -82,11 +91,11 @@ class FileDigest:
         self._error: BaseException | None = None
         self.seconds: float | None = None  # how long the whole hash took, once it is done
         self._thread = threading.Thread(target=self._run, name="atlas-ci-sha256", daemon=True)
-        _switch.enter()
+        _switch.enter(self)
         try:
             self._thread.start()
         except BaseException:
-            _switch.leave()
+            _switch.leave(self)  # the thread may have started and left already: leave is once
             raise
 
     @classmethod
@@ -133,9 +142,11 @@ class FileDigest:
         except BaseException as e:  # handed over by result()
             self._error = e
         finally:
-            if self._owns_fd:
-                os.close(self._fd)
-            _switch.leave()
+            try:
+                if self._owns_fd:
+                    os.close(self._fd)
+            finally:
+                _switch.leave(self)
 
     def result(self) -> str:
         """The hex digest; waits for the thread. Raises what the thread met."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -90,5 +92,63 @@ def test_a_shorter_switch_interval_set_by_the_caller_is_left_alone(tmp_path: Pat
         digest = FileDigest.start(_sparse(tmp_path, "a", 1 << 20), 1 << 20)
         digest.result()
         assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL / 2)
+    finally:
+        sys.setswitchinterval(before)
+
+
+def test_a_start_interrupted_after_the_thread_ran_leaves_the_interval_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SIGINT can land in Thread.start() after the new thread has run: the thread and the
+    # constructor both leave, and the interval must still come back exactly once.
+    before = sys.getswitchinterval()
+    real_start = threading.Thread.start
+
+    def start_then_interrupt(thread: threading.Thread) -> None:
+        real_start(thread)
+        thread.join()
+        raise KeyboardInterrupt
+
+    keeper = FileDigest.start(_sparse(tmp_path, "a", 16 << 30), 16 << 30)
+    try:
+        monkeypatch.setattr(threading.Thread, "start", start_then_interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            FileDigest.start(_sparse(tmp_path, "b", 1 << 20), 1 << 20)
+        monkeypatch.undo()
+        assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL)  # keeper still runs
+    finally:
+        keeper.cancel()
+    assert sys.getswitchinterval() == before
+
+
+def test_the_interval_comes_back_even_if_closing_the_file_fails(tmp_path: Path) -> None:
+    # A caller that closes the descriptor it handed over (owns_fd=True) makes the thread's
+    # reads and its own close fail; the interval must come back all the same.
+    before = sys.getswitchinterval()
+    path = _sparse(tmp_path, "a", 16 << 30)  # seconds of hashing: the close lands mid-way
+    fd = os.open(path, os.O_RDONLY)
+    failures: list[type[BaseException]] = []
+    hook = threading.excepthook
+    threading.excepthook = lambda args: failures.append(args.exc_type)
+    try:
+        digest = FileDigest(fd, 16 << 30, str(path), owns_fd=True)
+        os.close(fd)
+        with pytest.raises(OSError, match=os.strerror(errno.EBADF)):
+            digest.result()
+    finally:
+        threading.excepthook = hook
+    assert failures == [OSError]  # the thread's own close, reported by threading
+    assert sys.getswitchinterval() == before
+
+
+def test_a_switch_interval_changed_while_a_digest_runs_is_kept(tmp_path: Path) -> None:
+    before = sys.getswitchinterval()
+    digest = FileDigest.start(_sparse(tmp_path, "a", 16 << 30), 16 << 30)
+    try:
+        sys.setswitchinterval(0.002)  # the program's own choice, made meanwhile
+    finally:
+        digest.cancel()
+    try:
+        assert sys.getswitchinterval() == pytest.approx(0.002)
     finally:
         sys.setswitchinterval(before)
