@@ -32,7 +32,9 @@ def exit_process(code: int) -> NoReturn:
 
     ``gc.freeze()`` first: otherwise the interpreter's last garbage collections walk every
     object the run left behind (requests, ssl, email: ~50 ms here) to free memory the exit
-    frees anyway. atexit handlers, finalizers and the flushing of stdout still run.
+    frees anyway. atexit handlers and the flushing of stdout and stderr still run; the
+    ``__del__`` of an object caught in a reference cycle does not, so nothing here may rely
+    on one for clean-up (temp files go with ``with`` blocks and atexit).
     """
     gc.freeze()
     sys.exit(code)
