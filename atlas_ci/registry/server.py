@@ -260,11 +260,13 @@ class RegistryHandler(BaseHTTPRequestHandler):
             if len(set(lengths)) != 1 or not _DIGITS.fullmatch(lengths[0].strip()):
                 self.close_connection = True
                 raise HTTPError(400, "Content-Length must be one non-negative integer")
-            self.content_length = int(lengths[0])
-            self.body_left = self.content_length
-            if self.content_length > INT64_MAX:  # no file system offset reaches it
-                self.close_connection = True
+            digits = lengths[0].strip().lstrip("0") or "0"
+            if len(digits) > 19 or int(digits) > INT64_MAX:  # no file offset reaches it
+                self.close_connection = True  # (and int() refuses over 4300 digits)
+                self.body_left = INT64_MAX  # unread: linger so the 413 is not reset away
                 raise HTTPError(413, "the body is larger than the registry can store")
+            self.content_length = int(digits)
+            self.body_left = self.content_length
 
     def handle_expect_100(self) -> bool:
         # Answer "100 Continue" only when the body is really wanted (see _body_wanted), so a
