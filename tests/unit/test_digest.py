@@ -67,6 +67,11 @@ def _sparse(tmp_path: Path, name: str, size: int) -> Path:
     return path
 
 
+def _long_digest(tmp_path: Path, name: str) -> FileDigest:
+    """A digest of 16 GiB of holes: it runs for seconds, until cancelled."""
+    return FileDigest.start(_sparse(tmp_path, name, 16 << 30), 16 << 30)
+
+
 def test_the_switch_interval_is_short_while_any_digest_runs_then_restored(
     tmp_path: Path,
 ) -> None:
@@ -74,8 +79,8 @@ def test_the_switch_interval_is_short_while_any_digest_runs_then_restored(
     # while the main thread imports or parses; the process's own setting comes back after.
     before = sys.getswitchinterval()
     assert before > SWITCH_INTERVAL  # Python's default, 5 ms
-    first = FileDigest.start(_sparse(tmp_path, "a", 16 << 30), 16 << 30)
-    second = FileDigest.start(_sparse(tmp_path, "b", 16 << 30), 16 << 30)
+    first = _long_digest(tmp_path, "a")
+    second = _long_digest(tmp_path, "b")
     try:
         assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL)
         first.cancel()
@@ -109,7 +114,7 @@ def test_a_start_interrupted_after_the_thread_ran_leaves_the_interval_once(
         thread.join()
         raise KeyboardInterrupt
 
-    keeper = FileDigest.start(_sparse(tmp_path, "a", 16 << 30), 16 << 30)
+    keeper = _long_digest(tmp_path, "a")
     try:
         monkeypatch.setattr(threading.Thread, "start", start_then_interrupt)
         with pytest.raises(KeyboardInterrupt):
@@ -143,7 +148,7 @@ def test_the_interval_comes_back_even_if_closing_the_file_fails(tmp_path: Path) 
 
 def test_a_switch_interval_changed_while_a_digest_runs_is_kept(tmp_path: Path) -> None:
     before = sys.getswitchinterval()
-    digest = FileDigest.start(_sparse(tmp_path, "a", 16 << 30), 16 << 30)
+    digest = _long_digest(tmp_path, "a")
     try:
         sys.setswitchinterval(0.002)  # the program's own choice, made meanwhile
     finally:
