@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from atlas_ci.result import BuildResult, Result
 
 # What only the upload itself needs (tempfile, tarfile, the result classes) is imported
-# where it is used: the hash of a pass-through file starts ~15 ms sooner without it.
+# where it is used: the hash of a pass-through file starts ~12 ms sooner without it.
 
 Log = Callable[[str], None]
 _INFERRED = (

@@ -261,12 +261,14 @@ class RegistryHandler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 raise HTTPError(400, "Content-Length must be one non-negative integer")
             digits = lengths[0].strip().lstrip("0") or "0"
-            if len(digits) > 19 or int(digits) > INT64_MAX:  # no file offset reaches it
-                self.close_connection = True  # (and int() refuses over 4300 digits)
+            # No file offset reaches past 2^63 - 1 (19 digits; int() refuses over 4300).
+            length = int(digits) if len(digits) <= 19 else INT64_MAX + 1
+            if length > INT64_MAX:
+                self.close_connection = True
                 self.body_left = INT64_MAX  # unread: linger so the 413 is not reset away
                 raise HTTPError(413, "the body is larger than the registry can store")
-            self.content_length = int(digits)
-            self.body_left = self.content_length
+            self.content_length = length
+            self.body_left = length
 
     def handle_expect_100(self) -> bool:
         # Answer "100 Continue" only when the body is really wanted (see _body_wanted), so a
