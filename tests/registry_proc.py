@@ -26,6 +26,8 @@ STOP_TIMEOUT = 15.0
 class RegistryProcess:
     """``python -m atlas_ci serve --port 0 --data DATA --token TOKEN`` on 127.0.0.1.
 
+    ``database``: a ``--database`` URL, passed as ATLAS_REGISTRY_DATABASE (None: SQLite).
+
     ``url`` is read from the server's first stdout line. Leaving the ``with`` block sends
     SIGTERM, waits (kills after 15 s) and asserts exit code 0 unless the block raised.
     """
@@ -37,8 +39,10 @@ class RegistryProcess:
         *,
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
+        database: str | None = None,
     ) -> None:
         self.data = Path(data)
+        self.database = database
         self.token = token if token is not None else secrets.token_urlsafe(24)
         self.extra_args = list(extra_args)
         self.env = dict(env or {})
@@ -72,7 +76,14 @@ class RegistryProcess:
         if self.process is not None:
             raise RuntimeError("already started")
         # Only the tokens a test chose: none inherited from the developer's shell.
-        env = {k: v for k, v in os.environ.items() if k != "ATLAS_REGISTRY_TOKENS"}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("ATLAS_REGISTRY_TOKENS", "ATLAS_REGISTRY_DATABASE")
+        }
+        if self.database is not None:
+            # In the environment, not argv: a PostgreSQL URL carries a password.
+            env["ATLAS_REGISTRY_DATABASE"] = self.database
         env.update(self.env)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p

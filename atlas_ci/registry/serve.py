@@ -12,7 +12,6 @@ import re
 import secrets
 import signal
 import socket
-import sqlite3
 import sys
 import threading
 import time
@@ -21,6 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from atlas_ci.errors import ExitCode
+from atlas_ci.registry.database import DatabaseConfigError, DatabaseError, open_database
+from atlas_ci.registry.schema import SchemaError
 from atlas_ci.registry.server import Config, RegistryServer
 from atlas_ci.registry.storage import Storage, StorageError
 
@@ -61,6 +62,16 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         default=None,
         help="directory for the database and uploaded files (env ATLAS_REGISTRY_DATA; "
         "default $XDG_DATA_HOME/atlas-ci/registry)",
+    )
+    parser.add_argument(
+        "--database",
+        default=env.get("ATLAS_REGISTRY_DATABASE") or None,
+        metavar="URL",
+        help="where artifacts and versions are kept: sqlite:///PATH or "
+        "postgresql://USER@HOST:PORT/DB (password from the URL or PGPASSWORD; needs "
+        "atlas-ci[postgres]) (env ATLAS_REGISTRY_DATABASE; default: registry.sqlite3 in "
+        "--data). A SQLite schema is created or upgraded on start; a PostgreSQL one by "
+        "'atlas-ci registry migrate'",
     )
     parser.add_argument(
         "--token",
@@ -154,8 +165,16 @@ def main(argv: list[str], env: Mapping[str, str] | None = None) -> int:
     if generated:
         tokens = [secrets.token_urlsafe(32)]
     try:
-        storage = Storage(data)
-    except (OSError, sqlite3.Error, StorageError) as exc:
+        database = open_database(args.database, data)
+    except DatabaseConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.CONFIG
+    try:
+        storage = Storage(data, database)
+    except (DatabaseError, SchemaError) as exc:
+        print(f"error: {database.url.scrub(str(exc))}", file=sys.stderr)
+        return ExitCode.CONFIG
+    except (OSError, StorageError) as exc:
         print(f"error: cannot use data directory {data}: {exc}", file=sys.stderr)
         return ExitCode.CONFIG
     try:
@@ -187,7 +206,12 @@ def main(argv: list[str], env: Mapping[str, str] | None = None) -> int:
         )
         thread.start()
         print(server.url, flush=True)
-        log.info("atlas-ci registry listening on %s, data in %s", server.url, data.resolve())
+        log.info(
+            "atlas-ci registry listening on %s, data in %s, database %s",
+            server.url,
+            data.resolve(),
+            database.url,
+        )
         if generated:
             # The one place a token is ever printed: nobody else knows it.
             log.info(

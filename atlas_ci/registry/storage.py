@@ -1,10 +1,17 @@
-"""Registry state: artifacts and versions in SQLite, uploaded files as blobs on disk.
+"""Registry state: artifacts and versions in a database, uploaded files as blobs on disk.
 
-Layout of a data directory::
+The rows live in SQLite (default) or PostgreSQL, reached through :mod:`.database`; every
+statement here is written once for both. Layout of a data directory::
 
-    registry.sqlite3        artifacts and versions (WAL mode, so also -wal and -shm)
+    registry.sqlite3        artifacts and versions, unless --database names another place
+                            (WAL mode, so also -wal and -shm)
+    upload.key              seals pending uploads' secrets; shared by every server on it
     files/<row id>          the file of one version, written once
-    tmp/                    uploads in flight; emptied when the storage is opened
+    tmp/<instance>/         uploads in flight of one running server, which holds
+    tmp/<instance>.lock     an flock on this file; a server that starts removes the
+                            directories whose lock nobody holds (their server is gone)
+
+Several servers may share one data directory when they share one PostgreSQL database.
 
 Nothing here knows about HTTP; :mod:`atlas_ci.registry.server` maps requests onto these calls.
 """
@@ -14,36 +21,36 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import fcntl
 import hashlib
 import hmac
 import json
 import os
-import queue
 import secrets
-import sqlite3
+import shutil
 import tempfile
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
+from atlas_ci.registry import schema
+from atlas_ci.registry.database import Connection, Database, IntegrityError, open_database
 from atlas_ci.registry.ingest import Ingest, ReadInto, reserve
 
-SCHEMA_VERSION = 1
 MAX_NAME_LENGTH = 255
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS artifacts (
-    user    TEXT NOT NULL,
+    "user"  TEXT NOT NULL,
     name    TEXT NOT NULL,
     created TEXT NOT NULL,
-    PRIMARY KEY (user, name)
+    PRIMARY KEY ("user", name)
 );
 CREATE TABLE IF NOT EXISTS versions (
     pk            INTEGER PRIMARY KEY,
-    user          TEXT NOT NULL,
+    "user"        TEXT NOT NULL,
     name          TEXT NOT NULL,
     type          TEXT NOT NULL,
     version       INTEGER NOT NULL,
@@ -57,8 +64,8 @@ CREATE TABLE IF NOT EXISTS versions (
     sha256        TEXT,
     upload_secret TEXT UNIQUE,
     created       TEXT NOT NULL,
-    UNIQUE (user, name, type, version),
-    FOREIGN KEY (user, name) REFERENCES artifacts (user, name)
+    UNIQUE ("user", name, type, version),
+    FOREIGN KEY ("user", name) REFERENCES artifacts ("user", name)
 );
 CREATE TABLE IF NOT EXISTS pending_uploads (
     pk     INTEGER PRIMARY KEY REFERENCES versions (pk),
@@ -66,8 +73,14 @@ CREATE TABLE IF NOT EXISTS pending_uploads (
 );
 """
 
+STEPS: schema.Steps = ((1, "artifacts, versions and pending uploads", _SCHEMA),)
+"""The schema's upgrade steps (see :mod:`.schema`): append one, never edit one that shipped."""
+SCHEMA_VERSION = STEPS[-1][0]
+TABLES = ("artifacts", "versions", "pending_uploads")
+"""Every table, each after those it refers to: the order export and import copy them in."""
+
 _SELECT_VERSIONS = (
-    "SELECT pk, user, name, type, version, id, build_id, compile_id, metadata, file, state, "
+    'SELECT pk, "user", name, type, version, id, build_id, compile_id, metadata, file, state, '
     "size, sha256, created FROM versions WHERE "
 )
 
@@ -275,93 +288,80 @@ class Upload:
 
 
 class Storage:
-    """Artifacts, versions and blobs under one data directory; safe to share between threads."""
+    """Artifacts, versions and blobs under one data directory; safe to share between threads.
 
-    def __init__(self, data_dir: Path) -> None:
+    ``database`` holds the rows (None: ``registry.sqlite3`` in ``data_dir``). ``migrate``
+    brings the schema up to date first; None means only for SQLite (the embedded default
+    needs no setup step), while a PostgreSQL schema is upgraded by
+    ``atlas-ci registry migrate`` and only checked here.
+    """
+
+    def __init__(
+        self, data_dir: Path, database: Database | None = None, *, migrate: bool | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.files_dir = data_dir / "files"
-        self.tmp_dir = data_dir / "tmp"
-        for directory in (data_dir, self.files_dir, self.tmp_dir):
+        self.tmp_root = data_dir / "tmp"
+        for directory in (data_dir, self.files_dir, self.tmp_root):
             # Owner-only when created here: the files are whatever the builds uploaded.
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.db_path = data_dir / "registry.sqlite3"
-        self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
-        self._all: list[sqlite3.Connection] = []
-        self._all_lock = threading.Lock()
-        with self._transaction() as conn:
-            (user_version,) = conn.execute("PRAGMA user_version").fetchone()
-            if user_version not in (0, SCHEMA_VERSION):
-                raise StorageError(
-                    f"{self.db_path} has schema version {user_version}, "
-                    f"this atlas-ci knows {SCHEMA_VERSION}"
-                )
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self.db = database if database is not None else open_database(None, data_dir)
+        try:
+            if migrate if migrate is not None else self.db.dialect == "sqlite":
+                schema.migrate(self.db, STEPS)
+            else:
+                schema.check(self.db, STEPS)
+        except BaseException:
+            self.db.close()
+            raise
         # Pending versions' upload secrets are kept sealed with this key, so the token holder
         # can be handed an unfinished upload_path again; the database alone reveals none.
         self._key = _load_key(data_dir / "upload.key")
         self._remove_stale_uploads()
+        self._tmp_lock, self.tmp_dir = _claim_tmp_dir(self.tmp_root)
 
     # -- connections -------------------------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
-        # Autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE, so a
-        # writer takes the write lock before it reads the numbers it is about to allocate.
-        conn = sqlite3.connect(
-            self.db_path, timeout=30.0, isolation_level=None, check_same_thread=False
-        )
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        with self._all_lock:
-            self._all.append(conn)
-        return conn
+    def _connection(self) -> contextlib.AbstractContextManager[Connection]:
+        """A connection in autocommit mode, used by one thread at a time."""
+        return self.db.connection()
 
-    @contextlib.contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
-        """A connection used by one thread at a time, returned to the pool afterwards."""
-        try:
-            conn = self._idle.get_nowait()
-        except queue.Empty:
-            conn = self._connect()
-        try:
-            yield conn
-        finally:
-            self._idle.put(conn)
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._connection() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+    def _transaction(self) -> contextlib.AbstractContextManager[Connection]:
+        """A write transaction (SQLite: BEGIN IMMEDIATE); committed unless the block raises."""
+        return self.db.transaction()
 
     def close(self) -> None:
-        """Close every connection; the storage must not be used afterwards."""
-        with self._all_lock:
-            conns, self._all = self._all, []
-        for conn in conns:
-            conn.close()
+        """Close every connection and drop this server's temp directory; do not use it after."""
+        self.db.close()
+        if self._tmp_lock >= 0:
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                self.tmp_dir.with_suffix(".lock").unlink()
+            os.close(self._tmp_lock)
+            self._tmp_lock = -1
 
     def _remove_stale_uploads(self) -> None:
         # A temp file left behind belongs to an upload cut by a crash; its version is pending
-        # and the client can PUT again.
-        for leftover in self.tmp_dir.iterdir():
-            with contextlib.suppress(OSError):
-                leftover.unlink()
+        # and the client can PUT again. Another server's directory is left alone while that
+        # server holds its lock: its uploads are still arriving.
+        for leftover in self.tmp_root.iterdir():
+            if leftover.name.startswith("."):
+                continue  # a lock file still being claimed (see _claim_tmp_dir)
+            if leftover.suffix == ".lock":
+                _remove_if_unlocked(leftover)
+            elif leftover.is_dir():
+                if not leftover.with_suffix(".lock").exists():
+                    shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    leftover.unlink()  # the flat layout of older versions
 
     # -- artifacts -----------------------------------------------------------------------------
 
     def get_artifact(self, user: str, name: str) -> Artifact | None:
         with self._connection() as conn:
             row = conn.execute(
-                "SELECT user, name, created FROM artifacts WHERE user = ? AND name = ?",
+                'SELECT "user", name, created FROM artifacts WHERE "user" = ? AND name = ?',
                 (user, name),
             ).fetchone()
         return None if row is None else Artifact(*row)
@@ -374,10 +374,10 @@ class Storage:
         with self._transaction() as conn:
             try:
                 conn.execute(
-                    "INSERT INTO artifacts (user, name, created) VALUES (?, ?, ?)",
+                    'INSERT INTO artifacts ("user", name, created) VALUES (?, ?, ?)',
                     (user, name, created),
                 )
-            except sqlite3.IntegrityError:
+            except IntegrityError:
                 raise Conflict(f"artifact {user}/{name} already exists") from None
         return Artifact(user, name, created)
 
@@ -409,19 +409,21 @@ class Storage:
         state: State = "pending" if file else "ready"
         created = _now()
         with self._transaction() as conn:
+            # Numbers are allocated one writer at a time per artifact type, across servers.
+            conn.lock("version", user, name, artifact_type)
             if not conn.execute(
-                "SELECT 1 FROM artifacts WHERE user = ? AND name = ?", (user, name)
+                'SELECT 1 FROM artifacts WHERE "user" = ? AND name = ?', (user, name)
             ).fetchone():
                 raise NotFound(f"artifact {user}/{name} does not exist")
             (number,) = conn.execute(
                 "SELECT COALESCE(MAX(version), 0) + 1 FROM versions "
-                "WHERE user = ? AND name = ? AND type = ?",
+                'WHERE "user" = ? AND name = ? AND type = ?',
                 (user, name, artifact_type),
             ).fetchone()
-            cursor = conn.execute(
-                "INSERT INTO versions (user, name, type, version, id, build_id, compile_id, "
+            (pk,) = conn.execute(
+                'INSERT INTO versions ("user", name, type, version, id, build_id, compile_id, '
                 "metadata, file, state, upload_secret, created) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING pk",
                 (
                     user,
                     name,
@@ -436,9 +438,7 @@ class Storage:
                     None if upload_secret is None else hash_secret(upload_secret),
                     created,
                 ),
-            )
-            pk = cursor.lastrowid
-            assert pk is not None
+            ).fetchone()
             if upload_secret is not None:
                 conn.execute(
                     "INSERT INTO pending_uploads (pk, sealed) VALUES (?, ?)",
@@ -492,7 +492,7 @@ class Storage:
     def get_version(self, user: str, name: str, artifact_type: str, number: int) -> Version | None:
         """One version, pending or ready."""
         rows = self._select_versions(
-            "user = ? AND name = ? AND type = ? AND version = ?",
+            '"user" = ? AND name = ? AND type = ? AND version = ?',
             (user, name, artifact_type, number),
         )
         return rows[0] if rows else None
@@ -500,7 +500,7 @@ class Storage:
     def search(self, user: str, name: str, artifact_type: str, search: Search) -> list[Version]:
         """Ready versions matching ``search``, newest first (one at most for ``latest``);
         pending ones too with ``search.include_pending``."""
-        where = "user = ? AND name = ? AND type = ?"
+        where = '"user" = ? AND name = ? AND type = ?'
         if not search.include_pending:
             where += " AND state = 'ready'"
         params: list[object] = [user, name, artifact_type]
@@ -522,7 +522,7 @@ class Storage:
     def latest_with_file(self, user: str, name: str, artifact_type: str) -> Version | None:
         """The highest ready version that has a file."""
         rows = self._select_versions(
-            "user = ? AND name = ? AND type = ? AND state = 'ready' AND file = 1 "
+            "\"user\" = ? AND name = ? AND type = ? AND state = 'ready' AND file = 1 "
             "ORDER BY version DESC LIMIT 1",
             (user, name, artifact_type),
         )
@@ -570,6 +570,8 @@ class Storage:
         upload.seal()
         try:
             with self._transaction() as conn:
+                # Two servers may finish the same upload: one at a time past this line.
+                conn.lock("upload", upload.version.pk)
                 (state,) = conn.execute(
                     "SELECT state FROM versions WHERE pk = ?", (upload.version.pk,)
                 ).fetchone()
@@ -588,6 +590,46 @@ class Storage:
         return dataclasses.replace(
             upload.version, state="ready", size=upload.size, sha256=upload.sha256
         )
+
+
+def _claim_tmp_dir(root: Path) -> tuple[int, Path]:
+    """A temp directory of this server's own, and the fd whose flock says it is alive.
+
+    The lock file is made and locked under a dot name, then renamed: another server never sees
+    an unlocked ``*.lock`` that is not stale.
+    """
+    name = secrets.token_hex(8)
+    claiming = root / f".{name}.lock"
+    fd = os.open(claiming, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        directory = root / name
+        directory.mkdir(mode=0o700)
+        os.rename(claiming, root / f"{name}.lock")
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            claiming.unlink()
+        raise
+    return fd, directory
+
+
+def _remove_if_unlocked(lock_path: Path) -> None:
+    """Remove a server's temp directory and lock file if that server is gone."""
+    try:
+        fd = os.open(lock_path, os.O_RDWR)
+    except OSError:
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return  # held: its server is running
+        shutil.rmtree(lock_path.with_suffix(""), ignore_errors=True)
+        with contextlib.suppress(OSError):
+            lock_path.unlink()
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(directory: Path) -> None:

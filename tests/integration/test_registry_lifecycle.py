@@ -73,7 +73,7 @@ def test_stop_lets_an_upload_in_flight_finish_and_refuses_new_connections(
         )
         # The server is reading the body once the upload's temp file exists.
         deadline = time.monotonic() + TIMEOUT
-        while not list((registry.data / "tmp").glob("upload-*")):
+        while not list((registry.data / "tmp").glob("*/upload-*")):
             assert time.monotonic() < deadline, "the server never started the upload"
             time.sleep(0.01)
         assert registry.process is not None

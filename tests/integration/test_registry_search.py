@@ -7,15 +7,20 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.registry_api import api, create_artifact, create_version, publish, search
+from tests.postgres import BACKENDS, fresh_database
 from tests.registry_proc import RegistryProcess
 
 
-@pytest.fixture(scope="module")
-def populated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProcess]:
+@pytest.fixture(scope="module", params=BACKENDS)
+def populated(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RegistryProcess]:
     """One registry for the module's read-only searches. u/n/t holds: v1 build 10
     {region: us}, v2 build 11 {region: eu, env: prod}, v3 build 11 {region: us, env: dev},
     v4 pending build 12 {region: us}, v5 without a file, build 9."""
-    with RegistryProcess(tmp_path_factory.mktemp("search") / "data") as registry:
+    database = fresh_database(request, request.param)
+    data = tmp_path_factory.mktemp("search") / "data"
+    with RegistryProcess(data, database=database) as registry:
         _populate(registry)
         yield registry
 

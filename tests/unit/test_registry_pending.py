@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,9 +28,9 @@ def _new(store: Storage, secret: str | None) -> int:
 
 
 def test_pending_versions_are_listed_only_when_asked_and_latest_counts_them(
-    tmp_path: Path,
+    tmp_path: Path, open_storage: Callable[[Path], Storage]
 ) -> None:
-    store = Storage(tmp_path / "d")
+    store = open_storage(tmp_path / "d")
     store.create_artifact("u", "n")
     _new(store, None)  # v1 ready
     _new(store, "s3cret-of-v2")  # v2 pending
@@ -48,31 +48,29 @@ def test_pending_versions_are_listed_only_when_asked_and_latest_counts_them(
 
 
 def test_pending_secret_survives_reopening_is_sealed_and_dropped_once_uploaded(
-    tmp_path: Path,
+    tmp_path: Path, open_storage: Callable[[Path], Storage]
 ) -> None:
-    store = Storage(tmp_path / "d")
+    store = open_storage(tmp_path / "d")
     store.create_artifact("u", "n")
     _new(store, "s3cret-value")
     store.close()
-    store = Storage(tmp_path / "d")
+    store = open_storage(tmp_path / "d")
     [pending] = store.search("u", "n", "t", Search(version="any", include_pending=True))
     assert store.pending_upload_secret(pending) == "s3cret-value"
-    conn = sqlite3.connect(store.db_path)
-    try:
-        dump = "\n".join(conn.iterdump())
-    finally:
-        conn.close()
+    with store.db.connection() as conn:
+        dump = "\n".join(
+            repr(row)
+            for table in ("artifacts", "versions", "pending_uploads")
+            for row in conn.execute(f"SELECT * FROM {table}").fetchall()  # noqa: S608
+        )
     assert "s3cret-value" not in dump
     assert (tmp_path / "d" / "upload.key").stat().st_mode & 0o077 == 0
     upload = store.begin_upload("s3cret-value")
     upload.receive(io.BytesIO(b"data").readinto, 4)
     ready = store.finish_upload(upload)
     assert store.pending_upload_secret(ready) is None
-    conn = sqlite3.connect(store.db_path)
-    try:
-        assert conn.execute("SELECT COUNT(*) FROM pending_uploads").fetchone() == (0,)
-    finally:
-        conn.close()
+    with store.db.connection() as conn:
+        assert conn.execute("SELECT COUNT(*) FROM pending_uploads").fetchone()[0] == 0
 
 
 def test_seal_round_trip_depends_on_key_and_row() -> None:

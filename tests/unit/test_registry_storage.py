@@ -1,9 +1,12 @@
-"""The registry's storage alone: SQLite rows and blob files, no HTTP."""
+"""The registry's storage alone: rows (SQLite and PostgreSQL) and blob files, no HTTP.
+
+Every test here runs on both backends (the ``open_storage`` fixture in tests/conftest.py).
+"""
 
 from __future__ import annotations
 
 import hashlib
-import sqlite3
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -21,10 +24,12 @@ from atlas_ci.registry.storage import (
     Version,
 )
 
+Opener = Callable[[Path], Storage]
+
 
 @pytest.fixture
-def storage(tmp_path: Path) -> Storage:
-    store = Storage(tmp_path / "data")
+def storage(tmp_path: Path, open_storage: Opener) -> Storage:
+    store = open_storage(tmp_path / "data")
     store.create_artifact("u", "n")
     return store
 
@@ -131,8 +136,10 @@ def test_racing_threads_get_distinct_consecutive_versions(storage: Storage) -> N
     assert sorted(numbers) == list(range(1, 17))
 
 
-def test_two_storages_on_one_directory_still_allocate_distinct_numbers(tmp_path: Path) -> None:
-    one, two = Storage(tmp_path / "d"), Storage(tmp_path / "d")
+def test_two_storages_on_one_directory_still_allocate_distinct_numbers(
+    tmp_path: Path, open_storage: Opener
+) -> None:
+    one, two = open_storage(tmp_path / "d"), open_storage(tmp_path / "d")
     one.create_artifact("u", "n")
     numbers = [_version(store).version for store in (one, two, one, two)]
     assert numbers == [1, 2, 3, 4]
@@ -173,11 +180,8 @@ def test_upload_secrets_are_stored_hashed_and_single_use(storage: Storage) -> No
     _upload(storage, "s3cret", b"data")
     with pytest.raises(Conflict):
         storage.begin_upload("s3cret")
-    conn = sqlite3.connect(storage.db_path)
-    try:
-        stored = [row[0] for row in conn.execute("SELECT upload_secret FROM versions")]
-    finally:
-        conn.close()
+    with storage.db.connection() as conn:
+        stored = [row[0] for row in conn.execute("SELECT upload_secret FROM versions").fetchall()]
     assert "s3cret" not in stored
 
 
@@ -219,15 +223,15 @@ def test_metadata_null_and_empty_are_kept_apart(storage: Storage) -> None:
     assert [v.metadata for v in storage.search("u", "n", "t", Search(version="any"))] == [{}, None]
 
 
-def test_everything_survives_reopening(tmp_path: Path) -> None:
-    store = Storage(tmp_path / "d")
+def test_everything_survives_reopening(tmp_path: Path, open_storage: Opener) -> None:
+    store = open_storage(tmp_path / "d")
     store.create_artifact("u", "n")
     _version(store, secret="a")
     ready = _upload(store, "a", b"kept")
     _version(store, secret="b")  # pending
     store.close()
 
-    reopened = Storage(tmp_path / "d")
+    reopened = open_storage(tmp_path / "d")
     assert reopened.get_artifact("u", "n") is not None
     assert reopened.search("u", "n", "t", Search(version="any")) == [ready]
     assert reopened.blob_path(ready).read_bytes() == b"kept"
@@ -235,11 +239,34 @@ def test_everything_survives_reopening(tmp_path: Path) -> None:
     assert _version(reopened).version == 3
 
 
-def test_opening_removes_leftover_temp_files(tmp_path: Path) -> None:
-    store = Storage(tmp_path / "d")
+def test_opening_removes_leftover_temp_files(tmp_path: Path, open_storage: Opener) -> None:
+    store = open_storage(tmp_path / "d")
     (store.tmp_dir / "upload-1-crashed").write_bytes(b"half")
-    store.close()
-    assert list(Storage(tmp_path / "d").tmp_dir.iterdir()) == []
+    (store.tmp_root / "upload-2-older-layout").write_bytes(b"half")
+    os.close(store._tmp_lock)  # the server dies: its lock goes, its directory stays
+    store._tmp_lock = -1
+    crashed = store.tmp_dir
+    assert crashed.exists()
+    reopened = open_storage(tmp_path / "d")
+    assert not crashed.exists()
+    assert sorted(p.name for p in reopened.tmp_root.iterdir()) == sorted(
+        [reopened.tmp_dir.name, reopened.tmp_dir.name + ".lock"]
+    )
+
+
+def test_a_running_servers_uploads_survive_another_server_starting(
+    tmp_path: Path, open_storage: Opener
+) -> None:
+    # Two servers on one shared data directory: the second must not take the first's temp
+    # files for a crash's leftovers.
+    first = open_storage(tmp_path / "d")
+    first.create_artifact("u", "n")
+    _version(first, secret="s3cret")
+    upload = first.begin_upload("s3cret")
+    _receive(upload, b"arriving")
+    open_storage(tmp_path / "d")
+    assert upload.path.exists()
+    assert first.finish_upload(upload).size == 8
 
 
 def test_build_ids_beyond_64_bits_are_invalid(storage: Storage) -> None:

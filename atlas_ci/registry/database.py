@@ -1,0 +1,467 @@
+"""Where the registry's rows live: SQLite (the embedded default) or PostgreSQL.
+
+One small interface, two implementations. Every caller writes SQL once, in the subset both
+engines share, with ``?`` placeholders; this module turns it into each driver's dialect:
+
+- ``?`` becomes psycopg's ``%s`` (and a literal ``%`` becomes ``%%``);
+- DDL is written for SQLite: on PostgreSQL ``INTEGER PRIMARY KEY`` becomes an identity column
+  (SQLite's row id), ``INTEGER`` becomes ``BIGINT`` and ``BLOB`` becomes ``BYTEA``;
+- a new row's id comes back with ``INSERT ... RETURNING pk`` (SQLite has it since 3.35);
+- :meth:`Connection.lock` serialises writers on one key for the rest of the transaction
+  (``pg_advisory_xact_lock``; on SQLite every write transaction is ``BEGIN IMMEDIATE``, which
+  already holds the one database-wide write lock);
+- a constraint violation is :class:`IntegrityError` on both.
+
+Quote the column ``"user"`` (a reserved word in PostgreSQL), and prefer ``ON CONFLICT DO
+NOTHING`` to ``INSERT OR IGNORE``. The PostgreSQL driver (psycopg 3) is imported only when a
+``postgresql://`` URL is opened, so it stays an optional extra.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import dataclasses
+import functools
+import queue
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol
+from urllib.parse import unquote, urlsplit
+
+Dialect = Literal["sqlite", "postgresql"]
+DEFAULT_SQLITE_NAME = "registry.sqlite3"
+INSTALL_HINT = "pip install 'atlas-ci[postgres]'"
+
+
+class DatabaseError(Exception):
+    """The database failed or refused a statement; the message carries no credentials."""
+
+
+class IntegrityError(DatabaseError):
+    """A UNIQUE, FOREIGN KEY or CHECK constraint refused a row."""
+
+
+class DatabaseConfigError(Exception):
+    """The database URL is unusable or its driver is missing (a configuration error, exit 2)."""
+
+
+class Rows(Protocol):
+    """What :meth:`Connection.execute` returns: the part both drivers' cursors share."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    @property
+    def description(self) -> Any: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def fetchmany(self, size: int) -> list[Any]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class DatabaseURL:
+    """A parsed ``--database`` value. :attr:`shown` is what logs and errors may print."""
+
+    dialect: Dialect
+    raw: str
+    shown: str
+    sqlite_path: Path | None = None
+    password: str | None = None
+
+    def __str__(self) -> str:
+        return self.shown
+
+    def __repr__(self) -> str:
+        return f"DatabaseURL({self.shown!r})"
+
+    def scrub(self, text: str) -> str:
+        """``text`` with this URL's password and raw form cut out."""
+        if self.raw and self.raw != self.shown:
+            text = text.replace(self.raw, self.shown)
+        if self.password:
+            text = text.replace(self.password, "***")
+        return text
+
+
+def parse_url(raw: str | None, data_dir: Path) -> DatabaseURL:
+    """``sqlite:///abs/path``, ``sqlite:rel/path``, ``postgresql://user[:pw]@host[:port]/db``.
+
+    None or empty: the SQLite file in ``data_dir`` (what ``atlas-ci serve`` always used).
+    """
+    if not raw:
+        path = data_dir / DEFAULT_SQLITE_NAME
+        return DatabaseURL("sqlite", "", f"sqlite:///{path}", sqlite_path=path)
+    scheme, sep, rest = raw.partition(":")
+    scheme = scheme.lower()
+    if not sep:
+        raise DatabaseConfigError(
+            f"--database {_blank_password(raw)!r} has no scheme; use sqlite:///PATH or "
+            "postgresql://USER@HOST:PORT/DB"
+        )
+    if scheme == "sqlite":
+        if rest.startswith("//"):
+            parts = urlsplit(raw)
+            if parts.netloc:
+                raise DatabaseConfigError(
+                    f"--database {raw!r} names a host; a SQLite URL is sqlite:///ABSOLUTE/PATH"
+                )
+            path_text = unquote(parts.path)
+        else:
+            path_text = unquote(rest)
+        if not path_text or path_text.endswith("/"):
+            raise DatabaseConfigError(
+                f"--database {raw!r} names no file; use sqlite:///ABSOLUTE/PATH/registry.sqlite3"
+            )
+        path = Path(path_text)
+        return DatabaseURL("sqlite", raw, f"sqlite:///{path}", sqlite_path=path)
+    if scheme in ("postgresql", "postgres"):
+        try:
+            parts = urlsplit(raw)
+            port = parts.port
+        except ValueError:
+            raise DatabaseConfigError(
+                f"--database {_blank_password(raw)!r} is not a valid URL; "
+                "use postgresql://USER@HOST:PORT/DB"
+            ) from None
+        password = unquote(parts.password) if parts.password else None
+        database = parts.path.lstrip("/")
+        if not database or "/" in database:
+            raise DatabaseConfigError(
+                f"--database {_blank_password(raw)!r} names no database; "
+                "use postgresql://USER@HOST:PORT/DB"
+            )
+        user = f"{parts.username}@" if parts.username else ""
+        host = parts.hostname or ""
+        shown_host = f"[{host}]" if ":" in host else host
+        netloc = f"{user}{shown_host}" + (f":{port}" if port else "")
+        shown = f"postgresql://{netloc}/{database}"
+        return DatabaseURL("postgresql", raw, shown, password=password)
+    raise DatabaseConfigError(
+        f"--database {_blank_password(raw)!r}: unknown scheme {scheme!r}; "
+        "use sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
+    )
+
+
+def _blank_password(raw: str) -> str:
+    """``raw`` with whatever sits between ``user:`` and ``@`` replaced by ``***``."""
+    return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", raw)
+
+
+@functools.lru_cache(maxsize=512)
+def to_pyformat(sql: str) -> str:
+    """``?`` placeholders as psycopg's ``%s``; quoted text is left alone but ``%`` doubled."""
+    out: list[str] = []
+    quote: str | None = None
+    for char in sql:
+        if char == "%":
+            out.append("%%")
+        elif quote is not None:
+            out.append(char)
+            if char == quote:
+                quote = None
+        elif char in ("'", '"'):
+            quote = char
+            out.append(char)
+        elif char == "?":
+            out.append("%s")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+_PG_DDL = (
+    # SQLite's row id: INTEGER PRIMARY KEY, unless the column only points at another table's.
+    (
+        re.compile(r"\bINTEGER\s+PRIMARY\s+KEY\b(?![^,\n]*\bREFERENCES\b)", re.I),
+        "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
+    ),
+    (re.compile(r"\bINTEGER\b", re.I), "BIGINT"),
+    (re.compile(r"\bBLOB\b", re.I), "BYTEA"),
+)
+
+
+def pg_ddl(statement: str) -> str:
+    """A CREATE/ALTER written for SQLite, in PostgreSQL's types (see the module docstring)."""
+    for pattern, replacement in _PG_DDL:
+        statement = pattern.sub(replacement, statement)
+    return statement
+
+
+class Connection(abc.ABC):
+    """One driver connection, used by one thread at a time."""
+
+    dialect: Dialect
+
+    @abc.abstractmethod
+    def execute(self, sql: str, params: Sequence[object] = ()) -> Rows:
+        """Run one statement written with ``?`` placeholders."""
+
+    @abc.abstractmethod
+    def lock(self, *key: object) -> None:
+        """Hold a lock on ``key`` until the current transaction ends (writers on it queue)."""
+
+    def ddl(self, statement: str) -> None:
+        """Run a CREATE/ALTER written for SQLite, translated for this engine."""
+        self.execute(pg_ddl(statement) if self.dialect == "postgresql" else statement)
+
+    def table_exists(self, table: str) -> bool:
+        if self.dialect == "sqlite":
+            sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        else:
+            sql = (
+                "SELECT 1 FROM information_schema.tables "
+                "WHERE table_schema = current_schema() AND table_name = ?"
+            )
+        return self.execute(sql, (table,)).fetchone() is not None
+
+    def tables(self) -> list[str]:
+        """The names of every table in the database (the registry's schema)."""
+        if self.dialect == "sqlite":
+            sql = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        else:
+            sql = (
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
+            )
+        return sorted(str(row[0]) for row in self.execute(sql).fetchall())
+
+
+class Database(abc.ABC):
+    """A pool of connections to one database; safe to share between threads."""
+
+    dialect: Dialect
+
+    def __init__(self, url: DatabaseURL) -> None:
+        self.url = url
+        self._idle: queue.SimpleQueue[Connection] = queue.SimpleQueue()
+        self._all: list[Connection] = []
+        self._all_lock = threading.Lock()
+        self._closed = False
+
+    @abc.abstractmethod
+    def _connect(self) -> Connection: ...
+
+    @abc.abstractmethod
+    def _close_one(self, conn: Connection) -> None: ...
+
+    @abc.abstractmethod
+    def _usable(self, conn: Connection) -> bool: ...
+
+    @abc.abstractmethod
+    def _transaction(
+        self, conn: Connection, snapshot: bool
+    ) -> contextlib.AbstractContextManager[None]: ...
+
+    def _new(self) -> Connection:
+        conn = self._connect()
+        with self._all_lock:
+            self._all.append(conn)
+        return conn
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """A connection in autocommit mode, back to the pool afterwards."""
+        if self._closed:
+            raise DatabaseError("the database was closed")
+        conn: Connection | None = None
+        while conn is None:
+            try:
+                candidate = self._idle.get_nowait()
+            except queue.Empty:
+                conn = self._new()
+                break
+            if self._usable(candidate):
+                conn = candidate
+            else:
+                self._discard(candidate)
+        try:
+            yield conn
+        finally:
+            if self._usable(conn):
+                self._idle.put(conn)
+            else:
+                self._discard(conn)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction: committed when the block ends, rolled back if it raises."""
+        with self.connection() as conn, self._transaction(conn, snapshot=False):
+            yield conn
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A read-only transaction that sees one consistent state (for export)."""
+        with self.connection() as conn, self._transaction(conn, snapshot=True):
+            yield conn
+
+    def _discard(self, conn: Connection) -> None:
+        with self._all_lock:
+            if conn in self._all:
+                self._all.remove(conn)
+        with contextlib.suppress(Exception):
+            self._close_one(conn)
+
+    def close(self) -> None:
+        """Close every connection; the database must not be used afterwards."""
+        self._closed = True
+        with self._all_lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            with contextlib.suppress(Exception):
+                self._close_one(conn)
+
+
+# -- SQLite --------------------------------------------------------------------------------------
+
+
+class _SQLiteConnection(Connection):
+    dialect: Dialect = "sqlite"
+
+    def __init__(self, raw: sqlite3.Connection) -> None:
+        self.raw = raw
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> Rows:
+        try:
+            return self.raw.execute(sql, tuple(params))
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityError(str(exc)) from None
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"SQLite: {exc}") from None
+
+    def lock(self, *key: object) -> None:
+        # BEGIN IMMEDIATE already took the database's single write lock.
+        return None
+
+
+class SQLiteDatabase(Database):
+    """A SQLite file in WAL mode; write transactions are ``BEGIN IMMEDIATE``."""
+
+    dialect: Dialect = "sqlite"
+
+    def __init__(self, url: DatabaseURL) -> None:
+        super().__init__(url)
+        assert url.sqlite_path is not None
+        self.path = url.sqlite_path
+
+    def _connect(self) -> Connection:
+        try:
+            # Autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE, so a
+            # writer takes the write lock before it reads the numbers it is about to allocate.
+            raw = sqlite3.connect(
+                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+            raw.execute("PRAGMA journal_mode = WAL")
+            raw.execute("PRAGMA synchronous = FULL")
+            raw.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"cannot open {self.path}: {exc}") from None
+        return _SQLiteConnection(raw)
+
+    def _close_one(self, conn: Connection) -> None:
+        assert isinstance(conn, _SQLiteConnection)
+        conn.raw.close()
+
+    def _usable(self, conn: Connection) -> bool:
+        return not self._closed
+
+    @contextlib.contextmanager
+    def _transaction(self, conn: Connection, snapshot: bool) -> Iterator[None]:
+        conn.execute("BEGIN" if snapshot else "BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+# -- PostgreSQL ----------------------------------------------------------------------------------
+
+
+def _psycopg() -> Any:
+    try:
+        import psycopg  # an optional extra: only for postgresql:// URLs
+    except ImportError:
+        raise DatabaseConfigError(
+            f"a postgresql:// database needs the psycopg driver: {INSTALL_HINT}"
+        ) from None
+    return psycopg
+
+
+class _PostgresConnection(Connection):
+    dialect: Dialect = "postgresql"
+
+    def __init__(self, raw: Any, url: DatabaseURL, psycopg: Any) -> None:
+        self.raw = raw
+        self._url = url
+        self._psycopg = psycopg
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> Rows:
+        try:
+            return self.raw.execute(to_pyformat(sql), tuple(params))  # type: ignore[no-any-return]
+        except self._psycopg.IntegrityError as exc:
+            raise IntegrityError(self._url.scrub(str(exc).strip())) from None
+        except self._psycopg.Error as exc:
+            raise DatabaseError(f"PostgreSQL: {self._url.scrub(str(exc).strip())}") from None
+
+    def lock(self, *key: object) -> None:
+        # Fields joined by a control character, which no name may contain; a hash collision
+        # only makes two unrelated writers queue, never lets two writers of one key through.
+        text = "\x1f".join(str(part) for part in key)
+        self.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (text,))
+
+
+class PostgresDatabase(Database):
+    """A PostgreSQL database through psycopg 3; a small pool of autocommit connections."""
+
+    dialect: Dialect = "postgresql"
+
+    def __init__(self, url: DatabaseURL) -> None:
+        super().__init__(url)
+        self._psycopg = _psycopg()
+
+    def _connect(self) -> Connection:
+        kwargs: dict[str, object] = {"autocommit": True}
+        if "connect_timeout" not in self.url.raw:
+            kwargs["connect_timeout"] = 10
+        try:
+            raw = self._psycopg.connect(self.url.raw, **kwargs)
+        except self._psycopg.Error as exc:
+            message = " ".join(self.url.scrub(str(exc)).split())
+            raise DatabaseError(f"cannot connect to {self.url}: {message}") from None
+        return _PostgresConnection(raw, self.url, self._psycopg)
+
+    def _close_one(self, conn: Connection) -> None:
+        assert isinstance(conn, _PostgresConnection)
+        conn.raw.close()
+
+    def _usable(self, conn: Connection) -> bool:
+        assert isinstance(conn, _PostgresConnection)
+        return not self._closed and not conn.raw.closed and not conn.raw.broken
+
+    @contextlib.contextmanager
+    def _transaction(self, conn: Connection, snapshot: bool) -> Iterator[None]:
+        assert isinstance(conn, _PostgresConnection)
+        try:
+            with conn.raw.transaction():
+                if snapshot:
+                    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                yield
+        except self._psycopg.Error as exc:
+            # A failed COMMIT (serialisation, lost connection) arrives here unwrapped.
+            raise DatabaseError(f"PostgreSQL: {self.url.scrub(str(exc).strip())}") from None
+
+
+def open_database(raw_url: str | None, data_dir: Path) -> Database:
+    """The database behind ``--database`` (None: the SQLite file in ``data_dir``)."""
+    url = parse_url(raw_url, data_dir)
+    if url.dialect == "sqlite":
+        return SQLiteDatabase(url)
+    return PostgresDatabase(url)
