@@ -82,9 +82,7 @@ def run(ns: argparse.Namespace, env: Mapping[str, str]) -> int:
         or (Path(env["ATLAS_REGISTRY_DATA"]) if env.get("ATLAS_REGISTRY_DATA") else None)
         or default_data_dir(env)
     )
-    shown = [str(parse_url(ns.database, data))]
     try:
-        shown.append(str(parse_url(getattr(ns, "other", None) or ns.database, data)))
         _prepare(ns.database, data)
         if ns.command == "migrate":
             with _opened(ns.database, data) as db:
