@@ -15,7 +15,7 @@ import os
 import shutil
 import sys
 
-SUBCOMMANDS = ("upload", "search", "serve")
+SUBCOMMANDS = ("upload", "search", "serve", "registry")
 
 
 def main(args: list[str]) -> int:
