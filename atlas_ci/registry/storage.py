@@ -510,7 +510,14 @@ class Storage:
         if isinstance(search.build, int):
             where += " AND build_id = ?"
             params.append(search.build)
-        rows = self._select_versions(where + " ORDER BY version DESC", params)
+        order = " ORDER BY version DESC"
+        if search.version == "latest" and not search.metadata:
+            # The one version wanted is the first row in this order: the database stops there
+            # instead of handing over every version of the type.
+            if search.build == "latest":
+                order = " ORDER BY build_id DESC, version DESC"
+            order += " LIMIT 1"
+        rows = self._select_versions(where + order, params)
         found = [v for v in rows if all(f.matches(v.metadata) for f in search.metadata)]
         if search.build == "latest" and found:
             newest_build = max(v.build_id for v in found)

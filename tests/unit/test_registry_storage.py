@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -215,6 +215,25 @@ def test_search_filters(storage: Storage) -> None:
     assert numbers(Search(version="any", metadata=(MetadataFilter("region"),))) == [2, 1]
     assert numbers(Search(metadata=(MetadataFilter("region", "us"),))) == [1]
     assert numbers(Search(metadata=(MetadataFilter("region", "us"), MetadataFilter("env")))) == []
+
+
+def test_search_latest_reads_one_row_however_many_versions_there_are(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for build in (3, 1, 2, 1):
+        _version(storage, build_id=build)
+    read: list[int] = []
+    original = Storage._version
+
+    def counting(row: Sequence[object]) -> Version:
+        read.append(1)
+        return original(row)
+
+    monkeypatch.setattr(Storage, "_version", staticmethod(counting))
+    assert [v.version for v in storage.search("u", "n", "t", Search())] == [4]
+    assert [v.version for v in storage.search("u", "n", "t", Search(build="latest"))] == [1]
+    assert [v.version for v in storage.search("u", "n", "t", Search(build=2))] == [3]
+    assert len(read) == 3
 
 
 def test_metadata_null_and_empty_are_kept_apart(storage: Storage) -> None:
