@@ -60,6 +60,7 @@ def copy(source: Database, target: Database) -> dict[str, int]:
             counts[table] = _copy_table(src, dst, table)
         if dst.dialect == "postgresql":
             _advance_identities(dst)
+            dst.execute("ANALYZE")  # the planner's statistics: the tables were empty a moment ago
     return counts
 
 

@@ -415,11 +415,15 @@ class Storage:
                 'SELECT 1 FROM artifacts WHERE "user" = ? AND name = ?', (user, name)
             ).fetchone():
                 raise NotFound(f"artifact {user}/{name} does not exist")
-            (number,) = conn.execute(
-                "SELECT COALESCE(MAX(version), 0) + 1 FROM versions "
-                'WHERE "user" = ? AND name = ? AND type = ?',
+            # ORDER BY ... LIMIT 1 rather than MAX(): PostgreSQL's planner may aggregate every
+            # version of the type for MAX() when its statistics are stale (after a bulk import);
+            # this form is one step down the (user, name, type, version) index on both.
+            newest = conn.execute(
+                'SELECT version FROM versions WHERE "user" = ? AND name = ? AND type = ? '
+                "ORDER BY version DESC LIMIT 1",
                 (user, name, artifact_type),
             ).fetchone()
+            number = 1 if newest is None else int(newest[0]) + 1
             (pk,) = conn.execute(
                 'INSERT INTO versions ("user", name, type, version, id, build_id, compile_id, '
                 "metadata, file, state, upload_secret, created) "
