@@ -48,8 +48,9 @@ def _free_port() -> int:
 class PostgresCluster:
     """``with PostgresCluster(bindir) as pg``: ``pg.url(db)``, ``pg.create_database()``."""
 
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, *, durable: bool = False) -> None:
         self.bindir = bindir
+        self.durable = durable  # False (tests): no fsync, which a throwaway cluster never needs
         self.password = secrets.token_urlsafe(16)
         self.port = 0
         self.root = Path(tempfile.mkdtemp(prefix="atlas-pg-"))
@@ -94,9 +95,10 @@ class PostgresCluster:
             self.port = _free_port()
             options = (
                 f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
                 "-c max_connections=200"
             )
+            if not self.durable:
+                options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
             started = subprocess.run(
                 self._cmd(
                     str(self.bindir / "pg_ctl"),

@@ -228,3 +228,28 @@ def test_the_password_may_come_from_pgpassword(
             assert conn.execute("SELECT 1").fetchone()[0] == 1
     finally:
         db.close()
+
+
+def test_connections_lost_with_the_server_are_replaced(
+    tmp_path: Path, pg_cluster: PostgresCluster
+) -> None:
+    url = pg_cluster.url(pg_cluster.create_database())
+    db = open_database(url, tmp_path)
+    try:
+        schema.migrate(db, STEPS)
+        with db.connection() as conn:
+            conn.execute("SELECT 1").fetchone()
+        # What a PostgreSQL restart or failover does to every open connection.
+        admin = open_database(pg_cluster.url("postgres"), tmp_path)
+        with admin.connection() as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ?",
+                (url.rsplit("/", 1)[1],),
+            )
+        admin.close()
+        with pytest.raises(DatabaseError), db.connection() as conn:
+            conn.execute("SELECT 1").fetchone()
+        with db.connection() as conn:  # the broken one was dropped, a new one made
+            assert conn.execute("SELECT COUNT(*) FROM artifacts").fetchone()[0] == 0
+    finally:
+        db.close()
