@@ -13,8 +13,8 @@ cluster started as in the tests, `tests/postgres.py`) whose artifact type alread
 
 Both go over HTTP on 127.0.0.1 to a real ``atlas-ci serve`` process, so the figures include
 the server's HTTP and JSON work, not only the database's. With ``--out`` the table replaces
-the "Registry database" section of that file (or is appended). Needs psycopg and Debian's
-PostgreSQL (``apt-get install postgresql``); asserts nothing.
+this script's part of that file, between its markers (appended the first time). Needs
+psycopg and Debian's PostgreSQL (``apt-get install postgresql``); asserts nothing.
 """
 
 from __future__ import annotations
@@ -45,6 +45,19 @@ from tests.postgres import PostgresCluster, find_bindir  # noqa: E402
 from tests.registry_proc import RegistryProcess  # noqa: E402
 
 SECTION = "## Registry database: SQLite and PostgreSQL"
+START = "<!-- bench/registry_db.py: start -->\n"
+END = "<!-- bench/registry_db.py: end -->\n"
+
+
+def write_between_markers(out: Path, text: str) -> None:
+    """Replace this script's part of ``out`` (appended the first time); the rest is kept."""
+    old = out.read_text() if out.exists() else ""
+    if START in old and END in old:
+        before, rest = old.split(START, 1)
+        after = rest.split(END, 1)[1]
+    else:
+        before, after = old.rstrip("\n") + "\n\n" if old else "", ""
+    out.write_text(before + START + text.rstrip("\n") + "\n" + END + after)
 
 
 def fill(database: str | None, data: Path, count: int) -> None:
@@ -148,7 +161,10 @@ def main() -> int:
         return 2
     load_before = os.getloadavg()
     results = {}
-    with tempfile.TemporaryDirectory(prefix="bench-db-") as tmp, PostgresCluster(bindir) as pg:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-db-") as tmp,
+        PostgresCluster(bindir, durable=True) as pg,
+    ):
         results["SQLite"] = measure("SQLite", None, Path(tmp) / "sqlite", args)
         pg_url = pg.url(pg.create_database())
         results["PostgreSQL"] = measure("PostgreSQL", pg_url, Path(tmp) / "pg", args)
@@ -161,9 +177,9 @@ def main() -> int:
         f"Made by `python3 bench/registry_db.py --versions {args.versions} --posts {args.posts} "
         f"--clients {args.clients} --searches {args.searches}` on "
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; SQLite "
-        f"{sqlite3.sqlite_version}, PostgreSQL {pg_version} (a throwaway cluster on the same "
-        "machine, `fsync=off` as in the tests: the PostgreSQL figures leave out its disk "
-        "flushes, the SQLite ones include theirs). One `atlas-ci serve` process per backend, "
+        f"{sqlite3.sqlite_version} (WAL, `synchronous=FULL`), PostgreSQL {pg_version} (a "
+        "throwaway cluster on the same machine and disk, default durability: `fsync` and "
+        "`synchronous_commit` on). One `atlas-ci serve` process per backend, "
         f"{args.versions:,} ready versions of one artifact type stored first; load average "
         f"{load_before[0]:.2f} before, {load_after[0]:.2f} after (2 cores shared with other "
         "work: read the ratio, not the absolute figures).",
@@ -181,13 +197,8 @@ def main() -> int:
     text = "\n".join(table)
     print(text)
     if args.out:
-        old = args.out.read_text() if args.out.exists() else ""
-        if SECTION in old:
-            head, _, rest = old.partition(SECTION)
-            tail = rest.split("\n## ", 1)
-            old = head + ("## " + tail[1] if len(tail) > 1 else "")
-            old = old.rstrip("\n") + "\n"
-        args.out.write_text(old.rstrip("\n") + "\n\n" + text)
+        write_between_markers(args.out, text)
+        print(f"written to {args.out}")
     return 0
 
 

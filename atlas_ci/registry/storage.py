@@ -614,13 +614,15 @@ def _claim_tmp_dir(root: Path) -> tuple[int, Path]:
     fd = os.open(claiming, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # The lock file first: a directory seen without one is taken for a leftover.
+        os.rename(claiming, root / f"{name}.lock")
         directory = root / name
         directory.mkdir(mode=0o700)
-        os.rename(claiming, root / f"{name}.lock")
     except BaseException:
         os.close(fd)
-        with contextlib.suppress(OSError):
-            claiming.unlink()
+        for path in (claiming, root / f"{name}.lock"):
+            with contextlib.suppress(OSError):
+                path.unlink()
         raise
     return fd, directory
 
