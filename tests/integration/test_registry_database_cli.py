@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from atlas_ci.registry import schema
+from atlas_ci.registry.database import open_database
+from atlas_ci.registry.storage import STEPS
 from tests.integration.registry_api import api, create_artifact, create_version, publish, put_file
 from tests.postgres import PostgresCluster
 from tests.registry_proc import REPO_ROOT, RegistryProcess
@@ -179,3 +182,22 @@ def test_export_to_postgresql_serve_there_and_import_back_to_sqlite(
     assert again.returncode == 2
     assert "already holds rows in artifacts; copy into an empty database" in _one_error_line(again)
     assert _rows(back) == after
+
+
+def test_serve_refuses_a_schema_newer_than_it_knows(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    data = tmp_path / "d"
+    data.mkdir()
+    db = open_database(database_url, data)
+    try:
+        schema.migrate(db, STEPS)
+        with db.transaction() as conn:  # what a newer atlas-ci's migrate leaves behind
+            conn.execute("INSERT INTO schema_version (version, applied) VALUES (?, ?)", (2, "x"))
+    finally:
+        db.close()
+    env = {"ATLAS_REGISTRY_DATABASE": database_url} if database_url else {}
+    proc = _atlas_ci("serve", f"--data={data}", "--token=t", env=env)
+    assert proc.returncode == 2
+    line = _one_error_line(proc)
+    assert "has schema version 2, newer than this atlas-ci knows (1); run a newer atlas-ci" in line
