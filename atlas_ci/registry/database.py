@@ -10,7 +10,8 @@ engines share, with ``?`` placeholders; this module turns it into each driver's 
 - :meth:`Connection.lock` serialises writers on one key for the rest of the transaction
   (``pg_advisory_xact_lock``; on SQLite every write transaction is ``BEGIN IMMEDIATE``, which
   already holds the one database-wide write lock);
-- a constraint violation is :class:`IntegrityError` on both.
+- a constraint violation is :class:`IntegrityError` on both;
+- a Python bool is stored as 0/1 on both (flags are INTEGER columns).
 
 Quote the column ``"user"`` (a reserved word in PostgreSQL), and prefer ``ON CONFLICT DO
 NOTHING`` to ``INSERT OR IGNORE``. The PostgreSQL driver (psycopg 3) is imported only when a
@@ -405,7 +406,9 @@ class _PostgresConnection(Connection):
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Rows:
         try:
-            return self.raw.execute(to_pyformat(sql), tuple(params))  # type: ignore[no-any-return]
+            # A bool is stored as 0/1, as SQLite does: columns are INTEGER on both engines.
+            values = tuple(int(p) if isinstance(p, bool) else p for p in params)
+            return self.raw.execute(to_pyformat(sql), values)  # type: ignore[no-any-return]
         except self._psycopg.IntegrityError as exc:
             raise IntegrityError(self._url.scrub(str(exc).strip())) from None
         except self._psycopg.Error as exc:

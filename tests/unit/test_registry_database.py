@@ -253,3 +253,25 @@ def test_connections_lost_with_the_server_are_replaced(
             assert conn.execute("SELECT COUNT(*) FROM artifacts").fetchone()[0] == 0
     finally:
         db.close()
+
+
+def test_a_bool_is_stored_as_an_integer_on_both_backends(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    db = open_database(database_url, tmp_path)
+    try:
+        schema.migrate(db, STEPS)
+        with db.transaction() as conn:
+            conn.execute(
+                'INSERT INTO artifacts ("user", name, created) VALUES (?, ?, ?)', ("u", "n", "t")
+            )
+            (pk,) = conn.execute(
+                'INSERT INTO versions ("user", name, type, version, id, build_id, compile_id, '
+                "file, state, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING pk",
+                ("u", "n", "t", 1, "", 0, 0, True, "ready", "t"),
+            ).fetchone()
+        with db.connection() as conn:
+            rows = conn.execute("SELECT pk, file FROM versions WHERE file = ?", (True,)).fetchall()
+        assert [tuple(row) for row in rows] == [(pk, 1)]
+    finally:
+        db.close()
