@@ -353,6 +353,11 @@ class SQLiteDatabase(Database):
 
     def _connect(self) -> Connection:
         try:
+            # Owner-only when made here, like the data directory it usually sits in.
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseError(f"cannot create the directory of {self.path}: {exc}") from None
+        try:
             # Autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE, so a
             # writer takes the write lock before it reads the numbers it is about to allocate.
             raw = sqlite3.connect(

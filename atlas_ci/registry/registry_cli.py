@@ -69,13 +69,6 @@ def _opened(url: str | None, data: Path) -> Iterator[Database]:
         db.close()
 
 
-def _prepare(url: str | None, data: Path) -> None:
-    """A SQLite file's directory is made, as ``serve`` would (owner-only)."""
-    parsed = parse_url(url, data)
-    if parsed.sqlite_path is not None:
-        parsed.sqlite_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-
-
 def run(ns: argparse.Namespace, env: Mapping[str, str]) -> int:
     data: Path = (
         ns.data
@@ -83,7 +76,6 @@ def run(ns: argparse.Namespace, env: Mapping[str, str]) -> int:
         or default_data_dir(env)
     )
     try:
-        _prepare(ns.database, data)
         if ns.command == "migrate":
             with _opened(ns.database, data) as db:
                 before, after = migrate(db)
@@ -92,7 +84,6 @@ def run(ns: argparse.Namespace, env: Mapping[str, str]) -> int:
             else:
                 print(f"{db.url}: schema upgraded from version {before} to {after}")
             return ExitCode.OK
-        _prepare(ns.other, data)
         source_url, target_url = (
             (ns.database, ns.other) if ns.command == "export" else (ns.other, ns.database)
         )

@@ -201,3 +201,13 @@ def test_serve_refuses_a_schema_newer_than_it_knows(
     assert proc.returncode == 2
     line = _one_error_line(proc)
     assert "has schema version 2, newer than this atlas-ci knows (1); run a newer atlas-ci" in line
+
+
+def test_serve_keeps_sqlite_where_the_url_says(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "db" / "nested" / "atlas.sqlite3"
+    with RegistryProcess(tmp_path / "data", database=f"sqlite:///{elsewhere}") as registry:
+        create_artifact(registry)
+        assert publish(registry, b"kept elsewhere") == 1
+    assert not (tmp_path / "data" / "registry.sqlite3").exists()
+    assert _rows(elsewhere)["artifacts"][0][:2] == ("u", "n")
+    assert f"database sqlite:///{elsewhere}" in registry.stderr_text()
