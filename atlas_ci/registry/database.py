@@ -98,7 +98,7 @@ def parse_url(raw: str | None, data_dir: Path) -> DatabaseURL:
     """
     if not raw:
         path = data_dir / DEFAULT_SQLITE_NAME
-        return DatabaseURL("sqlite", "", f"sqlite:///{path}", sqlite_path=path)
+        return DatabaseURL("sqlite", "", _sqlite_shown(path), sqlite_path=path)
     scheme, sep, rest = raw.partition(":")
     scheme = scheme.lower()
     if not sep:
@@ -120,8 +120,10 @@ def parse_url(raw: str | None, data_dir: Path) -> DatabaseURL:
             raise DatabaseConfigError(
                 f"--database {raw!r} names no file; use sqlite:///ABSOLUTE/PATH/registry.sqlite3"
             )
+        if path_text.startswith("//"):
+            path_text = "/" + path_text.lstrip("/")  # sqlite:////abs/path, SQLAlchemy's form
         path = Path(path_text)
-        return DatabaseURL("sqlite", raw, f"sqlite:///{path}", sqlite_path=path)
+        return DatabaseURL("sqlite", raw, _sqlite_shown(path), sqlite_path=path)
     if scheme in ("postgresql", "postgres"):
         try:
             parts = urlsplit(raw)
@@ -148,6 +150,10 @@ def parse_url(raw: str | None, data_dir: Path) -> DatabaseURL:
         f"--database {_blank_password(raw)!r}: unknown scheme {scheme!r}; "
         "use sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
     )
+
+
+def _sqlite_shown(path: Path) -> str:
+    return f"sqlite://{path}" if path.is_absolute() else f"sqlite:{path}"
 
 
 def _blank_password(raw: str) -> str:

@@ -170,7 +170,7 @@ def test_export_to_postgresql_serve_there_and_import_back_to_sqlite(
         assert response.status_code == 200
 
     back = tmp_path / "back" / "registry.sqlite3"
-    imported = _atlas_ci("registry", "--database", f"sqlite:///{back}", "import", "--from", pg)
+    imported = _atlas_ci("registry", "--database", f"sqlite://{back}", "import", "--from", pg)
     assert imported.returncode == 0, imported.stderr
     assert "2 artifacts, 5 versions, 0 pending_uploads" in imported.stdout
     after = _rows(back)
@@ -178,7 +178,7 @@ def test_export_to_postgresql_serve_there_and_import_back_to_sqlite(
     assert after["versions"][:3] == before["versions"][:3]
     assert [row[10] for row in after["versions"]] == ["ready"] * 5
 
-    again = _atlas_ci("registry", "--database", f"sqlite:///{back}", "import", "--from", pg)
+    again = _atlas_ci("registry", "--database", f"sqlite://{back}", "import", "--from", pg)
     assert again.returncode == 2
     assert "already holds rows in artifacts; copy into an empty database" in _one_error_line(again)
     assert _rows(back) == after
@@ -205,9 +205,10 @@ def test_serve_refuses_a_schema_newer_than_it_knows(
 
 def test_serve_keeps_sqlite_where_the_url_says(tmp_path: Path) -> None:
     elsewhere = tmp_path / "db" / "nested" / "atlas.sqlite3"
-    with RegistryProcess(tmp_path / "data", database=f"sqlite:///{elsewhere}") as registry:
+    # sqlite:// + an absolute path: three slashes in all.
+    with RegistryProcess(tmp_path / "data", database=f"sqlite://{elsewhere}") as registry:
         create_artifact(registry)
         assert publish(registry, b"kept elsewhere") == 1
     assert not (tmp_path / "data" / "registry.sqlite3").exists()
     assert _rows(elsewhere)["artifacts"][0][:2] == ("u", "n")
-    assert f"database sqlite:///{elsewhere}" in registry.stderr_text()
+    assert f"database sqlite://{elsewhere}\n" in registry.stderr_text()

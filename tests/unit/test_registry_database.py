@@ -26,19 +26,21 @@ from tests.postgres import PostgresCluster
 def test_no_url_is_the_sqlite_file_in_the_data_directory(tmp_path: Path) -> None:
     url = parse_url(None, tmp_path)
     assert (url.dialect, url.sqlite_path) == ("sqlite", tmp_path / "registry.sqlite3")
+    assert str(url) == f"sqlite://{tmp_path}/registry.sqlite3"
 
 
 @pytest.mark.parametrize(
-    ("raw", "path"),
+    ("raw", "path", "shown"),
     [
-        ("sqlite:///srv/atlas/registry.sqlite3", "/srv/atlas/registry.sqlite3"),
-        ("sqlite:relative/r.db", "relative/r.db"),
-        ("SQLITE:///a%20b/r.db", "/a b/r.db"),
+        ("sqlite:///srv/a/r.sqlite3", "/srv/a/r.sqlite3", "sqlite:///srv/a/r.sqlite3"),
+        ("sqlite:////srv/a/r.sqlite3", "/srv/a/r.sqlite3", "sqlite:///srv/a/r.sqlite3"),
+        ("sqlite:relative/r.db", "relative/r.db", "sqlite:relative/r.db"),
+        ("SQLITE:///a%20b/r.db", "/a b/r.db", "sqlite:///a b/r.db"),
     ],
 )
-def test_sqlite_urls(raw: str, path: str) -> None:
+def test_sqlite_urls(raw: str, path: str, shown: str) -> None:
     url = parse_url(raw, Path("/unused"))
-    assert (url.dialect, url.sqlite_path) == ("sqlite", Path(path))
+    assert (url.dialect, url.sqlite_path, str(url)) == ("sqlite", Path(path), shown)
 
 
 def test_a_postgresql_url_is_shown_without_its_password() -> None:
