@@ -36,6 +36,9 @@ from urllib.parse import unquote, urlsplit
 Dialect = Literal["sqlite", "postgresql"]
 DEFAULT_SQLITE_NAME = "registry.sqlite3"
 INSTALL_HINT = "pip install 'atlas-ci[postgres]'"
+PG_POOL_SIZE = 20
+"""Connections one server opens to PostgreSQL at most; more requests at once wait their turn."""
+POOL_WAIT = 30.0
 
 
 class DatabaseError(Exception):
@@ -244,9 +247,12 @@ class Database(abc.ABC):
     """A pool of connections to one database; safe to share between threads."""
 
     dialect: Dialect
+    pool_size: int | None = None
+    """At most this many connections at once (None: one per thread that asks)."""
 
     def __init__(self, url: DatabaseURL) -> None:
         self.url = url
+        self._slots = None if self.pool_size is None else threading.BoundedSemaphore(self.pool_size)
         self._idle: queue.SimpleQueue[Connection] = queue.SimpleQueue()
         self._all: list[Connection] = []
         self._all_lock = threading.Lock()
@@ -277,6 +283,19 @@ class Database(abc.ABC):
         """A connection in autocommit mode, back to the pool afterwards."""
         if self._closed:
             raise DatabaseError("the database was closed")
+        if self._slots is not None and not self._slots.acquire(timeout=POOL_WAIT):
+            raise DatabaseError(
+                f"all {self.pool_size} connections to {self.url} stayed busy for {POOL_WAIT:g} s"
+            )
+        try:
+            with self._pooled() as conn:
+                yield conn
+        finally:
+            if self._slots is not None:
+                self._slots.release()
+
+    @contextlib.contextmanager
+    def _pooled(self) -> Iterator[Connection]:
         conn: Connection | None = None
         while conn is None:
             try:
@@ -436,6 +455,7 @@ class PostgresDatabase(Database):
     """A PostgreSQL database through psycopg 3; a small pool of autocommit connections."""
 
     dialect: Dialect = "postgresql"
+    pool_size = PG_POOL_SIZE
 
     def __init__(self, url: DatabaseURL) -> None:
         super().__init__(url)

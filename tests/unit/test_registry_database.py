@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from atlas_ci.registry import schema
+from atlas_ci.registry import database, schema
 from atlas_ci.registry.database import (
     DatabaseConfigError,
     DatabaseError,
@@ -275,5 +275,22 @@ def test_a_bool_is_stored_as_an_integer_on_both_backends(
         with db.connection() as conn:
             rows = conn.execute("SELECT pk, file FROM versions WHERE file = ?", (True,)).fetchall()
         assert [tuple(row) for row in rows] == [(pk, 1)]
+    finally:
+        db.close()
+
+
+def test_a_server_opens_at_most_its_pool_of_postgresql_connections(
+    tmp_path: Path, pg_cluster: PostgresCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(database.PostgresDatabase, "pool_size", 2)
+    monkeypatch.setattr(database, "POOL_WAIT", 0.2)
+    db = open_database(pg_cluster.url("postgres"), tmp_path)
+    try:
+        with db.connection() as one, db.connection() as two:
+            assert one is not two
+            with pytest.raises(DatabaseError, match=r"all 2 connections to .* stayed busy"):
+                db.connection().__enter__()
+        with db.connection() as again:  # a slot is free again, and its connection reused
+            assert again in (one, two)
     finally:
         db.close()
