@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from atlas_ci import jsontext
 from atlas_ci.errors import ConfigError, InputFileError
-from atlas_ci.plan import metadata_from_mapping
+from atlas_ci.jsontext import is_text, kind
+from atlas_ci.metadata import metadata_from_mapping
 from atlas_ci.textfile import MiB, describe_mode, quoted, read_text
 
 MAX_MANIFEST_BYTES = 64 * MiB
@@ -53,10 +55,6 @@ class _Build:
         return f"build {quoted(self.name)}" if self.name else f"build #{self.index + 1}"
 
 
-class _Number(str):
-    """A JSON number kept as its literal text, marked so it is not taken for a JSON string."""
-
-
 def load_manifest(
     path: str,
     builds: Sequence[str] = (),
@@ -85,14 +83,14 @@ def load_manifest(
     raw_builds = data["builds"]
     if not isinstance(raw_builds, list):
         raise InputFileError(
-            f'{label}: "builds" is a {_kind(raw_builds)}, not a list',
+            f'{label}: "builds" is a {kind(raw_builds)}, not a list',
             "give the file written by Packer's manifest post-processor",
             path=path,
         )
     last_run = data.get("last_run_uuid")
     if last_run is not None and not isinstance(last_run, str):
         raise InputFileError(
-            f'{label}: "last_run_uuid" is a {_kind(last_run)}, not a string',
+            f'{label}: "last_run_uuid" is a {kind(last_run)}, not a string',
             "give the file written by Packer's manifest post-processor",
             path=path,
         )
@@ -151,7 +149,7 @@ def load_artifact_json(
     data = _parse_json(text, label, path, plain=False)
     if not isinstance(data, dict):
         raise InputFileError(
-            f"{label} is a {_kind(data)}, not a JSON object",
+            f"{label} is a {kind(data)}, not a JSON object",
             'write {"id": "...", "files": ["..."], "metadata": {...}}',
             path=path,
         )
@@ -160,7 +158,7 @@ def load_artifact_json(
     raw_files = data.get("files")
     if raw_files is None:
         raw_files = []
-    if not isinstance(raw_files, list) or not all(_is_text(name) for name in raw_files):
+    if not isinstance(raw_files, list) or not all(is_text(name) for name in raw_files):
         raise InputFileError(
             f'{label}: "files" must be a list of path strings',
             'write "files": ["path/to/file", ...]',
@@ -197,7 +195,7 @@ def _parse_json(text: str, label: str, path: str, *, plain: bool) -> Any:
     try:
         if plain:
             return json.loads(text)
-        return json.loads(text, parse_int=_Number, parse_float=_Number, parse_constant=_Number)
+        return jsontext.loads(text)
     except json.JSONDecodeError as exc:
         raise InputFileError(
             f"{label} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
@@ -212,33 +210,13 @@ def _parse_json(text: str, label: str, path: str, *, plain: bool) -> Any:
         ) from None
 
 
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (_Number, int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
-def _is_text(value: object) -> bool:
-    return isinstance(value, str) and not isinstance(value, _Number)
-
-
 def _optional_str(data: dict[str, Any], key: str, label: str, path: str) -> str:
     value = data.get(key)
     if value is None:
         return ""
-    if not _is_text(value):
+    if not is_text(value):
         raise InputFileError(
-            f'{label}: "{key}" is a {_kind(value)}, not a string',
+            f'{label}: "{key}" is a {kind(value)}, not a string',
             f'write "{key}": "..."',
             path=path,
         )
@@ -249,14 +227,14 @@ def _parse_build(index: int, raw: object, label: str, path: str) -> _Build:
     where = f"build #{index + 1} in {label}"
     hint = "give the file written by Packer's manifest post-processor"
     if not isinstance(raw, dict):
-        raise InputFileError(f"{where} is a {_kind(raw)}, not an object", hint, path=path)
+        raise InputFileError(f"{where} is a {kind(raw)}, not an object", hint, path=path)
 
     def text(key: str, *, required: bool = False) -> str:
         value = raw.get(key)
         if value is None and not required:
             return ""
         if not isinstance(value, str):
-            got = "missing" if key not in raw else f"a {_kind(value)}"
+            got = "missing" if key not in raw else f"a {kind(value)}"
             raise InputFileError(f'{where}: "{key}" is {got}, not a string', hint, path=path)
         return value
 
@@ -271,7 +249,7 @@ def _parse_build(index: int, raw: object, label: str, path: str) -> _Build:
         raw_files = []
     if not isinstance(raw_files, list):
         raise InputFileError(
-            f'{where}: "files" is a {_kind(raw_files)}, not a list', hint, path=path
+            f'{where}: "files" is a {kind(raw_files)}, not a list', hint, path=path
         )
     names: list[str] = []
     for number, entry in enumerate(raw_files, start=1):

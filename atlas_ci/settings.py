@@ -218,16 +218,16 @@ def _metadata(flags: Mapping[str, object], sources: dict[str, str]) -> dict[str,
     pairs = flags.get("metadata_pairs")
     if not (file_arg or (isinstance(text, str) and text.strip()) or pairs):
         return None
-    import atlas_ci.plan as plan
+    import atlas_ci.metadata as md
 
     if file_arg:
-        merged = dict(plan.load_metadata_file(file_arg))
+        merged = dict(md.load_metadata_file(file_arg))
         sources["metadata"] = "metadata file"
     if isinstance(text, str) and text.strip():
-        merged = {**(merged or {}), **plan.parse_metadata_text(text, "the metadata input")}
+        merged = {**(merged or {}), **md.parse_metadata_text(text, "the metadata input")}
         sources["metadata"] = "input"
     if isinstance(pairs, list | tuple) and pairs:
-        merged = {**(merged or {}), **plan.parse_metadata_pairs([str(p) for p in pairs])}
+        merged = {**(merged or {}), **md.parse_metadata_pairs([str(p) for p in pairs])}
         sources["metadata"] = "flag"
     return merged
 

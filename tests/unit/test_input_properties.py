@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from atlas_ci.errors import AtlasCIError
 from atlas_ci.manifest import load_manifest
-from atlas_ci.plan import (
+from atlas_ci.metadata import (
     MAX_ENTRIES,
     MAX_KEY_CHARS,
     MAX_VALUE_CHARS,

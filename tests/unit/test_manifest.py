@@ -292,7 +292,7 @@ def test_file_inside_workspace_is_accepted(tmp_path: Path) -> None:
         (b"\xff\xfe{}", "is not UTF-8 text (bad byte at offset 0)"),
         (b"[]", 'is not a Packer manifest (no "builds" list)'),
         (b"{}", 'is not a Packer manifest (no "builds" list)'),
-        (b'{"builds": {}}', '"builds" is a object, not a list'),
+        (b'{"builds": {}}', '"builds" is a mapping, not a list'),
         (b'{"builds": []}', "lists no builds"),
         (b'{"builds": [], "last_run_uuid": 5}', '"last_run_uuid" is a number, not a string'),
         (b'{"builds": [5]}', "build #1 in manifest 'm.json' is a number, not an object"),

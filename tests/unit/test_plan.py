@@ -12,15 +12,8 @@ from hypothesis import strategies as st
 
 from atlas_ci.errors import AtlasCIError, ConfigError, InputFileError
 from atlas_ci.manifest import Artifact
-from atlas_ci.plan import (
-    builder_metadata,
-    infer_artifact_type,
-    load_metadata_file,
-    merge_metadata,
-    parse_metadata_pairs,
-    parse_metadata_text,
-    vagrant_provider,
-)
+from atlas_ci.metadata import load_metadata_file, parse_metadata_pairs, parse_metadata_text
+from atlas_ci.plan import builder_metadata, infer_artifact_type, merge_metadata, vagrant_provider
 
 
 def artifact(
@@ -114,6 +107,8 @@ def test_json_null_is_refused() -> None:
         ('{"a": {"b": 1}}', "'a' in src is a mapping"),
         ("- a\n- b\n", "metadata in src is a list, not a mapping"),
         ("just text", "metadata in src is a string, not a mapping"),
+        ("5", "metadata in src is a number, not a mapping"),
+        ("true", "metadata in src is a boolean, not a mapping"),
         ("", "metadata in src is empty, not a mapping"),
         ("a: 1\na: 2\n", "duplicate key 'a'"),
         ('{"a": 1, "a": 2}', "duplicate key 'a'"),
