@@ -9,35 +9,32 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
+import textwrap
 from collections.abc import Sequence
-from types import FrameType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from atlas_ci import __version__
-from atlas_ci.errors import AtlasCIError, ExitCode, exit_process
+from atlas_ci.errors import AtlasCIError, ExitStatus, exit_process, exit_status_rows
 
-EXIT_CODES = """exit codes:
-  0  success
-  2  configuration or usage (a flag, input or environment variable)
-  3  input files (the manifest, the artifact JSON, an artifact file)
-  4  authentication (401/403: check ATLAS_TOKEN)
-  5  the registry refused the request or answered outside the contract
-  6  the registry was unreachable or failing (network, timeouts, 5xx)
-  130/143 interrupted (SIGINT/SIGTERM)
-  1  a bug: please report it
-"""
+if TYPE_CHECKING:
+    from atlas_ci.console import Console
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the main thread is, so context managers clean up."""
+def _exit_codes() -> str:
+    """The ``--help`` epilog: the exit-code table of :class:`~atlas_ci.errors.ExitStatus`."""
+    lines = ["exit codes:"]
+    for codes, meaning in exit_status_rows():
+        lines += textwrap.wrap(
+            meaning.replace("`", ""),
+            width=90,
+            initial_indent=f"  {codes:<9} ",
+            subsequent_indent=" " * 12,
+        )
+    return "\n".join(lines) + "\n"
 
-    signum = signal.SIGTERM
 
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise _Terminated()
+EXIT_CODES = _exit_codes()
 
 
 def _connection_flags(p: argparse.ArgumentParser) -> None:
@@ -182,41 +179,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = parser.parse_args(args)
     if ns.command is None:
         parser.print_help(sys.stderr)
-        return ExitCode.CONFIG
+        return ExitStatus.CONFIG
     return run(ns)
 
 
 def run(ns: argparse.Namespace) -> int:
-    """The error boundary: every failure becomes one line and a documented code."""
+    """Run a parsed command inside the error boundary; return the exit status."""
+    from atlas_ci.boundary import guarded
     from atlas_ci.console import Console
 
     console = Console(debug=ns.debug or os.environ.get("RUNNER_DEBUG") == "1")
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        if ns.command == "upload":
-            return _upload(ns, console)
-        return _search(ns, console)
-    except AtlasCIError as exc:
-        console.error(exc.one_line())
-        return int(exc.exit_code)
-    except KeyboardInterrupt as exc:
-        signum = int(getattr(exc, "signum", signal.SIGINT))
-        console.error("interrupted")
-        return 128 + signum
-    except Exception as exc:  # the one place a bug is turned into a line
-        console.error(
-            f"internal error ({type(exc).__name__}); this is a bug in atlas-ci, please report "
+    command = _upload if ns.command == "upload" else _search
+    return guarded(lambda: command(ns, console), _StderrReport(console))
+
+
+class _StderrReport:
+    """Failures as one ``error: ...`` line on stderr (the traceback of a bug with --debug)."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def failed(self, error: AtlasCIError) -> None:
+        self.console.error(error.one_line())
+
+    def interrupted(self, signum: int) -> None:
+        self.console.error("interrupted")
+
+    def bug(self, error: Exception) -> None:
+        self.console.error(
+            f"internal error ({type(error).__name__}); this is a bug in atlas-ci, please report "
             "it with the output of --debug"
         )
-        if console.debug_enabled:
+        if self.console.debug_enabled:
             import traceback
 
             from atlas_ci.redaction import redact
 
-            console.stream.write(redact(traceback.format_exc()))
-        return ExitCode.BUG
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+            self.console.stream.write(redact("".join(traceback.format_exception(error))))
 
 
 def _flags(ns: argparse.Namespace) -> dict[str, Any]:
@@ -255,7 +254,7 @@ def _upload(ns: argparse.Namespace, console: Any) -> int:
             raise reporters.written_after_upload("--dotenv", settings.dotenv, result, exc) from None
     if settings.json:
         print(json.dumps(result.to_json(), separators=(",", ":")), flush=True)
-    return ExitCode.OK
+    return ExitStatus.OK
 
 
 def _search(ns: argparse.Namespace, console: Any) -> int:
@@ -298,8 +297,8 @@ def _search(ns: argparse.Namespace, console: Any) -> int:
         if not versions:
             console.info("no version matches")
     if not versions:
-        return ExitCode.REFUSED
-    return ExitCode.OK
+        return ExitStatus.REFUSED
+    return ExitStatus.OK
 
 
 def _version_line(v: Any) -> str:
