@@ -1,15 +1,15 @@
 """GitHub Action mode: the runner's ``INPUT_*`` variables onto the CLI's settings and flow.
 
-Nothing of the upload lives here. This maps inputs onto :class:`~atlas_ci.settings.Settings`
-under the CLI's own flag names, calls :func:`_upload` (the one coupling to the core), and
-turns the result into outputs and a job summary, or an error into an annotation, a summary
-section and the CLI's exit code. Everything goes to one stream (stdout), so ``::group::``
-folds and log lines cannot be reordered by the runner reading two pipes.
+Nothing of the upload lives here. This fills the CLI's own :class:`~atlas_ci.settings.Inputs`
+from the inputs, calls :func:`_upload` (the one coupling to the core), and turns the result
+into outputs and a job summary; the shared error boundary (:mod:`atlas_ci.boundary`) turns
+an error into an annotation, a summary section and the CLI's exit code. Everything goes to
+one stream (stdout), so ``::group::`` folds and log lines cannot be reordered by the runner
+reading two pipes.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
@@ -22,7 +22,7 @@ from atlas_ci.console import one_line
 from atlas_ci.errors import AtlasCIError, ConfigError, ExitStatus, InputFileError
 from atlas_ci.redaction import redact_url, register
 from atlas_ci.result import Result
-from atlas_ci.settings import DEFAULT_MANIFEST, Settings, split_lines
+from atlas_ci.settings import DEFAULT_MANIFEST, Inputs, Settings, split_lines
 
 Log = Callable[[str], None]
 
@@ -48,7 +48,7 @@ def workspace_of(environ: Mapping[str, str]) -> Path:
 
 
 def settings_from_inputs(environ: Mapping[str, str]) -> Settings:
-    """Inputs onto the CLI's flag names; the token travels as ``ATLAS_TOKEN``, never a flag."""
+    """The action's inputs as the CLI's :class:`~atlas_ci.settings.Inputs`."""
     artifact = read_input(environ, "artifact")
     if not artifact:
         raise ConfigError(
@@ -65,32 +65,21 @@ def settings_from_inputs(environ: Mapping[str, str]) -> Settings:
         )
     if artifact_json:
         manifest = ""  # the input's default, overridden by artifact_json
-    flags: dict[str, object] = {
-        "artifact": artifact,
-        "artifact_type": read_input(environ, "artifact_type") or None,
-        "atlas_url": read_input(environ, "atlas_url") or None,
-        "metadata_pairs": [],
-        "metadata_text": read_input(environ, "metadata", strip=False) or None,
-        "manifest": str(workspace / manifest) if manifest else None,
-        "artifact_json": str(workspace / artifact_json) if artifact_json else None,
-        "builds": split_lines([read_input(environ, "build")]),
-        "dry_run": github.parse_bool("dry_run", read_input(environ, "dry_run") or "false"),
-        "no_token": False,
-        "ca_file": None,
-        "insecure": False,
-        "json": False,
-        "dotenv": None,
-        "workspace": workspace,
-        "allow_outside_workspace": False,
-    }
-    env = {k: v for k, v in environ.items() if k != "ATLAS_TOKEN"}
-    token = token_of(environ)
-    if token:
-        env["ATLAS_TOKEN"] = token
-    settings = Settings.from_sources(flags=flags, env=env)
-    if read_input(environ, "token"):
-        settings = dataclasses.replace(settings, sources={**settings.sources, "token": "input"})
-    return settings
+    inputs = Inputs(
+        given_as="input",
+        artifact=artifact,
+        artifact_type=read_input(environ, "artifact_type") or None,
+        atlas_url=read_input(environ, "atlas_url") or None,
+        token=read_input(environ, "token") or None,
+        metadata_text=read_input(environ, "metadata", strip=False) or None,
+        manifest=str(workspace / manifest) if manifest else None,
+        artifact_json=str(workspace / artifact_json) if artifact_json else None,
+        builds=split_lines([read_input(environ, "build")]),
+        dry_run=github.parse_bool("dry_run", read_input(environ, "dry_run") or "false"),
+        workspace=workspace,
+        allow_outside_workspace=False,
+    )
+    return Settings.from_inputs(inputs, environ)
 
 
 def outputs(result: Result) -> dict[str, str]:
@@ -197,8 +186,7 @@ def _run(environ: Mapping[str, str], out: _Stream, summary: str | None) -> int:
     title = f"atlas-ci {__version__}: {settings.artifact} to {redact_url(settings.atlas_url)}"
     with github.group(title, out.stream):
         for line in settings.describe_sources():
-            # Settings calls flags and inputs alike "flag"; here they are inputs.
-            out.debug("setting " + line.replace(" from flag", " from input"))
+            out.debug("setting " + line)
         result = _upload(settings, out.log, out.debug)
     values = outputs(result)
     if output_file:

@@ -19,6 +19,7 @@ from atlas_ci.errors import AtlasCIError, ExitStatus, exit_process, exit_status_
 
 if TYPE_CHECKING:
     from atlas_ci.console import Console
+    from atlas_ci.settings import Settings
 
 
 def _exit_codes() -> str:
@@ -37,38 +38,15 @@ def _exit_codes() -> str:
 EXIT_CODES = _exit_codes()
 
 
-def _connection_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--artifact", metavar="USER/NAME", help="the artifact slug (required)")
-    p.add_argument(
-        "--atlas-url",
-        metavar="URL",
-        help="registry base URL [env ATLAS_ADDRESS; default https://atlas.hashicorp.com]",
-    )
-    p.add_argument(
-        "--no-token",
-        action="store_true",
-        help="send no token (the token is read only from env ATLAS_TOKEN, never a flag)",
-    )
-    p.add_argument(
-        "--ca-file", metavar="PEM", help="CA bundle to trust [env ATLAS_CAFILE, ATLAS_CAPATH]"
-    )
-    p.add_argument(
-        "--insecure",
-        action="store_true",
-        help="do not verify TLS certificates [env ATLAS_TLS_NOVERIFY]; warns every run",
-    )
-    p.add_argument("--retries", metavar="N", help="retries of a failed request (default 5)")
-    p.add_argument(
-        "--max-wait", metavar="SECONDS", help="longest wait between retries (default 60)"
-    )
-    p.add_argument("--timeout", metavar="SECONDS", help="read timeout of a request (default 60)")
-    p.add_argument("--json", action="store_true", help="print one JSON result line on stdout")
+def _debug_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--debug", action="store_true", help="debug lines on stderr [env RUNNER_DEBUG=1]"
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from atlas_ci.settings import Inputs
+
     parser = argparse.ArgumentParser(
         prog="atlas-ci",
         description="Upload Packer artifacts to an Atlas-compatible registry.",
@@ -86,51 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _connection_flags(up)
-    up.add_argument(
-        "--artifact-type",
-        metavar="TYPE",
-        help="amazon.ami, vagrant.box, ... (inferred from the builder when omitted)",
-    )
-    up.add_argument(
-        "--metadata",
-        metavar="KEY=VALUE",
-        action="append",
-        dest="metadata_pairs",
-        default=[],
-        help="metadata entry (repeatable); wins over the builder's and the file's",
-    )
-    up.add_argument(
-        "--metadata-file", metavar="PATH", help="YAML or JSON mapping of metadata entries"
-    )
-    up.add_argument(
-        "--manifest", metavar="PATH", help="Packer manifest (default packer-manifest.json)"
-    )
-    up.add_argument(
-        "--artifact-json",
-        metavar="PATH",
-        help='artifact JSON instead of a manifest: {"id", "files", "metadata", "builder_type"}',
-    )
-    up.add_argument(
-        "--build",
-        metavar="NAME",
-        action="append",
-        dest="builds",
-        default=[],
-        help="build of the manifest's last run to upload (repeatable; default all)",
-    )
-    up.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="check the token and build the archive; create nothing",
-    )
-    up.add_argument("--dotenv", metavar="FILE", help="write ATLAS_VERSION=... lines (GitLab)")
-    up.add_argument("--workspace", metavar="DIR", help="refuse artifact files outside DIR")
-    up.add_argument(
-        "--allow-outside-workspace",
-        action="store_true",
-        help="accept artifact files outside --workspace",
-    )
+    Inputs.add_connection_arguments(up)
+    Inputs.add_upload_arguments(up)
+    _debug_flag(up)
 
     se = sub.add_parser(
         "search",
@@ -138,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _connection_flags(se)
+    Inputs.add_connection_arguments(se)
+    _debug_flag(se)
     se.add_argument("--artifact-type", metavar="TYPE", help="the version type (required)")
     se.add_argument(
         "--version", dest="version", default="latest", help="latest (default), any, or N"
@@ -154,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--metadata",
         metavar="KEY[=VALUE]",
         action="append",
-        dest="metadata_pairs",
+        dest="filters",
         default=[],
         help="match a metadata entry; KEY alone matches any value (repeatable)",
     )
@@ -218,18 +155,10 @@ class _StderrReport:
             self.console.stream.write(redact("".join(traceback.format_exception(error))))
 
 
-def _flags(ns: argparse.Namespace) -> dict[str, Any]:
-    return {k: v for k, v in vars(ns).items() if k != "command"}
+def _settings(ns: argparse.Namespace, console: Console) -> Settings:
+    from atlas_ci.settings import Inputs, Settings
 
-
-def _settings(ns: argparse.Namespace, console: Any) -> Any:
-    from atlas_ci.settings import Settings
-
-    flags = _flags(ns)
-    if ns.command == "search":
-        flags["metadata_pairs"] = []  # search filters, not version metadata
-        flags["manifest"] = None
-    settings = Settings.from_sources(flags=flags, env=os.environ)
+    settings = Settings.from_inputs(Inputs.from_argparse(ns), os.environ)
     for line in settings.describe_sources():
         console.debug(f"setting {line}")
     if settings.verify is False:
@@ -237,7 +166,7 @@ def _settings(ns: argparse.Namespace, console: Any) -> Any:
     return settings
 
 
-def _upload(ns: argparse.Namespace, console: Any) -> int:
+def _upload(ns: argparse.Namespace, console: Console) -> int:
     from atlas_ci import reporters
     from atlas_ci.upload import run_upload
 
@@ -257,14 +186,14 @@ def _upload(ns: argparse.Namespace, console: Any) -> int:
     return ExitStatus.OK
 
 
-def _search(ns: argparse.Namespace, console: Any) -> int:
+def _search(ns: argparse.Namespace, console: Console) -> int:
     from atlas_ci.errors import ConfigError
     from atlas_ci.search import search_params
 
     settings = _settings(ns, console)
     if not settings.artifact_type:
         raise ConfigError("--artifact-type must be set for search", "pass --artifact-type TYPE")
-    params = search_params(ns.version, ns.build, ns.metadata_pairs)
+    params = search_params(ns.version, ns.build, ns.filters)
     if ns.pending:
         params["include_pending"] = "1"
     from atlas_ci.client import AtlasClient

@@ -73,43 +73,8 @@ def load_manifest(
         builds = (builds,)
     label = f"manifest {quoted(path)}"
     text = read_text(path, what="manifest", limit=MAX_MANIFEST_BYTES, cwd=here)
-    data = _parse_json(text, label, path, plain=True)
-    if not isinstance(data, dict) or "builds" not in data:
-        raise InputFileError(
-            f'{label} is not a Packer manifest (no "builds" list)',
-            "give the file written by Packer's manifest post-processor",
-            path=path,
-        )
-    raw_builds = data["builds"]
-    if not isinstance(raw_builds, list):
-        raise InputFileError(
-            f'{label}: "builds" is a {kind(raw_builds)}, not a list',
-            "give the file written by Packer's manifest post-processor",
-            path=path,
-        )
-    last_run = data.get("last_run_uuid")
-    if last_run is not None and not isinstance(last_run, str):
-        raise InputFileError(
-            f'{label}: "last_run_uuid" is a {kind(last_run)}, not a string',
-            "give the file written by Packer's manifest post-processor",
-            path=path,
-        )
-    parsed = [_parse_build(index, raw, label, path) for index, raw in enumerate(raw_builds)]
-    if not parsed:
-        raise InputFileError(
-            f"{label} lists no builds", "check that the Packer build succeeded", path=path
-        )
-    if last_run and any(build.run_uuid for build in parsed):
-        run = [build for build in parsed if build.run_uuid == last_run]
-    else:
-        run = parsed
-    if not run:
-        raise InputFileError(
-            f"{label} has no build of its last run ({quoted(last_run or '')})",
-            "check that this is the manifest the current Packer run wrote",
-            path=path,
-        )
-    selected = _select(run, builds, label, path)
+    parsed, last_run = _parse_manifest(_parse_json(text, label, path, plain=True), label, path)
+    selected = _select(_last_run(parsed, last_run, label, path), builds, label, path)
     base = _absolute(path, here).parent
     return [
         Artifact(
@@ -129,6 +94,45 @@ def load_manifest(
         )
         for build in selected
     ]
+
+
+def _parse_manifest(data: Any, label: str, path: str) -> tuple[list[_Build], str | None]:
+    """The builds a manifest lists (at least one) and its ``last_run_uuid``."""
+    hint = "give the file written by Packer's manifest post-processor"
+    if not isinstance(data, dict) or "builds" not in data:
+        raise InputFileError(
+            f'{label} is not a Packer manifest (no "builds" list)', hint, path=path
+        )
+    raw_builds = data["builds"]
+    if not isinstance(raw_builds, list):
+        raise InputFileError(
+            f'{label}: "builds" is a {kind(raw_builds)}, not a list', hint, path=path
+        )
+    last_run = data.get("last_run_uuid")
+    if last_run is not None and not isinstance(last_run, str):
+        raise InputFileError(
+            f'{label}: "last_run_uuid" is a {kind(last_run)}, not a string', hint, path=path
+        )
+    parsed = [_parse_build(index, raw, label, path) for index, raw in enumerate(raw_builds)]
+    if not parsed:
+        raise InputFileError(
+            f"{label} lists no builds", "check that the Packer build succeeded", path=path
+        )
+    return parsed, last_run
+
+
+def _last_run(parsed: list[_Build], last_run: str | None, label: str, path: str) -> list[_Build]:
+    """The builds of the last run; all of them when the manifest records no run ids."""
+    if not (last_run and any(build.run_uuid for build in parsed)):
+        return parsed
+    run = [build for build in parsed if build.run_uuid == last_run]
+    if not run:
+        raise InputFileError(
+            f"{label} has no build of its last run ({quoted(last_run)})",
+            "check that this is the manifest the current Packer run wrote",
+            path=path,
+        )
+    return run
 
 
 def load_artifact_json(
@@ -301,21 +305,10 @@ def _resolve_files(
     return tuple(dict.fromkeys(resolved))  # a file listed twice is uploaded once
 
 
-def _resolve_file(
-    name: str,
-    owner: str,
-    base: Path,
-    cwd: Path,
-    workspace: Path | None,
-    allow_outside_workspace: bool,
-) -> Path:
-    label = f"file {quoted(name)} of {owner}"
-    if not name:
-        raise InputFileError(f"an empty file name in {owner}", "remove the entry", path=name)
-    if "\0" in name:
-        raise InputFileError(f"{label} contains a NUL byte", "fix the file name", path=name)
+def _find(name: str, label: str, base: Path, cwd: Path) -> Path:
+    """Where a listed file is: the manifest's directory first (Packer usually ran there),
+    then the working directory."""
     given = Path(name)
-    # The manifest's directory first (Packer usually ran there), then the working directory.
     candidates = [given] if given.is_absolute() else [base / given, cwd / given]
     unique: dict[str, Path] = {}
     for place in candidates:
@@ -329,6 +322,23 @@ def _resolve_file(
             "run from the directory Packer ran in, or fix the path in the file",
             path=name,
         )
+    return found
+
+
+def _resolve_file(
+    name: str,
+    owner: str,
+    base: Path,
+    cwd: Path,
+    workspace: Path | None,
+    allow_outside_workspace: bool,
+) -> Path:
+    label = f"file {quoted(name)} of {owner}"
+    if not name:
+        raise InputFileError(f"an empty file name in {owner}", "remove the entry", path=name)
+    if "\0" in name:
+        raise InputFileError(f"{label} contains a NUL byte", "fix the file name", path=name)
+    found = _find(name, label, base, cwd)
     try:
         info = os.stat(found)
     except FileNotFoundError:
