@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from atlas_ci.errors import AtlasCIError, ExitCode, InputFileError
 from atlas_ci.manifest import load_artifact_json, load_manifest
+from tests.ids import short_id
 
 RUN = "6f1c0000-0000-0000-0000-000000000002"
 OLD_RUN = "6f1c0000-0000-0000-0000-000000000001"
@@ -307,6 +308,7 @@ def test_file_inside_workspace_is_accepted(tmp_path: Path) -> None:
         (b"[" * 100000, "nested too deeply"),
         (b'{"builds": [], "x": 1' + b"1" * 5000 + b"}", "is not usable JSON"),
     ],
+    ids=short_id,
 )
 def test_hostile_manifest_is_an_input_error(tmp_path: Path, content: bytes, message: str) -> None:
     (tmp_path / "m.json").write_bytes(content)

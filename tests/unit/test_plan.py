@@ -14,6 +14,7 @@ from atlas_ci.errors import AtlasCIError, ConfigError, InputFileError
 from atlas_ci.manifest import Artifact
 from atlas_ci.metadata import load_metadata_file, parse_metadata_pairs, parse_metadata_text
 from atlas_ci.plan import builder_metadata, infer_artifact_type, merge_metadata, vagrant_provider
+from tests.ids import short_id
 
 
 def artifact(
@@ -129,6 +130,7 @@ def test_json_null_is_refused() -> None:
         ('{"a": ' * 5000, "nested too deeply"),
         ("a: " + "[" * 5000 + "]" * 5000, "nested too deeply"),
     ],
+    ids=short_id,
 )
 def test_bad_metadata_text_is_a_config_error(text: str, message: str) -> None:
     with pytest.raises(ConfigError) as exc:
