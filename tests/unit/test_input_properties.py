@@ -18,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TypeVar
 
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -32,6 +33,8 @@ from atlas_ci.metadata import (
 )
 
 T = TypeVar("T")
+pytestmark = pytest.mark.slow  # fuzzing
+
 MIN_SHARE = 0.5  # of the examples that must reach the property's assertions
 
 # Clean text, and text with a hostile piece (newline, NUL, '=', ':', quotes, U+2028).

@@ -376,6 +376,7 @@ _manifestish = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.slow  # fuzzing
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.one_of(

@@ -153,6 +153,7 @@ def test_metadata_limits() -> None:
         parse_metadata_text(f"k: {'v' * 4097}", "s")
 
 
+@pytest.mark.slow  # fuzzing
 @settings(max_examples=300, deadline=None)
 @given(st.text())
 def test_parse_metadata_text_raises_only_tool_errors(text: str) -> None:
@@ -171,6 +172,7 @@ _json_like = st.recursive(
 )
 
 
+@pytest.mark.slow  # fuzzing
 @settings(max_examples=200, deadline=None)
 @given(_json_like)
 def test_parse_metadata_json_raises_only_tool_errors(value: object) -> None:
