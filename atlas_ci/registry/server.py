@@ -5,8 +5,7 @@ carries ``Content-Length``; a response sent before the request body was read clo
 connection. Storage is reached only through :class:`~atlas_ci.registry.storage.Storage`.
 
 Each request goes through :meth:`RegistryHandler.handle_one_request`: parse, resolve a
-:class:`Route`, check the token, offer the request to ``server.request_hook`` (the seam for
-fault injection: a hook that answers returns True), then run the route's method.
+:class:`Route`, check the token, then run the route's method.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import socket
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -74,9 +73,6 @@ class Route:
     query: str
     needs_token: bool
 
-
-RequestHook = Callable[["RegistryHandler", Route], bool]
-"""Called after authentication, before the route runs; return True if it sent a response."""
 
 # (path template, method -> operation). "{x}" captures one decoded segment.
 _ROUTES: tuple[tuple[tuple[str, ...], dict[str, str]], ...] = (
@@ -234,9 +230,6 @@ class RegistryHandler(BaseHTTPRequestHandler):
                 raise
             if route.needs_token:
                 self._authenticate()
-            hook = self.server.request_hook
-            if hook is not None and hook(self, route):
-                return
             getattr(self, "do_route_" + route.name)(route)
         except HTTPError as exc:
             self.send_json(exc.status, {"errors": list(exc.errors)}, exc.headers)
@@ -609,13 +602,11 @@ class RegistryServer(ThreadingHTTPServer):
         address: tuple[str, int],
         storage: Storage,
         config: Config,
-        request_hook: RequestHook | None = None,
     ) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.storage = storage
         self.config = config
-        self.request_hook = request_hook
         self.draining = False
         self._state: dict[socket.socket, Lifecycle] = {}
         self._changed = threading.Condition()
