@@ -91,8 +91,8 @@ def exit_process(code: int) -> NoReturn:
     """End the process with ``code`` once the work is done (the entry points call this).
 
     ``gc.freeze()`` first: otherwise the interpreter's last garbage collections walk every
-    object the run left behind (requests, ssl, email: ~50 ms here) to free memory the exit
-    frees anyway. atexit handlers and the flushing of stdout and stderr still run; the
+    object the run left behind (requests, ssl, email: tens of milliseconds) to free memory the
+    exit frees anyway. atexit handlers and the flushing of stdout and stderr still run; the
     ``__del__`` of an object caught in a reference cycle does not, so nothing here may rely
     on one for clean-up (temp files go with ``with`` blocks and atexit).
     """

@@ -160,7 +160,7 @@ def parse_metadata_text(text: str, source: str) -> dict[str, str]:
 
 
 def _load_yaml(text: str, source: str) -> Any:
-    # PyYAML costs ~20 ms to import: only when the metadata is not JSON.
+    # PyYAML is slow to import: only when the metadata is not JSON.
     from atlas_ci.yamltext import load
 
     return load(text, source)
