@@ -12,12 +12,16 @@ it routes anything.
 
 from __future__ import annotations
 
+import http.client
 import io
 import re
 from collections.abc import Sequence
 from email.message import Message
 
 INT64_MAX = 2**63 - 1
+MAX_HEADER_BYTES = 64 << 10
+"""All header lines of one request together; past this, 431 (http.client alone bounds only
+each line, at 64 KiB, and their number, at 100: 6.4 MiB a connection)."""
 
 # RFC 9110 field-name (a token), a colon straight after it, then a value of visible ASCII,
 # spaces, tabs and obs-text. A line ends in CRLF (a bare LF is accepted, as most servers do).
@@ -105,14 +109,21 @@ class LineRecorder:
     """Hands ``readline`` through to ``stream`` and keeps each line it returned.
 
     The header parser is given this instead of the connection's reader, so the lines it
-    read can be checked as received (:func:`check_header_lines`).
+    read can be checked as received (:func:`check_header_lines`). Past ``max_bytes`` in all
+    it raises :class:`http.client.LineTooLong`, which the parser answers with 431.
     """
 
-    def __init__(self, stream: io.BufferedIOBase) -> None:
+    def __init__(self, stream: io.BufferedIOBase, max_bytes: int = MAX_HEADER_BYTES) -> None:
         self._stream = stream
+        self._left = max_bytes
         self.lines: list[bytes] = []
 
     def readline(self, limit: int = -1) -> bytes:
+        if limit < 0 or limit > self._left + 1:
+            limit = self._left + 1
         line = self._stream.readline(limit)
+        self._left -= len(line)
+        if self._left < 0:
+            raise http.client.LineTooLong(f"headers longer than {MAX_HEADER_BYTES} bytes in all")
         self.lines.append(line)
         return line

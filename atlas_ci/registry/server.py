@@ -232,6 +232,7 @@ class RegistryHandler(BaseHTTPRequestHandler):
             self.note = "headers incomplete after --header-timeout"
             self.request_version = self.protocol_version
             self.stream.deadline = None
+            self.body_left = UNREAD_BODY  # the client may still be sending: linger, then close
             with contextlib.suppress(OSError):
                 self.send_json(408, {"errors": ["the request headers took too long to arrive"]})
         except (TimeoutError, ClientGone, ConnectionError) as exc:

@@ -106,6 +106,19 @@ def test_a_request_line_without_a_version_is_400_with_a_status_line(
     _assert_one_closing_answer(answers, rest, 400)
 
 
+def test_headers_past_64_kib_in_all_are_431(registry: RegistryProcess) -> None:
+    # Each line and their number are within http.client's own limits; the sum is not.
+    many = b"".join(b"X-Filler-%d: %s\r\n" % (i, b"v" * 2000) for i in range(40))
+    answers, rest = exchange(
+        registry.port,
+        b"GET /api/v1/authenticate HTTP/1.1\r\nHost: x\r\n"
+        + f"X-Atlas-Token: {registry.token}\r\n".encode()
+        + many
+        + b"\r\n",
+    )
+    _assert_one_closing_answer(answers, rest, 431)
+
+
 def test_pipelined_well_framed_requests_each_get_their_answer(registry: RegistryProcess) -> None:
     one = (
         f"GET /api/v1/authenticate HTTP/1.1\r\nHost: x\r\nX-Atlas-Token: {registry.token}\r\n\r\n"

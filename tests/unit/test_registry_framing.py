@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.message
+import http.client
 import io
 import socket
 import time
@@ -154,3 +155,12 @@ def test_the_refusal_is_a_whole_503_that_closes() -> None:
     assert b"\r\nConnection: close" in head
     assert f"Content-Length: {len(body)}".encode() in head
     assert b"limit of 7 connections" in body
+
+
+def test_the_recorder_refuses_headers_past_their_total_size() -> None:
+    line = b"X-Big: " + b"v" * 1000 + b"\r\n"
+    recorder = LineRecorder(io.BufferedReader(io.BytesIO(line * 100)), max_bytes=5 * len(line))
+    for _ in range(5):
+        assert recorder.readline(65537) == line
+    with pytest.raises(http.client.LineTooLong):
+        recorder.readline(65537)
