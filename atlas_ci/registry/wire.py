@@ -147,7 +147,7 @@ def parse_new_version(body: object) -> NewVersion:
     )
 
 
-_METADATA_PARAM = re.compile(r"metadata\.(\d+)\.(key|value)")
+_METADATA_PARAM = re.compile(r"metadata\.([0-9]+)\.(key|value)")
 
 
 def _selector(name: str, raw: str | None, default: Literal["latest", "any"]) -> Selector:
@@ -176,6 +176,8 @@ def parse_search(query: str) -> Search:
         raise BadRequest("the query string is not valid UTF-8", 400) from None
     for name, value in pairs:
         match = _METADATA_PARAM.fullmatch(name)
+        if match and len(match[1]) > 18:  # int() refuses past 4300 digits; none needs 19
+            raise BadRequest("metadata.N: N must be a number of at most 18 digits", 400)
         if match:
             (keys if match[2] == "key" else values)[int(match[1])] = value
         else:

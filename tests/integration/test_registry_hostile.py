@@ -139,6 +139,7 @@ def test_pipelined_well_framed_requests_each_get_their_answer(registry: Registry
         f"build={INT64_MAX + 1}",
         f"version={-INT64_MAX - 2}",
         "version=" + "9" * 5000,
+        "metadata." + "9" * 5000 + ".key=a",
     ],
 )
 def test_a_search_number_past_64_bits_is_400(registry: RegistryProcess, query: str) -> None:
@@ -251,6 +252,7 @@ _QUERIES = [
     "build=-",
     "metadata.0.key=%ED%A0%80",
     "metadata.99999999999999999999.key=a",
+    "metadata." + "9" * 5000 + ".key=a",
     "metadata.-1.key=a",
     "metadata.0.value=a",
     "include_pending=2",

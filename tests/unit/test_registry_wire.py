@@ -113,3 +113,15 @@ def test_idempotency_keys() -> None:
         with pytest.raises(BadRequest) as caught:
             parse_idempotency_key(bad)
         assert caught.value.status == 400
+
+
+def test_a_metadata_index_of_thousands_of_digits_is_400() -> None:
+    with pytest.raises(BadRequest) as caught:
+        parse_search("metadata." + "9" * 5000 + ".key=a")
+    assert caught.value.status == 400
+    assert parse_search("metadata.000000000000000001.key=a").metadata == (MetadataFilter("a"),)
+
+
+def test_a_metadata_index_in_another_script_is_no_metadata_filter() -> None:
+    # "\u0661" is ARABIC-INDIC DIGIT ONE: \d and int() take it; the query names only ASCII.
+    assert parse_search("metadata.\u0661.key=a").metadata == ()
