@@ -407,6 +407,35 @@ def test_a_connection_past_the_limit_gets_503_and_the_server_serves_on(tmp_path:
         assert "refused: connection limit reached" in registry.stderr_text()
 
 
+def _threads(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise AssertionError("no Threads: line")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="counts threads in /proc")
+def test_many_idle_connections_do_not_make_many_threads(tmp_path: Path) -> None:
+    with RegistryProcess(tmp_path / "data", extra_args=["--max-connections", "10"]) as registry:
+        assert registry.process is not None
+        idle = []
+        try:
+            for _ in range(200):
+                idle.append(socket.create_connection(("127.0.0.1", registry.port), timeout=TIMEOUT))
+            # Every connection past the tenth is answered 503 and closed by the server.
+            refused = 0
+            for sock in idle[10:]:
+                if read_until_closed(sock).startswith(b"HTTP/1.1 503 "):
+                    refused += 1
+            assert refused == 190
+            # Ten connection threads, the main and accepting threads, the refuser.
+            assert _threads(registry.process.pid) <= 10 + 3
+        finally:
+            for sock in idle:
+                sock.close()
+        assert _served_again(registry)
+
+
 def _served_again(registry: RegistryProcess) -> bool:
     # The server learns of the close when the handler's read returns: poll briefly.
     deadline = time.monotonic() + TIMEOUT
