@@ -128,8 +128,15 @@ class Refuser:
             self._held[sock] = time.monotonic() + REFUSED_LINGER_SECONDS
             self._selector.register(sock, selectors.EVENT_READ)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="refuser", daemon=True)
-                self._thread.start()
+                thread = threading.Thread(target=self._run, name="refuser", daemon=True)
+                try:
+                    thread.start()
+                except RuntimeError:  # no thread to be had: close at once instead
+                    self._selector.unregister(sock)
+                    del self._held[sock]
+                    sock.close()
+                    return
+                self._thread = thread
 
     def _note(self, client: str) -> None:
         # One log line a second at most: a flood of connections must not flood the log.
