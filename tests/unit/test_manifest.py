@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from atlas_ci.errors import AtlasCIError, ExitCode, InputFileError
+from atlas_ci.errors import AtlasCIError, ExitStatus, InputFileError
 from atlas_ci.manifest import load_artifact_json, load_manifest
 from tests.ids import short_id
 
@@ -62,7 +62,7 @@ def touch(path: Path, content: bytes = b"x") -> Path:
 def input_error(excinfo: pytest.ExceptionInfo[InputFileError]) -> str:
     line = excinfo.value.one_line()
     assert "\n" not in line
-    assert excinfo.value.exit_code == ExitCode.INPUT
+    assert excinfo.value.exit_code == ExitStatus.INPUT
     return line
 
 
