@@ -11,8 +11,8 @@ import json
 import os
 import sys
 import textwrap
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, NoReturn
 
 from atlas_ci import __version__
 from atlas_ci.errors import AtlasCIError, ExitStatus, exit_process, exit_status_rows
@@ -230,7 +230,7 @@ def _search(ns: argparse.Namespace, console: Console) -> int:
     return ExitStatus.OK
 
 
-def _version_line(v: Any) -> str:
+def _version_line(v: Mapping[str, object]) -> str:
     meta = v.get("metadata") or {}
     pairs = " ".join(f"{k}={meta[k]}" for k in sorted(meta)) if isinstance(meta, dict) else ""
     state = f" ({v['state']})" if v.get("state") == "pending" else ""
