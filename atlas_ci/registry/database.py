@@ -10,7 +10,8 @@ engines share, with ``?`` placeholders; this module turns it into each driver's 
 - :meth:`Connection.lock` serialises writers on one key for the rest of the transaction
   (``pg_advisory_xact_lock``; on SQLite every write transaction is ``BEGIN IMMEDIATE``, which
   already holds the one database-wide write lock);
-- a constraint violation is :class:`IntegrityError` on both;
+- a constraint violation is :class:`IntegrityError`, a full disk :class:`DatabaseFull` and a
+  lock held too long :class:`DatabaseBusy` on both;
 - a Python bool is stored as 0/1 on both (flags are INTEGER columns).
 
 Quote the column ``"user"`` (a reserved word in PostgreSQL), and prefer ``ON CONFLICT DO
@@ -47,6 +48,14 @@ class DatabaseError(Exception):
 
 class IntegrityError(DatabaseError):
     """A UNIQUE, FOREIGN KEY or CHECK constraint refused a row."""
+
+
+class DatabaseFull(DatabaseError):
+    """The database (or the disk under it) has no room for the write; nothing was changed."""
+
+
+class DatabaseBusy(DatabaseError):
+    """Another writer held a lock for longer than the wait allows."""
 
 
 class DatabaseConfigError(Exception):
@@ -347,6 +356,24 @@ class Database(abc.ABC):
 # -- SQLite --------------------------------------------------------------------------------------
 
 
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_FULL = 5, 6, 13
+
+
+def _sqlite_error(exc: sqlite3.Error, prefix: str = "SQLite: ") -> DatabaseError:
+    """The :class:`DatabaseError` a sqlite3 error is."""
+    # sqlite_errorcode is new in Python 3.11; the messages are SQLite's own.
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = None if code is None else code & 0xFF
+    text = str(exc)
+    if isinstance(exc, sqlite3.IntegrityError):
+        return IntegrityError(text)
+    if primary == _SQLITE_FULL or "database or disk is full" in text:
+        return DatabaseFull(f"{prefix}{text}")
+    if primary in (_SQLITE_BUSY, _SQLITE_LOCKED) or "database is locked" in text:
+        return DatabaseBusy(f"{prefix}{text}")
+    return DatabaseError(f"{prefix}{text}")
+
+
 class _SQLiteConnection(Connection):
     dialect: Dialect = "sqlite"
 
@@ -356,10 +383,8 @@ class _SQLiteConnection(Connection):
     def execute(self, sql: str, params: Sequence[object] = ()) -> Rows:
         try:
             return self.raw.execute(sql, tuple(params))
-        except sqlite3.IntegrityError as exc:
-            raise IntegrityError(str(exc)) from None
         except sqlite3.Error as exc:
-            raise DatabaseError(f"SQLite: {exc}") from None
+            raise _sqlite_error(exc) from exc
 
     def lock(self, *key: object) -> None:
         # BEGIN IMMEDIATE already took the database's single write lock.
@@ -392,7 +417,7 @@ class SQLiteDatabase(Database):
             raw.execute("PRAGMA synchronous = FULL")
             raw.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
-            raise DatabaseError(f"cannot open {self.path}: {exc}") from None
+            raise _sqlite_error(exc, f"cannot open {self.path}: ") from exc
         return _SQLiteConnection(raw)
 
     def _close_one(self, conn: Connection) -> None:
@@ -404,13 +429,18 @@ class SQLiteDatabase(Database):
 
     @contextlib.contextmanager
     def _transaction(self, conn: Connection, snapshot: bool) -> Iterator[None]:
+        assert isinstance(conn, _SQLiteConnection)
         conn.execute("BEGIN" if snapshot else "BEGIN IMMEDIATE")
         try:
             yield
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # Also after a failed COMMIT (a full disk): the pooled connection must not keep
+            # a transaction open.
+            if conn.raw.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.raw.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
 
 # -- PostgreSQL ----------------------------------------------------------------------------------
@@ -426,6 +456,19 @@ def _psycopg() -> Any:
     return psycopg
 
 
+def _pg_error(exc: Exception, url: DatabaseURL) -> DatabaseError:
+    """The :class:`DatabaseError` a psycopg error is, by its SQLSTATE; credentials cut."""
+    text = f"PostgreSQL: {url.scrub(str(exc).strip())}"
+    sqlstate = str(getattr(exc, "sqlstate", "") or "")
+    if sqlstate.startswith("23"):  # integrity_constraint_violation
+        return IntegrityError(text)
+    if sqlstate.startswith("53"):  # insufficient_resources: disk_full, out_of_memory, ...
+        return DatabaseFull(text)
+    if sqlstate in ("55P03", "40P01", "57014"):  # lock_not_available, deadlock, cancelled
+        return DatabaseBusy(text)
+    return DatabaseError(text)
+
+
 class _PostgresConnection(Connection):
     dialect: Dialect = "postgresql"
 
@@ -439,10 +482,8 @@ class _PostgresConnection(Connection):
             # A bool is stored as 0/1, as SQLite does: columns are INTEGER on both engines.
             values = tuple(int(p) if isinstance(p, bool) else p for p in params)
             return self.raw.execute(to_pyformat(sql), values)  # type: ignore[no-any-return]
-        except self._psycopg.IntegrityError as exc:
-            raise IntegrityError(self._url.scrub(str(exc).strip())) from None
         except self._psycopg.Error as exc:
-            raise DatabaseError(f"PostgreSQL: {self._url.scrub(str(exc).strip())}") from None
+            raise _pg_error(exc, self._url) from None
 
     def lock(self, *key: object) -> None:
         # Fields joined by a control character, which no name may contain; a hash collision
@@ -489,8 +530,8 @@ class PostgresDatabase(Database):
                     conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 yield
         except self._psycopg.Error as exc:
-            # A failed COMMIT (serialisation, lost connection) arrives here unwrapped.
-            raise DatabaseError(f"PostgreSQL: {self.url.scrub(str(exc).strip())}") from None
+            # A failed COMMIT (a full disk, a lost connection) arrives here unwrapped.
+            raise _pg_error(exc, self.url) from None
 
 
 def open_database(raw_url: str | None, data_dir: Path) -> Database:

@@ -7,9 +7,8 @@ statement here is written once for both. Layout of a data directory::
                             (WAL mode, so also -wal and -shm)
     upload.key              seals pending uploads' secrets; shared by every server on it
     files/<row id>          the file of one version, written once
-    tmp/<instance>/         uploads in flight of one running server, which holds
-    tmp/<instance>.lock     an flock on this file; a server that starts removes the
-                            directories whose lock nobody holds (their server is gone)
+    tmp/upload-<pk>-<x>     uploads in flight, each locked (flock) by its server while it
+                            lasts; unlocked ones are removed when a storage is opened
 
 Several servers may share one data directory when they share one PostgreSQL database.
 
@@ -21,25 +20,37 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import errno
 import fcntl
 import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
-import shutil
+import stat
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
 from atlas_ci.registry import schema
-from atlas_ci.registry.database import Connection, Database, IntegrityError, open_database
+from atlas_ci.registry.database import (
+    Connection,
+    Database,
+    DatabaseBusy,
+    DatabaseError,
+    DatabaseFull,
+    IntegrityError,
+    open_database,
+)
 from atlas_ci.registry.ingest import Ingest, ReadInto, reserve
 
 MAX_NAME_LENGTH = 255
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
+IDEMPOTENCY_KEY_HOURS = 24
+"""An idempotency key is honoured for at least this long after the version it created."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS artifacts (
@@ -73,10 +84,28 @@ CREATE TABLE IF NOT EXISTS pending_uploads (
 );
 """
 
-STEPS: schema.Steps = ((1, "artifacts, versions and pending uploads", _SCHEMA),)
+_SCHEMA_IDEMPOTENCY_KEYS = """
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    owner          TEXT NOT NULL,
+    artifact       TEXT NOT NULL,
+    artifact_type  TEXT NOT NULL,
+    key_sha256     TEXT NOT NULL,
+    request_sha256 TEXT NOT NULL,
+    version_pk     INTEGER NOT NULL REFERENCES versions (pk),
+    created        TEXT NOT NULL,
+    PRIMARY KEY (owner, artifact, artifact_type, key_sha256)
+);
+CREATE INDEX IF NOT EXISTS idempotency_keys_created ON idempotency_keys (created);
+"""
+
+STEPS: schema.Steps = (
+    (1, "artifacts, versions and pending uploads", _SCHEMA),
+    # IF NOT EXISTS: a data directory may have it from before the steps were counted.
+    (2, "idempotency keys of version requests", _SCHEMA_IDEMPOTENCY_KEYS),
+)
 """The schema's upgrade steps (see :mod:`.schema`): append one, never edit one that shipped."""
 SCHEMA_VERSION = STEPS[-1][0]
-TABLES = ("artifacts", "versions", "pending_uploads")
+TABLES = ("artifacts", "versions", "pending_uploads", "idempotency_keys")
 """Every table, each after those it refers to: the order export and import copy them in."""
 
 _SELECT_VERSIONS = (
@@ -103,6 +132,39 @@ class Conflict(StorageError):
 
 class Invalid(StorageError):
     """A value cannot be stored (bad name, out-of-range integer, bad metadata)."""
+
+
+class KeyReused(Invalid):
+    """An idempotency key came back with a different request than the one it was first sent
+    with."""
+
+
+class OutOfSpace(StorageError):
+    """The disk (or the database) is full; nothing was changed."""
+
+
+class Busy(StorageError):
+    """The database stayed locked by another writer for longer than the wait allows."""
+
+
+def _translated(exc: DatabaseError) -> StorageError | None:
+    """The :class:`StorageError` a database error means for a client, if it is one."""
+    if isinstance(exc, DatabaseFull):
+        return OutOfSpace("the registry is out of disk space")
+    if isinstance(exc, DatabaseBusy):
+        return Busy("the registry's database is busy; retry in a moment")
+    return None
+
+
+@contextlib.contextmanager
+def _translating() -> Iterator[None]:
+    try:
+        yield
+    except DatabaseError as exc:
+        translated = _translated(exc)
+        if translated is None:
+            raise
+        raise translated from exc
 
 
 @dataclasses.dataclass(frozen=True)
@@ -246,8 +308,7 @@ class Upload:
 
     def __init__(self, version: Version, tmp_dir: Path) -> None:
         self.version = version
-        self._fd, name = tempfile.mkstemp(dir=tmp_dir, prefix=f"upload-{version.pk}-")
-        self.path = Path(name)
+        self._fd, self.path = _locked_temp_file(tmp_dir, f"upload-{version.pk}-")
         self._open = True
         self.sha256 = hashlib.sha256(b"").hexdigest()
         self.size = 0
@@ -270,10 +331,13 @@ class Upload:
             os.ftruncate(self._fd, self.size)  # the file holds what came, not the reservation
 
     def seal(self) -> None:
-        """Flush the bytes to disk before the file becomes visible."""
+        """Flush the bytes to disk before the file becomes visible.
+
+        The file stays open, and so locked, until :meth:`abort`: a server starting on the
+        same directory meanwhile must not take it for a leftover.
+        """
         if self._open:
             os.fsync(self._fd)
-            self._close()
 
     def _close(self) -> None:
         if self._open:
@@ -301,16 +365,17 @@ class Storage:
     ) -> None:
         self.data_dir = data_dir
         self.files_dir = data_dir / "files"
-        self.tmp_root = data_dir / "tmp"
-        for directory in (data_dir, self.files_dir, self.tmp_root):
+        self.tmp_dir = data_dir / "tmp"
+        for directory in (data_dir, self.files_dir, self.tmp_dir):
             # Owner-only when created here: the files are whatever the builds uploaded.
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.db = database if database is not None else open_database(None, data_dir)
         try:
-            if migrate if migrate is not None else self.db.dialect == "sqlite":
-                schema.migrate(self.db, STEPS)
-            else:
-                schema.check(self.db, STEPS)
+            with _translating():
+                if migrate if migrate is not None else self.db.dialect == "sqlite":
+                    schema.migrate(self.db, STEPS)
+                else:
+                    schema.check(self.db, STEPS)
         except BaseException:
             self.db.close()
             raise
@@ -318,43 +383,42 @@ class Storage:
         # can be handed an unfinished upload_path again; the database alone reveals none.
         self._key = _load_key(data_dir / "upload.key")
         self._remove_stale_uploads()
-        self._tmp_lock, self.tmp_dir = _claim_tmp_dir(self.tmp_root)
 
     # -- connections -------------------------------------------------------------------------
 
-    def _connection(self) -> contextlib.AbstractContextManager[Connection]:
-        """A connection in autocommit mode, used by one thread at a time."""
-        return self.db.connection()
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        """A connection in autocommit mode, used by one thread at a time.
 
-    def _transaction(self) -> contextlib.AbstractContextManager[Connection]:
+        A full disk or a database locked too long is raised as :class:`OutOfSpace` or
+        :class:`Busy`, which a client can be told about; other database errors as they are.
+        """
+        with _translating(), self.db.connection() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Connection]:
         """A write transaction (SQLite: BEGIN IMMEDIATE); committed unless the block raises."""
-        return self.db.transaction()
+        with _translating(), self.db.transaction() as conn:
+            yield conn
 
     def close(self) -> None:
-        """Close every connection and drop this server's temp directory; do not use it after."""
+        """Close every connection; the storage must not be used afterwards."""
         self.db.close()
-        if self._tmp_lock >= 0:
-            shutil.rmtree(self.tmp_dir, ignore_errors=True)
-            with contextlib.suppress(OSError):
-                self.tmp_dir.with_suffix(".lock").unlink()
-            os.close(self._tmp_lock)
-            self._tmp_lock = -1
 
     def _remove_stale_uploads(self) -> None:
-        # A temp file left behind belongs to an upload cut by a crash; its version is pending
-        # and the client can PUT again. Another server's directory is left alone while that
-        # server holds its lock: its uploads are still arriving.
-        for leftover in self.tmp_root.iterdir():
-            if leftover.name.startswith("."):
-                continue  # a lock file still being claimed (see _claim_tmp_dir)
-            if leftover.suffix == ".lock":
-                _remove_if_unlocked(leftover)
-            elif leftover.is_dir():
-                if not leftover.with_suffix(".lock").exists():
-                    shutil.rmtree(leftover, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    leftover.unlink()  # the flat layout of older versions
+        """Remove temp files of uploads that no server is receiving any more.
+
+        Such a file belongs to an upload cut by a crash; its version is pending and the
+        client can PUT again. Only files named as :class:`Upload` names them and not locked
+        are removed: an upload in flight holds its lock, whichever server on this directory
+        receives it, and anything else in ``tmp/`` is not ours.
+        """
+        with os.scandir(self.tmp_dir) as entries:
+            for entry in entries:
+                if _UPLOAD_TEMP.fullmatch(entry.name):
+                    with contextlib.suppress(OSError):
+                        _remove_if_unlocked(entry.path)
 
     # -- artifacts -----------------------------------------------------------------------------
 
@@ -395,10 +459,15 @@ class Storage:
         metadata: dict[str, str] | None,
         file: bool,
         upload_secret: str | None,
+        idempotency_key: str | None = None,
     ) -> Version:
         """Allocate the next version number of ``user/name/artifact_type`` and store it.
 
         A version with a file is pending until :meth:`finish_upload`; one without is ready.
+        With an ``idempotency_key`` already used on this artifact and type, nothing is
+        created: the version that key created is returned as it is now (its upload secret
+        is then the first request's, see :meth:`pending_upload_secret`), or
+        :class:`KeyReused` if the fields differ from the first request's.
         """
         validate_name("artifact type", artifact_type)
         _check_int64("build_id", build_id)
@@ -408,6 +477,7 @@ class Storage:
         metadata_json = None if metadata is None else json.dumps(metadata, sort_keys=True)
         state: State = "pending" if file else "ready"
         created = _now()
+        request = _request_digest(artifact_id, build_id, compile_id, metadata, file)
         with self._transaction() as conn:
             # Numbers are allocated one writer at a time per artifact type, across servers.
             conn.lock("version", user, name, artifact_type)
@@ -415,6 +485,18 @@ class Storage:
                 'SELECT 1 FROM artifacts WHERE "user" = ? AND name = ?', (user, name)
             ).fetchone():
                 raise NotFound(f"artifact {user}/{name} does not exist")
+            if idempotency_key is not None:
+                # In the transaction that allocates the number: of two requests with one
+                # key, the second waits for the first's write lock and then finds its key.
+                earlier = _version_for_key(conn, user, name, artifact_type, idempotency_key)
+                if earlier is not None:
+                    if earlier[0] != request:
+                        raise KeyReused(
+                            f"this Idempotency-Key already created "
+                            f"{user}/{name}/{artifact_type}/{earlier[1].version} from a "
+                            "different request; send a new key for a new version"
+                        )
+                    return earlier[1]
             # ORDER BY ... LIMIT 1 rather than MAX(): PostgreSQL's planner may aggregate every
             # version of the type for MAX() when its statistics are stale (after a bulk import);
             # this form is one step down the (user, name, type, version) index on both.
@@ -448,6 +530,8 @@ class Storage:
                     "INSERT INTO pending_uploads (pk, sealed) VALUES (?, ?)",
                     (pk, seal_secret(self._key, pk, upload_secret)),
                 )
+            if idempotency_key is not None:
+                _remember_key(conn, user, name, artifact_type, idempotency_key, request, pk)
         return Version(
             pk=pk,
             user=user,
@@ -603,44 +687,106 @@ class Storage:
         )
 
 
-def _claim_tmp_dir(root: Path) -> tuple[int, Path]:
-    """A temp directory of this server's own, and the fd whose flock says it is alive.
+# -- idempotency keys: which version a key created; used inside create_version's transaction --
 
-    The lock file is made and locked under a dot name, then renamed: another server never sees
-    an unlocked ``*.lock`` that is not stale.
+
+def _request_digest(
+    artifact_id: str, build_id: int, compile_id: int, metadata: dict[str, str] | None, file: bool
+) -> str:
+    """What identifies a version request: the same fields give the same digest."""
+    fields = [artifact_id, build_id, compile_id, metadata, file]
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def _key_digest(key: str) -> str:
+    # Stored hashed like upload secrets: a client may have made its key from a secret.
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def _version_for_key(
+    conn: Connection, user: str, name: str, artifact_type: str, key: str
+) -> tuple[str, Version] | None:
+    """The request digest and version of an idempotency key seen before on this type."""
+    row = conn.execute(
+        "SELECT request_sha256, version_pk FROM idempotency_keys "
+        "WHERE owner = ? AND artifact = ? AND artifact_type = ? AND key_sha256 = ?",
+        (user, name, artifact_type, _key_digest(key)),
+    ).fetchone()
+    if row is None:
+        return None
+    version = conn.execute(_SELECT_VERSIONS + "pk = ?", (row[1],)).fetchone()
+    return str(row[0]), Storage._version(version)
+
+
+def _remember_key(
+    conn: Connection,
+    user: str,
+    name: str,
+    artifact_type: str,
+    key: str,
+    request: str,
+    pk: int,
+) -> None:
+    """Record ``key`` for version ``pk``, and forget keys older than the time they are kept."""
+    expired = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(
+        hours=IDEMPOTENCY_KEY_HOURS
+    )
+    conn.execute(
+        "DELETE FROM idempotency_keys WHERE created < ?",
+        (expired.strftime("%Y-%m-%dT%H:%M:%S.000Z"),),
+    )
+    conn.execute(
+        "INSERT INTO idempotency_keys (owner, artifact, artifact_type, key_sha256, "
+        "request_sha256, version_pk, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (user, name, artifact_type, _key_digest(key), request, pk, _now()),
+    )
+
+
+_UPLOAD_TEMP = re.compile(r"upload-[0-9]+-[A-Za-z0-9_]+")
+
+
+def _locked_temp_file(directory: Path, prefix: str) -> tuple[int, Path]:
+    """A new temp file, open and locked (``flock``), still under its name once locked.
+
+    A server starting on the same directory may lock and remove an unlocked file between
+    its creation and our lock; then the name no longer leads to our file, and we make
+    another. On a file system without locks the file stays unlocked; no cleanup removes
+    it then either (:func:`_remove_if_unlocked` cannot lock it).
     """
-    name = secrets.token_hex(8)
-    claiming = root / f".{name}.lock"
-    fd = os.open(claiming, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        # The lock file first: a directory seen without one is taken for a leftover.
-        os.rename(claiming, root / f"{name}.lock")
-        directory = root / name
-        directory.mkdir(mode=0o700)
-    except BaseException:
-        os.close(fd)
-        for path in (claiming, root / f"{name}.lock"):
-            with contextlib.suppress(OSError):
-                path.unlink()
-        raise
-    return fd, directory
-
-
-def _remove_if_unlocked(lock_path: Path) -> None:
-    """Remove a server's temp directory and lock file if that server is gone."""
-    try:
-        fd = os.open(lock_path, os.O_RDWR)
-    except OSError:
-        return
-    try:
+    for _ in range(8):
+        fd, name = tempfile.mkstemp(dir=directory, prefix=prefix)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)  # a cleanup holds it and is removing it
+            continue
         except OSError:
-            return  # held: its server is running
-        shutil.rmtree(lock_path.with_suffix(""), ignore_errors=True)
-        with contextlib.suppress(OSError):
-            lock_path.unlink()
+            return fd, Path(name)
+        try:
+            mine = os.fstat(fd)
+            now = os.stat(name, follow_symlinks=False)
+            if (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
+                return fd, Path(name)
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    raise OSError(errno.EAGAIN, f"could not create and lock a temp file in {directory}")
+
+
+def _remove_if_unlocked(path: str) -> None:
+    """Unlink ``path`` if it is a regular file that nobody holds a lock on."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mine = os.fstat(fd)
+        if not stat.S_ISREG(mine.st_mode):
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # an upload in flight
+        now = os.stat(path, follow_symlinks=False)
+        if (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
+            os.unlink(path)  # while holding the lock: its creator sees the name gone
     finally:
         os.close(fd)
 

@@ -13,7 +13,7 @@ import pytest
 
 from atlas_ci.registry import schema
 from atlas_ci.registry.database import open_database
-from atlas_ci.registry.storage import STEPS
+from atlas_ci.registry.storage import SCHEMA_VERSION, STEPS
 from tests.integration.registry_api import api, create_artifact, create_version, publish, put_file
 from tests.postgres import PostgresCluster
 from tests.registry_proc import REPO_ROOT, RegistryProcess
@@ -91,10 +91,10 @@ def test_migrate_twice_then_serve_with_the_password_from_pgpassword(
     env = {"PGPASSWORD": pg_cluster.password}
     first = _atlas_ci("registry", "--database", url, "migrate", env=env)
     assert first.returncode == 0, first.stderr
-    assert first.stdout == f"{url}: schema upgraded from version 0 to 1\n"
+    assert first.stdout == f"{url}: schema upgraded from version 0 to {SCHEMA_VERSION}\n"
     again = _atlas_ci("registry", "--database", url, "migrate", env=env)
     assert again.returncode == 0, again.stderr
-    assert again.stdout == f"{url}: schema already at version 1\n"
+    assert again.stdout == f"{url}: schema already at version {SCHEMA_VERSION}\n"
     with RegistryProcess(tmp_path / "d", env=env, database=url) as registry:
         create_artifact(registry)
         assert publish(registry, b"payload") == 1
@@ -128,10 +128,24 @@ def _rows(path: Path) -> dict[str, list[tuple[object, ...]]]:
     try:
         return {
             table: conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()  # noqa: S608
-            for table in ("artifacts", "versions", "pending_uploads")
+            for table in ("artifacts", "versions", "pending_uploads", "idempotency_keys")
         }
     finally:
         conn.close()
+
+
+def _keyed_version(registry: RegistryProcess) -> dict[str, object]:
+    """POST a version of u/other/t with one fixed Idempotency-Key."""
+    response = api(
+        registry,
+        "POST",
+        "/api/v1/artifacts/u/other/t",
+        json={"artifact_version": {"build_id": 7, "file": False}},
+        headers={"Idempotency-Key": "moved-key-1"},
+    )
+    assert response.status_code in (200, 201), response.text
+    version: dict[str, object] = response.json()
+    return version
 
 
 def test_export_to_postgresql_serve_there_and_import_back_to_sqlite(
@@ -145,13 +159,15 @@ def test_export_to_postgresql_serve_there_and_import_back_to_sqlite(
         for i, body in enumerate(bodies):
             publish(registry, body, build_id=i, metadata={"n": str(i)})
         pending = create_version(registry, file=True)  # v4, its file not sent yet
+        keyed = _keyed_version(registry)
+        assert keyed["version"] == 1
         token = registry.token
     before = _rows(data / "registry.sqlite3")
 
     pg = pg_cluster.url(pg_cluster.create_database())
     exported = _atlas_ci("registry", "--data", str(data), "export", "--to", pg)
     assert exported.returncode == 0, exported.stderr
-    assert "2 artifacts, 4 versions, 1 pending_uploads" in exported.stdout
+    assert "2 artifacts, 5 versions, 1 pending_uploads, 1 idempotency_keys" in exported.stdout
     assert pg_cluster.password not in exported.stdout + exported.stderr
 
     # The same data directory (files, upload.key) now served from PostgreSQL.
@@ -168,15 +184,16 @@ def test_export_to_postgresql_serve_there_and_import_back_to_sqlite(
         assert file_sha256(registry, "u/n/t", 4) == hashlib.sha256(late).hexdigest()
         response = api(registry, "GET", "/api/v1/artifacts/u/other")
         assert response.status_code == 200
+        assert _keyed_version(registry) == keyed  # the key moved with its version
 
     back = tmp_path / "back" / "registry.sqlite3"
     imported = _atlas_ci("registry", "--database", f"sqlite://{back}", "import", "--from", pg)
     assert imported.returncode == 0, imported.stderr
-    assert "2 artifacts, 5 versions, 0 pending_uploads" in imported.stdout
+    assert "2 artifacts, 6 versions, 0 pending_uploads, 1 idempotency_keys" in imported.stdout
     after = _rows(back)
     assert after["artifacts"] == before["artifacts"]
     assert after["versions"][:3] == before["versions"][:3]
-    assert [row[10] for row in after["versions"]] == ["ready"] * 5
+    assert [row[10] for row in after["versions"]] == ["ready"] * 6
 
     again = _atlas_ci("registry", "--database", f"sqlite://{back}", "import", "--from", pg)
     assert again.returncode == 2
@@ -193,14 +210,20 @@ def test_serve_refuses_a_schema_newer_than_it_knows(
     try:
         schema.migrate(db, STEPS)
         with db.transaction() as conn:  # what a newer atlas-ci's migrate leaves behind
-            conn.execute("INSERT INTO schema_version (version, applied) VALUES (?, ?)", (2, "x"))
+            conn.execute(
+                "INSERT INTO schema_version (version, applied) VALUES (?, ?)",
+                (SCHEMA_VERSION + 1, "x"),
+            )
     finally:
         db.close()
     env = {"ATLAS_REGISTRY_DATABASE": database_url} if database_url else {}
     proc = _atlas_ci("serve", f"--data={data}", "--token=t", env=env)
     assert proc.returncode == 2
     line = _one_error_line(proc)
-    assert "has schema version 2, newer than this atlas-ci knows (1); run a newer atlas-ci" in line
+    assert (
+        f"has schema version {SCHEMA_VERSION + 1}, newer than this atlas-ci knows "
+        f"({SCHEMA_VERSION}); run a newer atlas-ci"
+    ) in line
 
 
 def test_serve_keeps_sqlite_where_the_url_says(tmp_path: Path) -> None:

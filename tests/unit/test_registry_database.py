@@ -19,7 +19,7 @@ from atlas_ci.registry.database import (
     pg_ddl,
     to_pyformat,
 )
-from atlas_ci.registry.storage import STEPS, Search, Storage
+from atlas_ci.registry.storage import SCHEMA_VERSION, STEPS, Search, Storage
 from tests.postgres import PostgresCluster
 
 
@@ -124,7 +124,13 @@ def test_migrate_is_safe_to_run_twice_and_at_once(tmp_path: Path, database_url: 
     db = open_database(database_url, tmp_path)
     try:
         with db.transaction() as conn:
-            for table in ("schema_version", "pending_uploads", "versions", "artifacts"):
+            for table in (
+                "schema_version",
+                "idempotency_keys",
+                "pending_uploads",
+                "versions",
+                "artifacts",
+            ):
                 conn.execute(f"DROP TABLE IF EXISTS {table}")
             if conn.dialect == "sqlite":
                 conn.execute("PRAGMA user_version = 0")
@@ -148,10 +154,12 @@ def test_migrate_is_safe_to_run_twice_and_at_once(tmp_path: Path, database_url: 
         for thread in threads:
             thread.join(timeout=60)
         assert errors == []
-        assert sorted(results) == [(0, 1), (1, 1), (1, 1), (1, 1)]
-        assert schema.migrate(db, STEPS) == (1, 1)
+        latest = SCHEMA_VERSION
+        assert sorted(results) == [(0, latest)] + [(latest, latest)] * 3
+        assert schema.migrate(db, STEPS) == (latest, latest)
         with db.connection() as conn:
-            assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+            applied = conn.execute("SELECT version FROM schema_version ORDER BY 1").fetchall()
+        assert [row[0] for row in applied] == list(range(1, latest + 1))
     finally:
         db.close()
 
@@ -163,10 +171,14 @@ def test_a_schema_newer_than_this_atlas_ci_is_refused(
     try:
         schema.migrate(db, STEPS)
         with db.transaction() as conn:
-            conn.execute("INSERT INTO schema_version (version, applied) VALUES (?, ?)", (2, "x"))
-        with pytest.raises(schema.SchemaError, match="schema version 2, newer than"):
+            conn.execute(
+                "INSERT INTO schema_version (version, applied) VALUES (?, ?)",
+                (SCHEMA_VERSION + 1, "x"),
+            )
+        newer = f"schema version {SCHEMA_VERSION + 1}, newer than"
+        with pytest.raises(schema.SchemaError, match=newer):
             schema.check(db, STEPS)
-        with pytest.raises(schema.SchemaError, match="schema version 2, newer than"):
+        with pytest.raises(schema.SchemaError, match=newer):
             schema.migrate(db, STEPS)
         with pytest.raises(schema.SchemaError):
             Storage(tmp_path, open_database(database_url, tmp_path))
@@ -201,7 +213,9 @@ def test_a_data_directory_from_before_schema_version_opens_and_keeps_its_rows(
         [found] = store.search("u", "n", "t", Search())
         assert found.version == 1
         with store.db.connection() as conn:
-            assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+            applied = conn.execute("SELECT version FROM schema_version ORDER BY 1").fetchall()
+            assert conn.table_exists("idempotency_keys")  # the later steps were applied
+        assert [row[0] for row in applied] == list(range(1, SCHEMA_VERSION + 1))
     finally:
         store.close()
 

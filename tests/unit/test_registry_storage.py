@@ -6,7 +6,6 @@ Every test here runs on both backends (the ``open_storage`` fixture in tests/con
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 from atlas_ci.registry.storage import (
     Conflict,
     Invalid,
+    KeyReused,
     MetadataFilter,
     NotFound,
     Search,
@@ -261,31 +261,64 @@ def test_everything_survives_reopening(tmp_path: Path, open_storage: Opener) -> 
 def test_opening_removes_leftover_temp_files(tmp_path: Path, open_storage: Opener) -> None:
     store = open_storage(tmp_path / "d")
     (store.tmp_dir / "upload-1-crashed").write_bytes(b"half")
-    (store.tmp_root / "upload-2-older-layout").write_bytes(b"half")
-    os.close(store._tmp_lock)  # the server dies: its lock goes, its directory stays
-    store._tmp_lock = -1
-    crashed = store.tmp_dir
-    assert crashed.exists()
-    reopened = open_storage(tmp_path / "d")
-    assert not crashed.exists()
-    assert sorted(p.name for p in reopened.tmp_root.iterdir()) == sorted(
-        [reopened.tmp_dir.name, reopened.tmp_dir.name + ".lock"]
-    )
+    store.close()
+    assert list(open_storage(tmp_path / "d").tmp_dir.iterdir()) == []
 
 
-def test_a_running_servers_uploads_survive_another_server_starting(
-    tmp_path: Path, open_storage: Opener
+def test_opening_keeps_uploads_in_flight_and_files_that_are_not_ours(
+    storage: Storage, open_storage: Opener
 ) -> None:
-    # Two servers on one shared data directory: the second must not take the first's temp
-    # files for a crash's leftovers.
-    first = open_storage(tmp_path / "d")
-    first.create_artifact("u", "n")
-    _version(first, secret="s3cret")
-    upload = first.begin_upload("s3cret")
-    _receive(upload, b"arriving")
-    open_storage(tmp_path / "d")
-    assert upload.path.exists()
-    assert first.finish_upload(upload).size == 8
+    _version(storage, secret="s3cret")
+    upload = storage.begin_upload("s3cret")
+    tmp = storage.tmp_dir
+    (tmp / "notes.txt").write_bytes(b"someone else's")
+    (tmp / "upload-7-link").symlink_to(tmp / "notes.txt")
+    (tmp / "upload-8-dir").mkdir()
+    (tmp / "upload-9-crashed").write_bytes(b"half")  # ours and unlocked: removed
+
+    open_storage(storage.data_dir).close()  # another server starting while the body arrives
+    upload.receive(_pieces(b"whole"), 5)
+    upload.seal()
+    open_storage(storage.data_dir).close()  # and again between the fsync and the rename
+    ready = storage.finish_upload(upload)
+
+    assert storage.blob_path(ready).read_bytes() == b"whole"
+    assert sorted(p.name for p in tmp.iterdir()) == ["notes.txt", "upload-7-link", "upload-8-dir"]
+
+
+def test_an_idempotency_key_returns_the_version_it_created(storage: Storage) -> None:
+    first = _version(storage, secret="one", idempotency_key="k", build_id=111)
+    again = _version(storage, secret="two", idempotency_key="k", build_id=111)
+    assert again == first
+    assert storage.pending_upload_secret(again) == "one"
+    assert _version(storage, secret="three", idempotency_key="other", build_id=111).version == 2
+    with pytest.raises(KeyReused, match="u/n/t/1"):
+        _version(storage, secret="four", idempotency_key="k", build_id=999)
+    assert len(storage.search("u", "n", "t", Search(version="any", include_pending=True))) == 2
+
+
+def test_idempotency_keys_are_stored_hashed(storage: Storage) -> None:
+    _version(storage, idempotency_key="derived-from-a-secret")
+    with storage.db.connection() as conn:
+        dump = repr(conn.execute("SELECT * FROM idempotency_keys").fetchall())
+    assert "derived-from-a-secret" not in dump
+    assert hashlib.sha256(b"derived-from-a-secret").hexdigest() in dump
+
+
+def test_idempotency_keys_are_forgotten_after_a_day_not_before(storage: Storage) -> None:
+    _version(storage, idempotency_key="old")
+    _version(storage, idempotency_key="recent")
+    with storage.db.connection() as conn:
+        conn.execute(
+            "UPDATE idempotency_keys SET created = ? WHERE version_pk = 1",
+            ("2000-01-01T00:00:00.000Z",),
+        )
+    _version(storage, idempotency_key="new")  # a new key prunes the expired ones
+    with storage.db.connection() as conn:
+        (kept,) = conn.execute("SELECT COUNT(*) FROM idempotency_keys").fetchone()
+    assert kept == 2
+    assert _version(storage, idempotency_key="recent").version == 2
+    assert _version(storage, idempotency_key="old").version == 4  # expired: a new version
 
 
 def test_build_ids_beyond_64_bits_are_invalid(storage: Storage) -> None:
