@@ -40,6 +40,9 @@ INSTALL_HINT = "pip install 'atlas-ci[postgres]'"
 PG_POOL_SIZE = 20
 """Connections one server opens to PostgreSQL at most; more requests at once wait their turn."""
 POOL_WAIT = 30.0
+PG_LOCK_TIMEOUT_MS = 30_000
+"""How long a statement waits for a lock (a row's, or a version number's) before the request
+fails as busy: what SQLite's 30 s busy timeout is on the embedded default."""
 
 
 class DatabaseError(Exception):
@@ -511,7 +514,13 @@ class PostgresDatabase(Database):
         except self._psycopg.Error as exc:
             message = " ".join(self.url.scrub(str(exc)).split())
             raise DatabaseError(f"cannot connect to {self.url}: {message}") from None
-        return _PostgresConnection(raw, self.url, self._psycopg)
+        conn = _PostgresConnection(raw, self.url, self._psycopg)
+        try:
+            conn.execute(f"SET lock_timeout = {int(PG_LOCK_TIMEOUT_MS)}")
+        except DatabaseError:
+            raw.close()
+            raise
+        return conn
 
     def _close_one(self, conn: Connection) -> None:
         assert isinstance(conn, _PostgresConnection)

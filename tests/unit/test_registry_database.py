@@ -19,7 +19,7 @@ from atlas_ci.registry.database import (
     pg_ddl,
     to_pyformat,
 )
-from atlas_ci.registry.storage import SCHEMA_VERSION, STEPS, Search, Storage
+from atlas_ci.registry.storage import SCHEMA_VERSION, STEPS, Busy, Search, Storage
 from tests.postgres import PostgresCluster
 
 
@@ -308,3 +308,32 @@ def test_a_server_opens_at_most_its_pool_of_postgresql_connections(
             assert again in (one, two)
     finally:
         db.close()
+
+
+def test_a_version_number_locked_too_long_is_busy_on_postgresql(
+    tmp_path: Path, pg_cluster: PostgresCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(database, "PG_LOCK_TIMEOUT_MS", 200)
+    url = pg_cluster.url(pg_cluster.create_database())
+    store = Storage(tmp_path, open_database(url, tmp_path), migrate=True)
+    other = open_database(url, tmp_path)
+    try:
+        store.create_artifact("u", "n")
+        with other.transaction() as conn:
+            conn.lock("version", "u", "n", "t")  # another server stuck mid-allocation
+            with pytest.raises(Busy, match="busy; retry"):
+                store.create_version(
+                    "u",
+                    "n",
+                    "t",
+                    artifact_id="",
+                    build_id=0,
+                    compile_id=0,
+                    metadata=None,
+                    file=False,
+                    upload_secret=None,
+                )
+        assert store.search("u", "n", "t", Search(version="any")) == []
+    finally:
+        other.close()
+        store.close()
