@@ -31,7 +31,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import requests
 
@@ -74,17 +73,11 @@ def fill(database: str | None, data: Path, count: int) -> None:
                 'INSERT INTO artifacts ("user", name, created) VALUES (?, ?, ?)',
                 ("u", "n", "2026-01-01T00:00:00.000Z"),
             )
-            raw: Any = conn.raw  # type: ignore[attr-defined]
-            sql = (
+            conn.executemany(
                 'INSERT INTO versions ("user", name, type, version, id, build_id, compile_id, '
-                "metadata, file, state, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                "metadata, file, state, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
             )
-            if conn.dialect == "postgresql":
-                sql = sql.replace("?", "%s")
-                with raw.cursor() as cur:
-                    cur.executemany(sql, rows)
-            else:
-                raw.executemany(sql, rows)
     finally:
         db.close()
 

@@ -29,7 +29,7 @@ import queue
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 from urllib.parse import unquote, urlsplit
@@ -226,6 +226,10 @@ class Connection(abc.ABC):
         """Run one statement written with ``?`` placeholders."""
 
     @abc.abstractmethod
+    def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        """Run one statement once per row of parameters (a bulk insert)."""
+
+    @abc.abstractmethod
     def lock(self, *key: object) -> None:
         """Hold a lock on ``key`` until the current transaction ends (writers on it queue)."""
 
@@ -389,6 +393,12 @@ class _SQLiteConnection(Connection):
         except sqlite3.Error as exc:
             raise _sqlite_error(exc) from exc
 
+    def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        try:
+            self.raw.executemany(sql, (tuple(row) for row in rows))
+        except sqlite3.Error as exc:
+            raise _sqlite_error(exc) from exc
+
     def lock(self, *key: object) -> None:
         # BEGIN IMMEDIATE already took the database's single write lock.
         return None
@@ -485,6 +495,14 @@ class _PostgresConnection(Connection):
             # A bool is stored as 0/1, as SQLite does: columns are INTEGER on both engines.
             values = tuple(int(p) if isinstance(p, bool) else p for p in params)
             return self.raw.execute(to_pyformat(sql), values)  # type: ignore[no-any-return]
+        except self._psycopg.Error as exc:
+            raise _pg_error(exc, self._url) from None
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        values = (tuple(int(p) if isinstance(p, bool) else p for p in row) for row in rows)
+        try:
+            with self.raw.cursor() as cursor:
+                cursor.executemany(to_pyformat(sql), values)
         except self._psycopg.Error as exc:
             raise _pg_error(exc, self._url) from None
 

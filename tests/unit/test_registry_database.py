@@ -337,3 +337,25 @@ def test_a_version_number_locked_too_long_is_busy_on_postgresql(
     finally:
         other.close()
         store.close()
+
+
+def test_executemany_inserts_every_row_on_both_backends(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    db = open_database(database_url, tmp_path)
+    try:
+        schema.migrate(db, STEPS)
+        with db.transaction() as conn:
+            conn.executemany(
+                'INSERT INTO artifacts ("user", name, created) VALUES (?, ?, ?)',
+                (("u", f"n{i}", "t") for i in range(50)),
+            )
+        with pytest.raises(IntegrityError), db.transaction() as conn:
+            conn.executemany(
+                'INSERT INTO artifacts ("user", name, created) VALUES (?, ?, ?)',
+                [("u", "new", "t"), ("u", "n0", "t")],  # the second is a duplicate
+            )
+        with db.connection() as conn:
+            assert conn.execute("SELECT COUNT(*) FROM artifacts").fetchone()[0] == 50
+    finally:
+        db.close()
