@@ -277,7 +277,9 @@ class Upload:
 class Storage:
     """Artifacts, versions and blobs under one data directory; safe to share between threads."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, remove_stale_uploads: bool = True) -> None:
+        """Open (or create) the data directory. ``remove_stale_uploads=False`` leaves ``tmp/``
+        alone: the administration command opens a directory a running server may be using."""
         self.data_dir = data_dir
         self.files_dir = data_dir / "files"
         self.tmp_dir = data_dir / "tmp"
@@ -302,7 +304,8 @@ class Storage:
         # Pending versions' upload secrets are kept sealed with this key, so the token holder
         # can be handed an unfinished upload_path again; the database alone reveals none.
         self._key = _load_key(data_dir / "upload.key")
-        self._remove_stale_uploads()
+        if remove_stale_uploads:
+            self._remove_stale_uploads()
 
     # -- connections -------------------------------------------------------------------------
 
@@ -341,6 +344,14 @@ class Storage:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+
+    def connection(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """A pooled connection for the modules that keep their own tables (accounts)."""
+        return self._connection()
+
+    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on an exception), as every write."""
+        return self._transaction()
 
     def close(self) -> None:
         """Close every connection; the storage must not be used afterwards."""
@@ -527,6 +538,18 @@ class Storage:
             (user, name, artifact_type),
         )
         return rows[0] if rows else None
+
+    def ready_files(self, user: str, name: str, artifact_type: str) -> list[tuple[int, str, str]]:
+        """``(version, sha256, metadata JSON)`` of every ready version with a file, oldest
+        first: the few columns a catalog needs, without building a :class:`Version` each."""
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT version, sha256, metadata FROM versions WHERE user = ? AND name = ? "
+                "AND type = ? AND state = 'ready' AND file = 1 AND metadata IS NOT NULL "
+                "ORDER BY version",
+                (user, name, artifact_type),
+            ).fetchall()
+        return [(int(v), str(s), str(m)) for v, s, m in rows]
 
     def pending_upload_secret(self, version: Version) -> str | None:
         """The upload secret of a pending version (None once its file is there)."""
