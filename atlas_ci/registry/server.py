@@ -623,7 +623,7 @@ class RegistryHandler(BaseHTTPRequestHandler):
     def do_route_box_catalog(self, route: Route) -> None:
         self._artifact(route)
         user, name = route.params["user"], route.params["name"]
-        rows = self.server.storage.ready_files(user, name, vagrant.BOX_TYPE)
+        rows = self.server.storage.ready_files(user, name, vagrant.BOX_TYPE, vagrant.CATALOG_LIMIT)
         self.send_json(200, vagrant.catalog_json(user, name, rows, self._public_base()))
 
     def do_route_upload(self, route: Route) -> None:

@@ -153,6 +153,20 @@ class Search:
     """Also pending versions (``latest`` is then the highest of either state)."""
 
 
+def _metadata_pattern(wanted: MetadataFilter) -> str:
+    """A ``LIKE`` pattern (escape ``!``) every stored metadata JSON matching ``wanted`` has.
+
+    Metadata is stored as ``json.dumps(..., sort_keys=True)``: ``"key": "value"`` appears in
+    the text as written here. SQLite's LIKE ignores ASCII case, so this narrows; the exact
+    check is :meth:`MetadataFilter.matches`.
+    """
+    text = json.dumps(wanted.key) + ": "
+    if wanted.value is not None:
+        text += json.dumps(wanted.value)
+    escaped = text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+    return f"%{escaped}%"
+
+
 def validate_name(kind: str, value: str) -> None:
     """Refuse names that cannot be one path segment: empty, ``/``, control characters, dots."""
     if not value:
@@ -510,7 +524,13 @@ class Storage:
 
     def search(self, user: str, name: str, artifact_type: str, search: Search) -> list[Version]:
         """Ready versions matching ``search``, newest first (one at most for ``latest``);
-        pending ones too with ``search.include_pending``."""
+        pending ones too with ``search.include_pending``.
+
+        Rows are read newest first and only as far as needed: ``latest`` stops at the first
+        match. A metadata filter is first narrowed in SQL by a ``LIKE`` on the stored JSON
+        text (portable; it may let through a row that does not match, never drop one that
+        does) and then checked exactly here.
+        """
         where = "user = ? AND name = ? AND type = ?"
         if not search.include_pending:
             where += " AND state = 'ready'"
@@ -521,8 +541,21 @@ class Storage:
         if isinstance(search.build, int):
             where += " AND build_id = ?"
             params.append(search.build)
-        rows = self._select_versions(where + " ORDER BY version DESC", params)
-        found = [v for v in rows if all(f.matches(v.metadata) for f in search.metadata)]
+        for wanted in search.metadata:
+            where += " AND metadata LIKE ? ESCAPE '!'"
+            params.append(_metadata_pattern(wanted))
+        stop_at_first = search.version == "latest" and search.build != "latest"
+        found: list[Version] = []
+        with self._connection() as conn:
+            cursor = conn.execute(_SELECT_VERSIONS + where + " ORDER BY version DESC", params)
+            while rows := cursor.fetchmany(256):
+                for row in rows:
+                    version = self._version(row)
+                    if all(f.matches(version.metadata) for f in search.metadata):
+                        found.append(version)
+                if stop_at_first and found:
+                    break
+            cursor.close()
         if search.build == "latest" and found:
             newest_build = max(v.build_id for v in found)
             found = [v for v in found if v.build_id == newest_build]
@@ -539,15 +572,17 @@ class Storage:
         )
         return rows[0] if rows else None
 
-    def ready_files(self, user: str, name: str, artifact_type: str) -> list[tuple[int, str, str]]:
-        """``(version, sha256, metadata JSON)`` of every ready version with a file, oldest
-        first: the few columns a catalog needs, without building a :class:`Version` each."""
+    def ready_files(
+        self, user: str, name: str, artifact_type: str, limit: int
+    ) -> list[tuple[int, str, str]]:
+        """``(version, sha256, metadata JSON)`` of the newest ``limit`` ready versions with a
+        file and metadata, newest first: the few columns a catalog needs."""
         with self._connection() as conn:
             rows = conn.execute(
                 "SELECT version, sha256, metadata FROM versions WHERE user = ? AND name = ? "
                 "AND type = ? AND state = 'ready' AND file = 1 AND metadata IS NOT NULL "
-                "ORDER BY version",
-                (user, name, artifact_type),
+                "ORDER BY version DESC LIMIT ?",
+                (user, name, artifact_type, limit),
             ).fetchall()
         return [(int(v), str(s), str(m)) for v, s, m in rows]
 

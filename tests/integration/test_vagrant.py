@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import requests
 
+from atlas_ci.registry.storage import Storage
 from tests.artifacts import file_build, make_box, run_cli, write_manifest
 from tests.integration.registry_admin import admin, new_token
 from tests.integration.registry_api import (
@@ -93,6 +94,23 @@ def test_the_catalog_and_downloads_accept_a_bearer_token(registry: RegistryProce
     assert requests.get(url, timeout=TIMEOUT).status_code == 401
     wrong = {"Authorization": "Bearer not-a-token"}
     assert requests.get(url, headers=wrong, timeout=TIMEOUT).status_code == 401
+
+
+def test_the_catalog_lists_the_newest_thousand_versions(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    storage = Storage(data)
+    storage.create_artifact("acme", "web")
+    with storage.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO versions (user, name, type, version, id, build_id, compile_id, "
+            "metadata, file, state, size, sha256, created) "
+            "VALUES ('acme', 'web', 'vagrant.box', ?, '', 0, 0, ?, 1, 'ready', 1, ?, 'x')",
+            [(n, '{"provider": "virtualbox"}', f"{n:064x}") for n in range(1, 1006)],
+        )
+    storage.close()
+    with RegistryProcess(data) as registry:
+        versions = api(registry, "GET", "/acme/web").json()["versions"]
+    assert [v["version"] for v in versions] == [str(n) for n in range(1005, 5, -1)]
 
 
 def _vagrant_or_skip() -> str:

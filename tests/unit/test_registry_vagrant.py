@@ -7,7 +7,7 @@ import json
 from atlas_ci.registry.vagrant import catalog_json, file_url
 
 
-def test_catalog_is_newest_first_and_skips_rows_without_a_provider() -> None:
+def test_catalog_keeps_the_order_and_skips_rows_without_a_provider() -> None:
     rows = [
         (1, "a" * 64, json.dumps({"provider": "virtualbox"})),
         (2, "b" * 64, json.dumps({"provider": ""})),
@@ -15,7 +15,7 @@ def test_catalog_is_newest_first_and_skips_rows_without_a_provider() -> None:
         (4, "d" * 64, json.dumps({})),
         (5, "e" * 64, json.dumps({"provider": "libvirt", "other": "x"})),
     ]
-    catalog = catalog_json("acme", "web", rows, "http://h:1")
+    catalog = catalog_json("acme", "web", reversed(rows), "http://h:1")
     assert catalog["name"] == "acme/web"
     assert catalog["versions"] == [
         {
