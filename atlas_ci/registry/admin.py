@@ -28,6 +28,10 @@ Command = Callable[[Accounts, argparse.Namespace, TextIO], None]
 
 _LIFETIME = re.compile(r"([0-9]{1,9})([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+_DATA_HELP = (
+    "the registry's data directory (env ATLAS_REGISTRY_DATA; default "
+    "$XDG_DATA_HOME/atlas-ci/registry, as for atlas-ci serve)"
+)
 
 
 class UsageError(Exception):
@@ -144,6 +148,8 @@ def _command(
 ) -> argparse.ArgumentParser:
     parser = group.add_parser(name, help=help_text, description=help_text)
     parser.set_defaults(run=run)
+    # Also after the command (``user create alice --data DIR``); given before, it is kept.
+    parser.add_argument("--data", type=Path, default=argparse.SUPPRESS, help=_DATA_HELP)
     return parser
 
 
@@ -164,13 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit codes: 0 done; 2 usage (a bad argument, an unknown user, organization, "
         "token or artifact); 5 conflict (the name already exists)",
     )
-    parser.add_argument(
-        "--data",
-        type=Path,
-        default=None,
-        help="the registry's data directory (env ATLAS_REGISTRY_DATA; default "
-        "$XDG_DATA_HOME/atlas-ci/registry, as for atlas-ci serve)",
-    )
+    parser.add_argument("--data", type=Path, default=None, help=_DATA_HELP)
     top = parser.add_subparsers(metavar="COMMAND", required=True)
 
     users = _group(top, "user", "create and list users (a token belongs to a user)")

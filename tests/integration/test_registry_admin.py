@@ -91,6 +91,24 @@ def test_errors_are_one_line_with_a_documented_code(
     assert "Traceback" not in done.stderr
 
 
+def test_data_may_also_follow_the_command(data: Path, tmp_path: Path) -> None:
+    env = {"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"}
+    argv = [sys.executable, "-m", "atlas_ci", "registry"]
+    created = subprocess.run(
+        [*argv, "user", "create", "alice", "--data", str(data)], env=env, capture_output=True
+    )
+    assert created.returncode == 0, created.stderr
+    assert run(data, "user", "list").stdout.startswith("alice\t")
+    # Given twice, the one after the command wins (as it is read last).
+    listed = subprocess.run(
+        [*argv, f"--data={tmp_path / 'typo'}", "user", "list", f"--data={data}"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert listed.stdout.startswith("alice\t"), listed.stderr
+
+
 def test_a_missing_data_directory_is_a_usage_error(tmp_path: Path) -> None:
     done = run(tmp_path / "typo", "user", "list")
     assert done.returncode == 2
