@@ -225,19 +225,22 @@ def test_authenticate_names_the_tokens_user_with_either_header(world: dict[str, 
     assert call(registry, None, "GET", "/api/v1/authenticate").status_code == 401
 
 
-def test_the_uploaders_403_names_the_organization(world: dict[str, Any], tmp_path: Path) -> None:
+@pytest.mark.parametrize("who", ["carol", "dave"])
+def test_the_uploaders_403_names_the_organization(
+    world: dict[str, Any], tmp_path: Path, who: str
+) -> None:
     registry = world["registry"]
     make_box(tmp_path / "out" / "web.box")
     write_manifest(tmp_path, [file_build("vbox", "virtualbox-iso", "virtualbox", ["out/web.box"])])
     proc = run_cli(
         ["upload", "--artifact", "hashicorp/web", "--atlas-url", registry.url],
         tmp_path,
-        {"ATLAS_TOKEN": world["tokens"]["carol"]},
+        {"ATLAS_TOKEN": world["tokens"][who]},
     )
     assert proc.returncode == 4, proc.stderr
-    assert "user carol has no write access to organization hashicorp" in proc.stderr
+    assert f"user {who} has no write access to organization hashicorp" in proc.stderr
     assert "write member of organization hashicorp" in proc.stderr
-    assert world["tokens"]["carol"] not in proc.stderr
+    assert world["tokens"][who] not in proc.stderr
 
 
 def test_no_secret_in_the_log_or_token_list(world: dict[str, Any]) -> None:
