@@ -27,6 +27,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
+from atlas_ci.registry import metadata_index
 from atlas_ci.registry.ingest import Ingest, ReadInto, reserve
 
 SCHEMA_VERSION = 1
@@ -69,6 +70,13 @@ CREATE TABLE IF NOT EXISTS pending_uploads (
 _SELECT_VERSIONS = (
     "SELECT pk, user, name, type, version, id, build_id, compile_id, metadata, file, state, "
     "size, sha256, created FROM versions WHERE "
+)
+
+# The same columns, of the versions one metadata_index digest names (its placeholder first).
+_SELECT_INDEXED = (
+    "SELECT v.pk, v.user, v.name, v.type, v.version, v.id, v.build_id, v.compile_id, "
+    "v.metadata, v.file, v.state, v.size, v.sha256, v.created "
+    "FROM metadata_index m JOIN versions v ON v.version = m.version WHERE m.digest = ? AND "
 )
 
 State = Literal["pending", "ready"]
@@ -151,20 +159,6 @@ class Search:
     metadata: tuple[MetadataFilter, ...] = ()
     include_pending: bool = False
     """Also pending versions (``latest`` is then the highest of either state)."""
-
-
-def _metadata_pattern(wanted: MetadataFilter) -> str:
-    """A ``LIKE`` pattern (escape ``!``) every stored metadata JSON matching ``wanted`` has.
-
-    Metadata is stored as ``json.dumps(..., sort_keys=True)``: ``"key": "value"`` appears in
-    the text as written here. SQLite's LIKE ignores ASCII case, so this narrows; the exact
-    check is :meth:`MetadataFilter.matches`.
-    """
-    text = json.dumps(wanted.key) + ": "
-    if wanted.value is not None:
-        text += json.dumps(wanted.value)
-    escaped = text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
-    return f"%{escaped}%"
 
 
 def validate_name(kind: str, value: str) -> None:
@@ -315,6 +309,7 @@ class Storage:
                 if statement.strip():
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            metadata_index.ensure(conn)
         # Pending versions' upload secrets are kept sealed with this key, so the token holder
         # can be handed an unfinished upload_path again; the database alone reveals none.
         self._key = _load_key(data_dir / "upload.key")
@@ -464,6 +459,7 @@ class Storage:
             )
             pk = cursor.lastrowid
             assert pk is not None
+            metadata_index.add(conn, user, name, artifact_type, number, metadata)
             if upload_secret is not None:
                 conn.execute(
                     "INSERT INTO pending_uploads (pk, sealed) VALUES (?, ?)",
@@ -527,28 +523,34 @@ class Storage:
         pending ones too with ``search.include_pending``.
 
         Rows are read newest first and only as far as needed: ``latest`` stops at the first
-        match. A metadata filter is first narrowed in SQL by a ``LIKE`` on the stored JSON
-        text (portable; it may let through a row that does not match, never drop one that
-        does) and then checked exactly here.
+        match. With a metadata filter, the rows read are those the first filter's entry in
+        :mod:`.metadata_index` names, not every version; each is then checked exactly.
         """
-        where = "user = ? AND name = ? AND type = ?"
-        if not search.include_pending:
-            where += " AND state = 'ready'"
+        conditions = ["user = ?", "name = ?", "type = ?"]
         params: list[object] = [user, name, artifact_type]
+        if not search.include_pending:
+            conditions.append("state = 'ready'")
         if isinstance(search.version, int):
-            where += " AND version = ?"
+            conditions.append("version = ?")
             params.append(search.version)
         if isinstance(search.build, int):
-            where += " AND build_id = ?"
+            conditions.append("build_id = ?")
             params.append(search.build)
-        for wanted in search.metadata:
-            where += " AND metadata LIKE ? ESCAPE '!'"
-            params.append(_metadata_pattern(wanted))
+        if search.metadata:
+            first = search.metadata[0]
+            query = _SELECT_INDEXED + " AND ".join(f"v.{c}" for c in conditions)
+            query += " ORDER BY m.version DESC"
+            params.insert(
+                0, metadata_index.digest(user, name, artifact_type, first.key, first.value)
+            )
+        else:
+            query = _SELECT_VERSIONS + " AND ".join(conditions) + " ORDER BY version DESC"
         stop_at_first = search.version == "latest" and search.build != "latest"
         found: list[Version] = []
         with self._connection() as conn:
-            cursor = conn.execute(_SELECT_VERSIONS + where + " ORDER BY version DESC", params)
-            while rows := cursor.fetchmany(256):
+            cursor = conn.execute(query, params)
+            # ``latest`` usually stops at the first row: do not decode 256 to get there.
+            while rows := cursor.fetchmany(16 if stop_at_first else 256):
                 for row in rows:
                     version = self._version(row)
                     if all(f.matches(version.metadata) for f in search.metadata):
