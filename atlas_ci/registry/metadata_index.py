@@ -2,12 +2,15 @@
 ones that do not match.
 
 One row per (version, metadata key) and one per (version, key, value): ``digest`` is the
-SHA-256 of the artifact, type, key (and value), ``version`` the version number. Searching
+first 64 bits of the SHA-256 of the artifact, type, key (and value), as a signed integer;
+``version`` is the version number. Searching
 ``metadata.1.key=commit&metadata.1.value=abc`` on ``acme/web/amazon.ami`` reads the index
 rows of that one digest, newest version first, and stops at the first version that matches
-exactly (:class:`~atlas_ci.registry.storage.MetadataFilter` still decides). Digests keep the
-index entries short whatever the length of a key or value (PostgreSQL's B-tree entries are
-limited to about 2.7 kB).
+exactly (:class:`~atlas_ci.registry.storage.MetadataFilter` still decides, so a digest shared
+by two keys costs a row read, never a wrong answer; the index is not unique, so such a pair
+cannot make an insert fail either). Digests keep the index small (about
+40 bytes a row with its B-tree) whatever the length of a key or value, which PostgreSQL's
+B-tree entries could not hold past about 2.7 kB.
 
 The SQL is portable; the table is filled for existing versions once, when a data directory
 made before it is first opened (``schema_features`` remembers that it was).
@@ -18,14 +21,14 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS metadata_index (
-    digest  TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    PRIMARY KEY (digest, version)
+    digest  INTEGER NOT NULL,
+    version INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS metadata_index_lookup ON metadata_index (digest, version);
 CREATE TABLE IF NOT EXISTS schema_features (
     name TEXT PRIMARY KEY
 )
@@ -33,18 +36,22 @@ CREATE TABLE IF NOT EXISTS schema_features (
 FEATURE = "metadata_index"
 
 
-def digest(user: str, name: str, artifact_type: str, key: str, value: str | None) -> str:
+def digest(user: str, name: str, artifact_type: str, key: str, value: str | None) -> int:
     """The index key of ``key`` (any value, when ``value`` is None) or of ``key``=``value``."""
     parts = [user, name, artifact_type, key] + ([] if value is None else [value])
-    return hashlib.sha256(json.dumps(parts).encode("utf-8")).hexdigest()
+    raw = hashlib.sha256(json.dumps(parts).encode("utf-8")).digest()
+    return int.from_bytes(raw[:8], "big", signed=True)  # fits a 64-bit integer column
 
 
 def _entries(
     user: str, name: str, artifact_type: str, version: int, metadata: Mapping[str, str]
-) -> Iterable[tuple[str, int]]:
+) -> set[tuple[int, int]]:
+    # A set: two keys of one version that share a digest share its row.
+    entries = set()
     for key, value in metadata.items():
-        yield digest(user, name, artifact_type, key, None), version
-        yield digest(user, name, artifact_type, key, value), version
+        entries.add((digest(user, name, artifact_type, key, None), version))
+        entries.add((digest(user, name, artifact_type, key, value), version))
+    return entries
 
 
 def add(
@@ -59,7 +66,7 @@ def add(
     if metadata:
         conn.executemany(
             "INSERT INTO metadata_index (digest, version) VALUES (?, ?)",
-            list(_entries(user, name, artifact_type, version, metadata)),
+            sorted(_entries(user, name, artifact_type, version, metadata)),
         )
 
 

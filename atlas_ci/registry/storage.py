@@ -547,12 +547,16 @@ class Storage:
             query = _SELECT_VERSIONS + " AND ".join(conditions) + " ORDER BY version DESC"
         stop_at_first = search.version == "latest" and search.build != "latest"
         found: list[Version] = []
+        seen: set[int] = set()  # an index row per colliding digest could repeat a version
         with self._connection() as conn:
             cursor = conn.execute(query, params)
             # ``latest`` usually stops at the first row: do not decode 256 to get there.
             while rows := cursor.fetchmany(16 if stop_at_first else 256):
                 for row in rows:
                     version = self._version(row)
+                    if version.pk in seen:
+                        continue
+                    seen.add(version.pk)
                     if all(f.matches(version.metadata) for f in search.metadata):
                         found.append(version)
                 if stop_at_first and found:

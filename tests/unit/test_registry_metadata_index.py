@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from atlas_ci.registry import metadata_index
 from atlas_ci.registry.storage import MetadataFilter, Search, Storage
 
 
@@ -61,3 +64,32 @@ def test_a_directory_made_before_the_index_is_indexed_when_opened(tmp_path: Path
     again = Storage(tmp_path / "data")  # filled once: no duplicate rows on the next open
     assert _found(again, MetadataFilter("commit", "a")) == [3, 1]
     again.close()
+
+
+def test_digests_that_collide_cost_reads_not_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(metadata_index, "digest", lambda *parts: 7)  # every key, one digest
+    storage = Storage(tmp_path / "data")
+    storage.create_artifact("u", "n")
+    _add(storage, {"commit": "a"})
+    _add(storage, {"commit": "b", "region": "eu"})
+    assert _found(storage, MetadataFilter("commit", "a")) == [1]
+    assert _found(storage, MetadataFilter("region")) == [2]
+    assert _found(storage, MetadataFilter("commit", "c")) == []
+    # Another artifact's version 1 shares every index row of this one's: still exact, once.
+    storage.create_artifact("u", "other")
+    storage.create_version(
+        "u",
+        "other",
+        "t",
+        artifact_id="",
+        build_id=0,
+        compile_id=0,
+        metadata={"commit": "a"},
+        file=False,
+        upload_secret=None,
+    )
+    assert _found(storage, MetadataFilter("commit", "a")) == [1]
+    assert _found(storage, MetadataFilter("commit")) == [2, 1]
+    storage.close()
