@@ -71,11 +71,13 @@ def test_every_version_object_carries_its_tag(registry: RegistryProcess) -> None
     assert [v["tag"] for v in pending] == ["acme/web", "acme/web"]
 
 
-@pytest.mark.skipif(
-    shutil.which("go") is None or not ATLAS_GO.exists(),
-    reason="Go or golang-github-hashicorp-atlas-go-dev is not installed",
-)
 def test_atlas_go_reads_tag_version_and_file(registry: RegistryProcess, tmp_path: Path) -> None:
+    if shutil.which("go") is None or not ATLAS_GO.exists():
+        if os.environ.get("CI"):
+            pytest.fail(
+                "Go or golang-github-hashicorp-atlas-go-dev is missing; .ci/run installs them"
+            )
+        pytest.skip("Go or golang-github-hashicorp-atlas-go-dev is not installed (CI runs this)")
     create_artifact(registry, "acme", "web")
     publish(registry, b"old", "acme/web/vagrant.box", metadata={"provider": "virtualbox"})
     publish(registry, b"box bytes", "acme/web/vagrant.box", metadata={"provider": "virtualbox"})
