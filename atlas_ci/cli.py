@@ -98,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("serve", help="run the embedded Atlas-compatible registry (see serve --help)")
     sub.add_parser(
-        "registry", help="migrate, export or import the registry's database (see registry --help)"
+        "registry",
+        help="administer the embedded registry: users, organizations, tokens, visibility; "
+        "migrate, export or import its database (see registry --help)",
     )
     return parser
 
@@ -116,9 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return serve_main(args[1:])
     if args and args[0] == "registry":
-        from atlas_ci.registry.registry_cli import main as registry_main
+        from atlas_ci.registry.admin import main as admin_main
 
-        return registry_main(args[1:])
+        return admin_main(args[1:])
     parser = build_parser()
     ns = parser.parse_args(args)
     if ns.command is None:

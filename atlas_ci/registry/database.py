@@ -80,6 +80,10 @@ class Rows(Protocol):
 
     def fetchmany(self, size: int) -> list[Any]: ...
 
+    def close(self) -> None: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
 
 @dataclasses.dataclass(frozen=True)
 class DatabaseURL:

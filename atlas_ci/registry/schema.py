@@ -13,11 +13,23 @@ in ``storage.TABLES`` too, so export and import carry them.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 
 from atlas_ci.registry.database import Connection, Database
 
-Steps = tuple[tuple[int, str, str], ...]
-"""(number, what it does, DDL) in order; the numbers are 1, 2, 3, ..."""
+Step = str | Callable[[Connection], None]
+"""DDL statements separated by ``;``, or a function that changes the schema (and may fill
+what it made) inside the migration's transaction."""
+Steps = tuple[tuple[int, str, Step], ...]
+"""(number, what it does, step) in order; the numbers are 1, 2, 3, ..."""
+
+
+def run_ddl(conn: Connection, ddl: str) -> None:
+    """Each ``;``-separated statement of ``ddl`` (written for SQLite), translated for ``conn``."""
+    for statement in ddl.split(";"):
+        if statement.strip():
+            conn.ddl(statement)
+
 
 _VERSION_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_version (
@@ -89,12 +101,13 @@ def migrate(db: Database, steps: Steps) -> tuple[int, int]:
                 conn.execute(
                     "INSERT INTO schema_version (version, applied) VALUES (?, ?)", (number, now)
                 )
-        for number, _, ddl in steps:
+        for number, _, step in steps:
             if number <= before:
                 continue
-            for statement in ddl.split(";"):
-                if statement.strip():
-                    conn.ddl(statement)
+            if isinstance(step, str):
+                run_ddl(conn, step)
+            else:
+                step(conn)
             conn.execute(
                 "INSERT INTO schema_version (version, applied) VALUES (?, ?)", (number, now)
             )

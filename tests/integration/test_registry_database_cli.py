@@ -235,3 +235,25 @@ def test_serve_keeps_sqlite_where_the_url_says(tmp_path: Path) -> None:
     assert not (tmp_path / "data" / "registry.sqlite3").exists()
     assert _rows(elsewhere)["artifacts"][0][:2] == ("u", "n")
     assert f"database sqlite://{elsewhere}\n" in registry.stderr_text()
+
+
+def test_account_commands_use_the_database_and_want_it_migrated(
+    tmp_path: Path, pg_cluster: PostgresCluster
+) -> None:
+    data = tmp_path / "d"
+    data.mkdir()
+    url = pg_cluster.url(pg_cluster.create_database())
+    refused = _atlas_ci(
+        "registry", "--data", str(data), "user", "create", "alice", "--database", url
+    )
+    assert refused.returncode == 2
+    assert "run: atlas-ci registry --database URL migrate" in _one_error_line(refused)
+    assert pg_cluster.password not in refused.stderr
+    assert _atlas_ci("registry", "--database", url, "migrate").returncode == 0
+    env = {"ATLAS_REGISTRY_DATABASE": url}
+    made = _atlas_ci("registry", "--data", str(data), "user", "create", "alice", env=env)
+    assert made.returncode == 0, made.stderr
+    listed = _atlas_ci("registry", "--data", str(data), "user", "list", env=env)
+    assert listed.stdout.split()[0] == "alice"
+    # Nothing went to a SQLite file in the data directory on the way.
+    assert not (data / "registry.sqlite3").exists()
