@@ -20,6 +20,7 @@ import secrets
 from collections.abc import Mapping
 from typing import Literal
 
+from atlas_ci.registry.account_tables import SCHEMA as SCHEMA
 from atlas_ci.registry.database import Connection
 from atlas_ci.registry.storage import Conflict, Invalid, NotFound, Storage, validate_name
 
@@ -33,37 +34,6 @@ LAST_USED_STEP = datetime.timedelta(seconds=60)
 """``last_used`` is written at most once a minute per token: a read stays a read."""
 RESERVED = frozenset({"api", "binstore"})
 """First path segments the server routes itself; no namespace may take them."""
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS namespaces (
-    name    TEXT PRIMARY KEY,
-    kind    TEXT NOT NULL CHECK (kind IN ('user', 'organization')),
-    created TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS memberships (
-    organization TEXT NOT NULL REFERENCES namespaces (name),
-    username     TEXT NOT NULL REFERENCES namespaces (name),
-    role         TEXT NOT NULL CHECK (role IN ('read', 'write')),
-    PRIMARY KEY (organization, username)
-);
-CREATE INDEX IF NOT EXISTS memberships_by_user ON memberships (username);
-CREATE TABLE IF NOT EXISTS tokens (
-    id        TEXT PRIMARY KEY,
-    username  TEXT NOT NULL REFERENCES namespaces (name),
-    hash      TEXT NOT NULL UNIQUE,
-    read_only INTEGER NOT NULL CHECK (read_only IN (0, 1)),
-    created   TEXT NOT NULL,
-    expires   TEXT,
-    last_used TEXT
-);
-CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens (username);
-CREATE TABLE IF NOT EXISTS public_artifacts (
-    namespace TEXT NOT NULL,
-    name      TEXT NOT NULL,
-    since     TEXT NOT NULL,
-    PRIMARY KEY (namespace, name)
-)
-"""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -34,7 +34,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
-from atlas_ci.registry import metadata_index, schema
+from atlas_ci.registry import account_tables, metadata_index, schema
 from atlas_ci.registry.database import (
     Connection,
     Database,
@@ -99,19 +99,13 @@ CREATE INDEX IF NOT EXISTS idempotency_keys_created ON idempotency_keys (created
 """
 
 
-def _accounts_step(conn: Connection) -> None:
-    from atlas_ci.registry import accounts  # it imports this module: not at the top
-
-    schema.run_ddl(conn, accounts.SCHEMA)
-
-
 STEPS: schema.Steps = (
     (1, "artifacts, versions and pending uploads", _SCHEMA),
     # Steps 2 to 4 say IF NOT EXISTS: a data directory made before the steps were counted
     # (user_version 1) may hold their tables already; step 3 fills its index only once.
     (2, "idempotency keys of version requests", _SCHEMA_IDEMPOTENCY_KEYS),
     (3, "the metadata index", metadata_index.ensure),
-    (4, "users, organizations, memberships, tokens, public artifacts", _accounts_step),
+    (4, "users, organizations, memberships, tokens, public artifacts", account_tables.SCHEMA),
 )
 """The schema's upgrade steps (see :mod:`.schema`): append one, never edit one that shipped."""
 SCHEMA_VERSION = STEPS[-1][0]
