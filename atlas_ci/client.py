@@ -7,14 +7,17 @@ Every request the tool makes is made here (the file PUT's body is streamed by
 
 from __future__ import annotations
 
+import http.client
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import requests.adapters
+import urllib3.exceptions
 
 from atlas_ci import USER_AGENT
 from atlas_ci.digest import FileDigest
@@ -25,13 +28,33 @@ from atlas_ci.errors import (
     InputFileError,
     RegistryRefused,
     RegistryUnavailable,
+    TransportError,
 )
-from atlas_ci.redaction import origin_of, redact, redact_url, register_url
-from atlas_ci.retry import NOT_PROCESSED_STATUSES, RETRY_STATUSES, RetryPolicy
+from atlas_ci.redaction import redact, redact_url, register_url
+from atlas_ci.retry import NOT_PROCESSED_STATUSES, RETRY_STATUSES, RetryPolicy, Tries
 from atlas_ci.settings import Settings
+from atlas_ci.transport import (
+    BadEncoding,
+    BodyTooLarge,
+    Deadline,
+    DeadlineAdapter,
+    from_requests,
+    read_body,
+    timed_out,
+)
+
+if TYPE_CHECKING:
+    from atlas_ci.transfer import PutResponse
 
 Log = Callable[[str], None]
 _MAX_REDIRECTS = 5
+MAX_ANSWER = 8 << 20
+"""The most an API answer may hold, after decompression: a search of thousands of versions
+fits many times over; a registry that sends more is answering outside the contract."""
+ERROR_BODY = 64 << 10  # an error answer is read only for its message
+EXTENSIONS_HEADER = "X-Atlas-Extensions"
+IDEMPOTENCY_EXTENSION = "idempotency-key"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 class NotFound(RegistryRefused):
@@ -101,47 +124,32 @@ class Version:
 
 
 def first_json(body: bytes) -> Any:
-    """The first JSON value of ``body`` (atlas-wire §4: trailing data is ignored)."""
+    """The first JSON value of ``body`` (atlas-wire §4: trailing data is ignored).
+
+    ValueError for anything else, nesting too deep for the parser included.
+    """
     text = body.decode("utf-8", errors="replace").lstrip()
-    value, _ = json.JSONDecoder().raw_decode(text)
+    try:
+        value, _ = json.JSONDecoder().raw_decode(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
     return value
 
 
-def _transport_was_sent(exc: BaseException) -> bool:
-    """Whether a transport failure may have happened after the request reached the server."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return False
-    if isinstance(exc, requests.ConnectionError):
-        text = repr(exc.args)
-        never_sent = (
-            "NewConnectionError",
-            "NameResolutionError",
-            "Failed to establish a new connection",
-            "ConnectTimeoutError",
-            "cannot connect to",  # transfer's own sendfile path
-        )
-        return not any(marker in text for marker in never_sent)
-    return True
+@dataclass(frozen=True)
+class Answer:
+    """A registry's answer, its body read whole (within :data:`MAX_ANSWER`)."""
+
+    status: int
+    reason: str
+    headers: Mapping[str, str]
+    content: bytes
 
 
-def _describe_transport(exc: BaseException) -> str:
-    if isinstance(exc, requests.Timeout):
-        return "timed out"
-    if isinstance(exc, requests.exceptions.SSLError):
-        return "TLS verification failed"
-    text = repr(exc)
-    for marker, words in (
-        ("Connection refused", "connection refused"),
-        ("NameResolutionError", "host name not found"),
-        ("Connection reset", "connection reset"),
-        ("RemoteDisconnected", "connection closed without a response"),
-        ("BrokenPipe", "connection closed while sending"),
-        ("Broken pipe", "connection closed while sending"),
-        ("IncompleteRead", "response cut short"),
-    ):
-        if marker in text:
-            return words
-    return type(exc).__name__
+def extensions_of(headers: Mapping[str, str]) -> frozenset[str]:
+    """The tokens of ``X-Atlas-Extensions`` (atlas-wire §11), lower case."""
+    value = headers.get(EXTENSIONS_HEADER) or ""
+    return frozenset(t.strip().lower() for t in value.split(",") if t.strip())
 
 
 class AtlasClient:
@@ -158,8 +166,13 @@ class AtlasClient:
     ) -> None:
         self.settings = settings
         self.session = session or requests.Session()
+        for prefix in ("http://", "https://"):
+            # Only requests' own adapter is swapped: a test's or a caller's stays.
+            if type(self.session.get_adapter(prefix)) is requests.adapters.HTTPAdapter:
+                self.session.mount(prefix, DeadlineAdapter())
         self.session.headers["User-Agent"] = USER_AGENT
-        # Accept-Encoding/Accept are requests' defaults; the contract sends no Accept.
+        # Only what read_body can undo with a cap; the contract sends no Accept.
+        self.session.headers["Accept-Encoding"] = "gzip, deflate"
         self.session.headers.pop("Accept", None)
         self.policy = policy or RetryPolicy(retries=settings.retries, max_wait=settings.max_wait)
         self._log = log or (lambda _line: None)
@@ -167,6 +180,20 @@ class AtlasClient:
         base = urlsplit(settings.atlas_url)
         self._origin = (base.scheme, base.hostname, base.port)
         self._verify = tls_verify_argument(settings.verify)
+        self._idempotency: bool | None = None
+
+    @property
+    def idempotent(self) -> bool:
+        """Whether the registry honours ``Idempotency-Key`` on the version POST.
+
+        It says so on its 2xx API answers; one that does not say it (a mixed fleet behind a
+        balancer, say) turns the extension off for the rest of the run.
+        """
+        return self._idempotency is True
+
+    def tries(self, what: str) -> Tries:
+        """A fresh count of tries for a request the flow retries itself."""
+        return self.policy.tries(what, self._log)
 
     # --- the calls ------------------------------------------------------------------
 
@@ -177,12 +204,12 @@ class AtlasClient:
     def get_artifact(self, user: str, name: str) -> Mapping[str, Any] | None:
         """The artifact object, or None on 404 exactly."""
         try:
-            resp = self._call(
+            answer = self._call(
                 "GET", self.settings.endpoint("artifacts", user, name), what="artifact lookup"
             )
         except NotFound:
             return None
-        body = self._json(resp, "artifact lookup")
+        body = self._json(answer, "artifact lookup")
         if not isinstance(body, dict):
             raise RegistryRefused(
                 "the registry answered the artifact lookup with something other than a JSON object",
@@ -200,23 +227,22 @@ class AtlasClient:
             return False
         self._log(f"Creating artifact: {user}/{name}")
         payload = {"artifact": {"username": user, "name": name}}
-        attempt = 0
+        tries = self.tries("artifact creation")
         while True:
-            attempt += 1
             try:
-                resp = self._call(
+                answer = self._call(
                     "POST",
                     self.settings.endpoint("artifacts"),
                     body=payload,
                     what="artifact creation",
                     replayable=False,
+                    tries=tries,
                 )
-                if isinstance(_first_json_or_none(resp.content), dict):
+                if isinstance(_first_json_or_none(answer.content), dict):
                     return True
                 # A 2xx we cannot read (a proxy's page?): as unknown as a lost answer.
                 raise Ambiguous(
-                    f"the registry's answer to the artifact creation is not JSON "
-                    f"({resp.status_code})",
+                    f"the registry's answer to the artifact creation is not JSON ({answer.status})",
                     "check that atlas_url points at an Atlas-compatible registry",
                     reason="answer not JSON",
                     unreadable=True,
@@ -229,23 +255,44 @@ class AtlasClient:
             except Ambiguous as exc:
                 if self.get_artifact(user, name) is not None:
                     return False  # our own request went through
-                if attempt > self.policy.retries:
+                if not tries.again(f"{exc.reason}; not created"):
                     cls = RegistryRefused if exc.unreadable else RegistryUnavailable
                     raise cls(
-                        f"artifact creation failed ({exc.reason}) {_tries(attempt)}; the "
+                        f"artifact creation failed ({exc.reason}) after {tries.text}; the "
                         f"registry holds no artifact {user}/{name}",
                         exc.hint if exc.unreadable else "nothing was created; re-run later",
                     ) from None
-                self._retry_line("artifact creation", f"{exc.reason}; not created", attempt, None)
 
     def create_version(
-        self, user: str, name: str, artifact_type: str, body: Mapping[str, Any], *, file: bool
+        self,
+        user: str,
+        name: str,
+        artifact_type: str,
+        body: Mapping[str, Any],
+        *,
+        file: bool,
+        idempotency_key: str | None = None,
+        tries: Tries | None = None,
     ) -> Version:
-        """``POST /api/v1/artifacts/{user}/{name}/{type}``: never sent twice on a guess."""
+        """``POST /api/v1/artifacts/{user}/{name}/{type}``: never sent twice on a guess.
+
+        With ``idempotency_key`` and a registry that honours it (atlas-wire §11) the POST
+        is replayed like a read: the registry answers a repeat with the version the first
+        one created.
+        """
         url = self.settings.endpoint("artifacts", user, name, artifact_type)
-        resp = self._call("POST", url, body=body, what="version creation", replayable=False)
+        headers = {IDEMPOTENCY_HEADER: idempotency_key} if idempotency_key else {}
+        answer = self._call(
+            "POST",
+            url,
+            body=body,
+            what="version creation",
+            replayable=bool(idempotency_key) and self.idempotent,
+            headers=headers,
+            tries=tries,
+        )
         try:
-            return parse_version(self._json(resp, "version creation"), file=file)
+            return parse_version(self._json(answer, "version creation"), file=file)
         except RegistryRefused as exc:
             # 2xx: the registry says it created a version we cannot use; the caller looks
             # for it rather than posting a second one.
@@ -254,15 +301,21 @@ class AtlasClient:
             ) from None
 
     def search(
-        self, user: str, name: str, artifact_type: str, params: Mapping[str, str]
+        self,
+        user: str,
+        name: str,
+        artifact_type: str,
+        params: Mapping[str, str],
+        *,
+        tries: Tries | None = None,
     ) -> SearchAnswer | None:
         """Terraform's read-back (atlas-wire §10); None when the server has no search."""
         url = self.settings.endpoint("artifacts", user, name, artifact_type, "search")
         try:
-            resp = self._call("GET", url, params=params, what="version search")
+            answer = self._call("GET", url, params=params, what="version search", tries=tries)
         except NotFound:
             return None
-        body = self._json(resp, "version search")
+        body = self._json(answer, "version search")
         versions = body.get("versions") if isinstance(body, dict) else None
         if not isinstance(versions, list) or not all(isinstance(v, dict) for v in versions):
             raise RegistryRefused(
@@ -283,21 +336,22 @@ class AtlasClient:
         *,
         progress: Callable[[int], None] | None = None,
         digest: FileDigest | None = None,
+        tries: Tries | None = None,
     ) -> str | None:
         """PUT the file to ``upload_path`` (no token, streamed, retried from offset 0).
 
         Returns the sha256 of the bytes sent (from ``digest`` when the caller started one).
+        ``tries`` is shared with the caller's own re-sends: the PUT is one request.
         """
         from atlas_ci import transfer
 
+        tries = tries or self.tries("file upload")
         # Whether some try may have left the whole file with the registry (its answer lost):
         # then "the version stays pending" would be a guess, and the caller asks instead.
         # Progress is reported too sparsely to tell a cut body from a lost answer, so any
         # failure after the connection was made counts.
         maybe_delivered = False
-        attempt = 0
         while True:
-            attempt += 1
             try:
                 outcome = transfer.put_file(
                     upload_path,
@@ -309,63 +363,56 @@ class AtlasClient:
                     progress=progress,
                     digest=digest,
                 )
-            except (requests.RequestException, OSError) as exc:
-                if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
-                    raise InputFileError(
-                        f"cannot read the file to upload: {exc.strerror or type(exc).__name__}",
-                        "the archive must stay in place until the upload ends; re-run",
-                    ) from None
-                reason = _describe_transport(exc)
-                if isinstance(exc, requests.exceptions.SSLError):
+            except TransportError as exc:
+                if exc.tls:
                     raise UploadFailed(
-                        f"file upload failed: {reason} for {origin_of(upload_path)}",
+                        f"file upload failed: {exc.reason} for {exc.where}",
                         "pass the upload host's CA with --ca-file or ATLAS_CAFILE; the version "
                         "stays pending",
                     ) from None
-                maybe_delivered |= _transport_was_sent(exc)
-                if attempt <= self.policy.retries:
-                    self._retry_line("file upload", reason, attempt, None)
+                maybe_delivered |= exc.sent
+                if tries.again(exc.reason):
                     continue
                 raise UploadFailed(
-                    f"file upload failed: {reason} (after {_tries(attempt)})",
+                    f"file upload failed: {exc.reason} (after {tries.text})",
                     "the version stays pending; check the network and re-run",
                     maybe_delivered=maybe_delivered,
+                ) from None
+            except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+                raise InputFileError(
+                    f"cannot read the file to upload: {exc.strerror or type(exc).__name__}",
+                    "the archive must stay in place until the upload ends; re-run",
                 ) from None
             status = outcome.response.status
             if 200 <= status < 300:
                 return outcome.sha256
             if status in RETRY_STATUSES:
                 maybe_delivered |= status not in NOT_PROCESSED_STATUSES
-                if attempt <= self.policy.retries:
-                    self._retry_line(
-                        "file upload",
-                        f"{status} {outcome.response.reason}",
-                        attempt,
-                        outcome.response.headers.get("Retry-After"),
-                    )
+                reason = f"{status} {outcome.response.reason}"
+                if tries.again(reason, outcome.response.headers.get("Retry-After")):
                     continue
                 raise UploadFailed(
-                    f"the file upload failed: {status} {outcome.response.reason} "
-                    f"(after {_tries(attempt)})",
+                    f"the file upload failed: {reason} (after {tries.text})",
                     "the version stays pending; try again later",
                     maybe_delivered=maybe_delivered,
                 )
-            if status == 409:
-                raise UploadConflict(
-                    "the upload URL answered 409: the registry already holds a file for "
-                    "this version",
-                    "look at the version with atlas-ci search before re-running",
-                    after_retry=attempt > 1,
-                )
-            if 300 <= status < 400:
-                raise RegistryRefused(
-                    f"the upload URL answered {status} (a redirect), which is not followed "
-                    "for a file upload",
-                    "the registry must return the final upload URL in upload_path",
-                )
-            raise self._status_error(
-                status, outcome.response.reason, outcome.response.body, "file upload"
+            raise self._put_refused(outcome.response, after_retry=tries.count > 1)
+
+    def _put_refused(self, response: PutResponse, *, after_retry: bool) -> AtlasCIError:
+        status = response.status
+        if status == 409:
+            return UploadConflict(
+                "the upload URL answered 409: the registry already holds a file for this version",
+                "look at the version with atlas-ci search before re-running",
+                after_retry=after_retry,
             )
+        if 300 <= status < 400:
+            return RegistryRefused(
+                f"the upload URL answered {status} (a redirect), which is not followed "
+                "for a file upload",
+                "the registry must return the final upload URL in upload_path",
+            )
+        return self._status_error(status, response.reason, response.body, "file upload")
 
     # --- one request, with the status table and retries ------------------------------
 
@@ -378,60 +425,52 @@ class AtlasClient:
         body: Mapping[str, Any] | None = None,
         params: Mapping[str, str] | None = None,
         replayable: bool = True,
-    ) -> requests.Response:
+        headers: Mapping[str, str] | None = None,
+        tries: Tries | None = None,
+    ) -> Answer:
         data = None
-        headers: dict[str, str] = {}
+        send_headers = dict(headers or {})
         if body is not None:
             data = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-            headers["Content-Type"] = "application/json"
-        attempt = 0
+            send_headers["Content-Type"] = "application/json"
+        tries = tries or self.tries(what)
         while True:
-            attempt += 1
             try:
-                resp = self._send(method, url, data, headers, params)
-            except requests.RequestException as exc:
-                if isinstance(
-                    exc, requests.exceptions.InvalidHeader | requests.exceptions.InvalidURL
-                ):
-                    # Nothing was sent and nothing will change on a retry: it is our input.
-                    raise ConfigError(
-                        f"{what}: the request cannot be made ({type(exc).__name__})",
-                        "check atlas_url and ATLAS_TOKEN for stray characters",
-                    ) from None
-                reason = _describe_transport(exc)
-                if isinstance(exc, requests.exceptions.SSLError):
+                answer = self._send(method, url, data, send_headers, params, what)
+            except TransportError as exc:
+                if exc.tls:
                     raise RegistryUnavailable(
-                        f"{what} failed: {reason} for {redact_url(url)}",
+                        f"{what} failed: {exc.reason} for {exc.where}",
                         "pass the registry's CA with --ca-file or ATLAS_CAFILE",
                     ) from None
-                sent = _transport_was_sent(exc)
-                if (replayable or not sent) and attempt <= self.policy.retries:
-                    self._retry_line(what, reason, attempt, None)
+                tries.maybe_processed |= exc.sent
+                if (replayable or not exc.sent) and tries.again(exc.reason):
                     continue
-                message = f"{what} failed: {reason} ({redact_url(url)}, {_tries(attempt)})"
+                message = f"{what} failed: {exc.reason} ({exc.where}, {tries.text})"
                 hint = "check that the registry is up and reachable, then re-run"
-                if sent and not replayable:
-                    raise Ambiguous(message, hint, reason=reason) from None
+                if exc.sent and not replayable:
+                    raise Ambiguous(message, hint, reason=exc.reason) from None
                 raise RegistryUnavailable(message, hint) from None
-            status = resp.status_code
+            status = answer.status
             if 200 <= status < 300:
-                return resp
+                return answer
             if status in RETRY_STATUSES:
                 safe = replayable or status in NOT_PROCESSED_STATUSES
-                if safe and attempt <= self.policy.retries:
-                    self._retry_line(
-                        what, f"{status} {resp.reason}", attempt, resp.headers.get("Retry-After")
-                    )
+                tries.maybe_processed |= status not in NOT_PROCESSED_STATUSES
+                reason = f"{status} {answer.reason}"
+                if safe and tries.again(reason, answer.headers.get("Retry-After")):
                     continue
                 if not safe:
                     raise Ambiguous(
-                        f"{what} failed: {status} {resp.reason}; the registry may or may not "
-                        "have processed it",
+                        f"{what} failed: {reason}; the registry may or may not have processed it",
                         "check the registry before re-running",
-                        reason=f"{status} {resp.reason}",
+                        reason=reason,
                         settled=status == 500,  # the server's own answer; gateways say 502/504
                     )
-            raise self._status_error(status, resp.reason, resp.content, what)
+                raise self._status_error(
+                    status, answer.reason, answer.content, what, f" (after {tries.text})"
+                )
+            raise self._status_error(status, answer.reason, answer.content, what)
 
     def _send(
         self,
@@ -440,64 +479,125 @@ class AtlasClient:
         data: bytes | None,
         headers: dict[str, str],
         params: Mapping[str, str] | None,
-    ) -> requests.Response:
+        what: str,
+    ) -> Answer:
         """One request; follows redirects itself so the token never leaves the origin."""
-        for _ in range(_MAX_REDIRECTS + 1):
+        for hop in range(_MAX_REDIRECTS + 1):
             send_headers = dict(headers)
             token = self.settings.token
             if token and self._same_origin(url):
                 send_headers["X-Atlas-Token"] = token.reveal()
             self._debug(f"{method} {redact_url(url)}")
-            resp = self.session.request(
-                method,
-                url,
-                data=data,
-                headers=send_headers,
-                params=params,
-                timeout=self.settings.timeout,
-                verify=self._verify,
-                allow_redirects=False,
-            )
-            self._debug(f"{method} {redact_url(url)} -> {resp.status_code}")
-            if not resp.is_redirect:
-                return resp
-            location = resp.headers.get("Location", "")
-            target = urljoin(url, location)
-            if method != "GET" or resp.status_code not in (301, 302, 303, 307, 308):
+            answer, location = self._exchange(method, url, data, send_headers, params, what, hop)
+            self._debug(f"{method} {redact_url(url)} -> {answer.status}")
+            if location is None:
+                if 200 <= answer.status < 300 and self._same_origin(url):
+                    announced = IDEMPOTENCY_EXTENSION in extensions_of(answer.headers)
+                    self._idempotency = announced and self._idempotency is not False
+                return answer
+            target = _redirect_target(method, url, location)
+            if method != "GET" or answer.status not in (301, 302, 303, 307, 308):
                 raise RegistryRefused(
                     f"the registry redirected {method} {redact_url(url)} to "
                     f"{redact_url(target)}; writes are not redirected",
                     "set atlas_url to the registry's final address",
                 )
-            resp.close()
             url, params = target, None
         raise RegistryRefused(
             f"too many redirects from {redact_url(url)}", "set atlas_url to the final address"
         )
 
-    def _same_origin(self, url: str) -> bool:
-        parts = urlsplit(url)
-        return (parts.scheme, parts.hostname, parts.port) == self._origin
+    def _exchange(
+        self,
+        method: str,
+        url: str,
+        data: bytes | None,
+        headers: dict[str, str],
+        params: Mapping[str, str] | None,
+        what: str,
+        hop: int,
+    ) -> tuple[Answer, str | None]:
+        """One request and its whole answer within ``--timeout``; a redirect's Location."""
+        seconds = self.settings.read_timeout
+        with Deadline(seconds) as deadline:
+            try:
+                resp = self.session.request(
+                    method,
+                    url,
+                    data=data,
+                    headers=headers,
+                    params=params,
+                    timeout=self.settings.timeout,
+                    verify=self._verify,
+                    allow_redirects=False,
+                    stream=True,
+                )
+                with resp:
+                    if resp.is_redirect:
+                        location = resp.headers.get("Location", "")
+                        return _answer(resp, b""), location
+                    return _answer(resp, self._read(resp, what)), None
+            except (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL):
+                if hop == 0:
+                    # Nothing was sent and nothing will change on a retry: it is our input.
+                    raise ConfigError(
+                        f"{what}: the request cannot be made",
+                        "check atlas_url and ATLAS_TOKEN for stray characters",
+                    ) from None
+                raise RegistryRefused(
+                    f"the registry redirected the {what} to an address that cannot be used",
+                    "set atlas_url to the registry's final address",
+                ) from None
+            except requests.RequestException as exc:
+                if deadline.expired:
+                    raise timed_out(seconds, redact_url(url)) from None
+                raise from_requests(exc, redact_url(url)) from None
+            except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
+                # Reading the body: the request went out whole.
+                if deadline.expired:
+                    raise timed_out(seconds, redact_url(url)) from None
+                failure = from_requests(requests.ConnectionError(exc), redact_url(url))
+                raise failure from None
 
-    def retry_line(self, what: str, reason: str, attempt: int) -> None:
-        """Log why ``what`` is tried again and when, then wait (for the flow's own retries)."""
-        self._retry_line(what, reason, attempt, None)
-
-    def _retry_line(self, what: str, reason: str, attempt: int, retry_after: str | None) -> None:
-        wait = self.policy.delay(attempt, retry_after)
-        self._log(f"{what} failed ({reason}); retry {attempt}/{self.policy.retries} in {wait:.1f}s")
-        self.policy.pause(wait)
-
-    def _json(self, resp: requests.Response, what: str) -> Any:
+    def _read(self, resp: requests.Response, what: str) -> bytes:
+        if not 200 <= resp.status_code < 300:
+            try:
+                return read_body(resp, ERROR_BODY, truncate=True)
+            except BadEncoding:
+                return b""  # only read for its message: "could not be decoded"
         try:
-            return first_json(resp.content)
-        except ValueError:
+            return read_body(resp, MAX_ANSWER)
+        except BodyTooLarge:
             raise RegistryRefused(
-                f"the registry's answer to the {what} is not JSON ({resp.status_code})",
+                f"the registry's answer to the {what} is larger than {MAX_ANSWER >> 20} MiB "
+                "(the most the uploader reads)",
+                "check that atlas_url points at an Atlas-compatible registry",
+            ) from None
+        except BadEncoding as exc:
+            raise RegistryRefused(
+                f"the registry's answer to the {what} cannot be read: {exc}",
                 "check that atlas_url points at an Atlas-compatible registry",
             ) from None
 
-    def _status_error(self, status: int, reason: str, content: bytes, what: str) -> AtlasCIError:
+    def _same_origin(self, url: str) -> bool:
+        try:
+            parts = urlsplit(url)
+            return (parts.scheme, parts.hostname, parts.port) == self._origin
+        except ValueError:
+            return False
+
+    def _json(self, answer: Answer, what: str) -> Any:
+        try:
+            return first_json(answer.content)
+        except ValueError:
+            raise RegistryRefused(
+                f"the registry's answer to the {what} is not JSON ({answer.status})",
+                "check that atlas_url points at an Atlas-compatible registry",
+            ) from None
+
+    def _status_error(
+        self, status: int, reason: str, content: bytes, what: str, tries: str = ""
+    ) -> AtlasCIError:
         if status in (401, 403):
             return AuthError(
                 f"authentication failed ({status}) during the {what}",
@@ -516,15 +616,39 @@ class AtlasClient:
             )
         if status == 429:
             return RegistryUnavailable(
-                f"the registry kept refusing the {what} as too many requests (429)",
+                f"the registry kept refusing the {what} as too many requests (429){tries}",
                 "the registry is rate limiting; try again later or raise --retries/--max-wait",
             )
         if status >= 500:
             return RegistryUnavailable(
-                f"the registry failed the {what}: {status} {reason}",
+                f"the registry failed the {what}: {status} {reason}{tries}",
                 "the registry is failing; try again later",
             )
         return RegistryRefused(f"{what}: {status} {reason}", "see the registry's documentation")
+
+
+def _answer(resp: requests.Response, content: bytes) -> Answer:
+    return Answer(resp.status_code, resp.reason or "", resp.headers, content)
+
+
+def _redirect_target(method: str, url: str, location: str) -> str:
+    """Where a redirect points; only an absolute http(s) address is ever followed."""
+    try:
+        target = urljoin(url, location)
+        parts = urlsplit(target)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises on a port that is not a number or out of range
+    except ValueError:
+        usable, target = False, ""
+    if not usable:
+        scheme = target.partition(":")[0] if ":" in target else ""
+        shown = f"a {scheme}: address" if scheme and scheme.isalnum() else "an unusable address"
+        raise RegistryRefused(
+            f"the registry redirected {method} {redact_url(url)} to {shown}; only http(s) "
+            "redirects are followed",
+            "set atlas_url to the registry's final address",
+        )
+    return target
 
 
 _CA_BUNDLES: dict[str, str] = {}
@@ -574,10 +698,6 @@ def tls_verify_argument(verify: bool | str) -> bool | str:
     return bundle
 
 
-def _tries(n: int) -> str:
-    return "1 try" if n == 1 else f"{n} tries"
-
-
 def _first_json_or_none(content: bytes) -> Any:
     try:
         return first_json(content)
@@ -617,8 +737,12 @@ def parse_version(body: Any, *, file: bool) -> Version:
                 f"the registry created version {number} but gave no upload_path for its file",
                 hint,
             )
-        scheme = urlsplit(upload_path).scheme
-        if scheme not in ("http", "https") or not urlsplit(upload_path).hostname:
+        try:
+            parts = urlsplit(upload_path)
+            absolute = parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:  # "http://[nonsense": not a URL at all
+            absolute = False
+        if not absolute:
             raise RegistryRefused(
                 f"the registry gave version {number} an upload_path that is not an absolute "
                 "http(s) URL",

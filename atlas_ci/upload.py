@@ -175,6 +175,7 @@ def _run(
     from atlas_ci.result import Result
 
     api = client or AtlasClient(settings, log=say, debug=debug)
+    api.policy.for_builds(len(jobs))
     user, name = settings.user, settings.name
     try:
         api.authenticate()
@@ -209,92 +210,185 @@ def create_version_once(
 ) -> Any:
     """The version POST, which is not idempotent: never sent a second time on a guess.
 
-    Before it, remember the newest version; after a failure that leaves unknown whether the
-    registry acted (reset or timeout after sending, 500/502/504, a 2xx we cannot read), look
-    for a version newer than that with the same id and metadata. Exactly one: adopt it.
-    None, the registry listed every version (pending ones too) and the failure was the
-    server's own answer (so nothing is still running): nothing was created, and the POST
-    may go again (within ``--retries``). Otherwise stop and say what may exist.
-    """
-    from atlas_ci.client import Ambiguous, Version
+    It carries an ``Idempotency-Key`` (one per build per run). A registry that announced
+    it honours the key (atlas-wire §11) gets the POST again after an ambiguous failure,
+    with the same key, and answers with the version the first one created.
 
+    Otherwise: before it, remember the newest version; after a failure that leaves unknown
+    whether the registry acted (reset or timeout after sending, 500/502/504, a 2xx we
+    cannot read), look for a version newer than that which may be ours. Exactly one, and
+    it matches every field the POST sent: adopt it. None, the registry listed every
+    version (pending ones too) and the failure was the server's own answer (so nothing is
+    still running): nothing was created, and the POST may go again (within ``--retries``).
+    Otherwise stop and say what may exist.
+    """
+    import secrets
+
+    from atlas_ci.client import Ambiguous
+
+    key = secrets.token_urlsafe(24)  # a credential of sorts: never logged
+    tries = api.tries("version creation")
+    if api.idempotent:
+        return _create_with_key(settings, api, job, body, has_file, key, tries)
     slug = f"{settings.artifact}/{job.artifact_type}"
     try:
         baseline = _latest_number(api, settings, job.artifact_type)
     except AtlasCIError:
         baseline = None  # a registry without search: adoption will not be possible
-    attempt = 0
     while True:
-        attempt += 1
         try:
             return api.create_version(
-                settings.user, settings.name, job.artifact_type, body, file=has_file
+                settings.user,
+                settings.name,
+                job.artifact_type,
+                body,
+                file=has_file,
+                idempotency_key=key,
+                tries=tries,
             )
         except Ambiguous as exc:
             failure = exc
         say(f"Version creation for {slug} failed ({failure.reason}); checking the registry")
+        adopted = _adopt_or_retry(settings, api, job, body, has_file, baseline, failure, tries)
+        if adopted is not None:
+            say(f"Adopting {slug} version {adopted.version}, created by the failed request")
+            return adopted
+
+
+def _create_with_key(
+    settings: Settings,
+    api: Any,
+    job: Job,
+    body: dict[str, Any],
+    has_file: bool,
+    key: str,
+    tries: Any,
+) -> Any:
+    """The version POST to a registry that honours ``Idempotency-Key``: replayed as is."""
+    from atlas_ci.client import Ambiguous
+
+    slug = f"{settings.artifact}/{job.artifact_type}"
+    look = _look(settings, job)
+    while True:
         try:
-            found = api.search(
+            return api.create_version(
                 settings.user,
                 settings.name,
                 job.artifact_type,
-                {"version": "any", "include_pending": "1"},
+                body,
+                file=has_file,
+                idempotency_key=key,
+                tries=tries,
             )
-        except AtlasCIError:
-            found = None
-        newer = [
-            v
-            for v in (found.versions if found else [])
-            if isinstance(v.get("version"), int)
-            and not isinstance(v.get("version"), bool)
-            and v["version"] > (baseline or 0)
-            and v.get("id", "") == job.artifact.id
-            and (v.get("metadata") or None) == (job.metadata or None)
-        ]
-        # A version with a file can only be finished if the registry hands its upload_path
-        # back (ours does for the token holder when asked for pending versions).
-        adoptable = [
-            v
-            for v in newer
-            if not has_file
-            or (v.get("state") == "pending" and isinstance(v.get("upload_path"), str))
-        ]
-        if found is not None and baseline is not None and len(newer) == 1 and adoptable:
-            v = adoptable[0]
-            say(f"Adopting {slug} version {v['version']}, created by the failed request")
-            return Version(version=v["version"], upload_path=v.get("upload_path"), raw=v)
-        complete = found is not None and (found.pending_listed or not has_file)
-        since = f"newer than version {baseline}" if baseline is not None else "new"
-        look = (
-            f"atlas-ci search --artifact {settings.artifact} --artifact-type "
-            f"{job.artifact_type} --version any --pending"
-        )
-        if complete and baseline is not None and not newer:
-            if failure.settled:
-                # The server answered, so it is done, and it lists every version with none
-                # of ours: the POST did not happen and sending it again makes no second one.
-                if attempt <= api.policy.retries:
-                    api.retry_line("version creation", f"{failure.reason}; not created", attempt)
-                    continue
-                raise RegistryUnavailable(
-                    f"version creation failed ({failure.reason}) {attempt} times; the "
-                    f"registry holds no new version of {slug}",
-                    "nothing was created; re-run when the registry is healthy",
-                ) from None
-            # A timeout, a reset, a 502/504: the request may still be running on the
-            # server, so absence now proves nothing and a second POST could make a twin.
-            raise RegistryUnavailable(
-                f"version creation failed ({failure.reason}); no new version of {slug} is "
-                "listed yet, but the request may still complete",
-                f"wait a minute, then check with: {look}, and re-run only if none has id "
-                f"{job.artifact.id!r}",
-            ) from None
-        cls = RegistryRefused if failure.unreadable else RegistryUnavailable
+        except Ambiguous as exc:
+            failure: AtlasCIError = exc
+            tries.maybe_processed = True
+            if tries.again(f"{exc.reason}; sending it again with its Idempotency-Key"):
+                continue
+        except RegistryUnavailable as exc:
+            failure = exc
+        if not tries.maybe_processed:
+            raise failure from None  # every try was refused unprocessed (429, 503)
+        cls = RegistryRefused if getattr(failure, "unreadable", False) else RegistryUnavailable
         raise cls(
-            f"{failure.message}; a {since} version of {slug} with id {job.artifact.id!r} may "
-            "exist and the registry cannot tell",
+            f"{failure.message}; a version of {slug} with id {job.artifact.id!r} may exist",
             f"check with: {look}, before re-running",
         ) from None
+
+
+def _matches(found: dict[str, Any], sent: dict[str, Any]) -> bool | None:
+    """Whether version ``found`` is the one ``sent`` asked for: True, False (a field differs),
+    or None (the registry does not show every field, so it cannot be told)."""
+    fields = {str(k).lower(): v for k, v in found.items()}
+    unknown = False
+    for key, want in sent.items():
+        if key not in fields:
+            unknown = True
+            continue
+        got = fields[key]
+        if key == "metadata":
+            same = (got or None) == (want or None)
+        else:
+            same = type(got) is type(want) and got == want  # True is not 1
+        if not same:
+            return False
+    return None if unknown else True
+
+
+def _adopt_or_retry(
+    settings: Settings,
+    api: Any,
+    job: Job,
+    body: dict[str, Any],
+    has_file: bool,
+    baseline: int | None,
+    failure: Any,
+    tries: Any,
+) -> Any:
+    """After an ambiguous POST: the version to adopt, or None to POST again; else raise."""
+    from atlas_ci.client import Version
+
+    slug = f"{settings.artifact}/{job.artifact_type}"
+    try:
+        found = api.search(
+            settings.user,
+            settings.name,
+            job.artifact_type,
+            {"version": "any", "include_pending": "1"},
+        )
+    except AtlasCIError:
+        found = None
+    sent = body.get("artifact_version") or {}
+    # Every newer version that may be ours: same fields, or fields the registry hides.
+    newer = [
+        (v, verdict)
+        for v in (found.versions if found else [])
+        if isinstance(v.get("version"), int)
+        and not isinstance(v.get("version"), bool)
+        and v["version"] > (baseline or 0)
+        and (verdict := _matches(v, sent)) is not False
+    ]
+    if found is not None and baseline is not None and len(newer) == 1 and newer[0][1]:
+        v = newer[0][0]
+        # A version with a file can only be finished if the registry hands its upload_path
+        # back (ours does for the token holder when asked for pending versions).
+        if not has_file or (v.get("state") == "pending" and isinstance(v.get("upload_path"), str)):
+            return Version(version=v["version"], upload_path=v.get("upload_path"), raw=v)
+    complete = found is not None and (found.pending_listed or not has_file)
+    since = f"newer than version {baseline}" if baseline is not None else "new"
+    look = _look(settings, job)
+    if complete and baseline is not None and not newer:
+        if failure.settled:
+            # The server answered, so it is done, and it lists every version with none
+            # of ours: the POST did not happen and sending it again makes no second one.
+            if tries.again(f"{failure.reason}; not created"):
+                return None
+            raise RegistryUnavailable(
+                f"version creation failed ({failure.reason}) after {tries.text}; the "
+                f"registry holds no new version of {slug}",
+                "nothing was created; re-run when the registry is healthy",
+            ) from None
+        # A timeout, a reset, a 502/504: the request may still be running on the
+        # server, so absence now proves nothing and a second POST could make a twin.
+        raise RegistryUnavailable(
+            f"version creation failed ({failure.reason}); no new version of {slug} is "
+            "listed yet, but the request may still complete",
+            f"wait a minute, then check with: {look}, and re-run only if none has id "
+            f"{job.artifact.id!r}",
+        ) from None
+    cls = RegistryRefused if failure.unreadable else RegistryUnavailable
+    raise cls(
+        f"{failure.message}; a {since} version of {slug} with id {job.artifact.id!r} may "
+        "exist and the registry cannot tell",
+        f"check with: {look}, before re-running",
+    ) from None
+
+
+def _look(settings: Settings, job: Job) -> str:
+    return (
+        f"atlas-ci search --artifact {settings.artifact} --artifact-type "
+        f"{job.artifact_type} --version any --pending"
+    )
 
 
 def confirm_file(settings: Settings, api: Any, job: Job, number: int, sha256: str, say: Log) -> str:
@@ -302,28 +396,29 @@ def confirm_file(settings: Settings, api: Any, job: Job, number: int, sha256: st
 
     ``ready`` or ``pending``; ``unsupported`` when the registry has no way to say (no search,
     a plain search that does not list the version); ``unknown`` when asking kept failing
-    (an unusable answer is asked again up to ``--retries`` times). A ready file whose
-    sha256 the registry reports and that differs from ``sha256`` is an error: the stored
-    file is not ours.
+    (an unusable answer is asked again, within ``--retries`` for the whole check). A ready
+    file whose sha256 the registry reports and that differs from ``sha256`` is an error:
+    the stored file is not ours.
     """
-    attempt = 0
+    tries = api.tries(f"checking the file of version {number}")
     while True:
-        attempt += 1
-        state = _file_state(settings, api, job, number, sha256)
+        state = _file_state(settings, api, job, number, sha256, tries)
         if state == "failing":
             return "unknown"
-        if state != "unknown" or attempt > api.policy.retries:
+        if state != "unknown" or not tries.again("no usable answer"):
             return state
-        api.retry_line(f"checking the file of version {number}", "no usable answer", attempt)
 
 
-def _file_state(settings: Settings, api: Any, job: Job, number: int, sha256: str) -> str:
+def _file_state(
+    settings: Settings, api: Any, job: Job, number: int, sha256: str, tries: Any
+) -> str:
     try:
         found = api.search(
             settings.user,
             settings.name,
             job.artifact_type,
             {"version": str(number), "include_pending": "1"},
+            tries=tries,
         )
     except RegistryUnavailable:
         return "failing"  # the search already used up its retries
@@ -366,48 +461,25 @@ def put_confirmed(
 
     A 2xx the registry did not act on (it still waits for the file) is sent again; a
     failure after which the registry holds our file (a try that went through but whose
-    answer was lost) is a success.
+    answer was lost) is a success. The PUT is one request: all its tries, for whatever
+    reason, count against ``--retries`` together.
     """
     from atlas_ci.client import UploadConflict, UploadFailed
 
     slug = f"{settings.artifact}/{job.artifact_type} version {version.version}"
-    attempt = 0
+    tries = api.tries("file upload")
     while True:
-        attempt += 1
         try:
             sha = api.upload(
-                version.upload_path, payload.path, payload.size, progress=progress, digest=digest
+                version.upload_path,
+                payload.path,
+                payload.size,
+                progress=progress,
+                digest=digest,
+                tries=tries,
             )
         except (UploadConflict, UploadFailed) as exc:
-            local = digest.result()
-            state = confirm_file(settings, api, job, version.version, local, say)
-            if state == "ready":
-                say(f"The registry holds the file of {slug}: an earlier try went through")
-                return local
-            running = isinstance(exc, UploadFailed) and exc.maybe_delivered
-            if state == "pending" and not running:
-                raise exc from None  # nothing can still arrive: "stays pending" is the truth
-            if isinstance(exc, UploadConflict) and exc.after_retry:
-                # Only this run has the upload URL, and the registry keeps no partial file:
-                # the 409 says one of our whole tries was stored.
-                say(
-                    f"The registry says the file of {slug} arrived with an earlier try (409); "
-                    "it cannot confirm the checksum"
-                )
-                return local
-            if state == "pending":
-                # A try that timed out or was reset may still be finishing on the server.
-                raise type(exc)(
-                    f"{exc.message}; {slug} is still pending, but a try may still complete",
-                    "wait a minute, then " + _check_hint(settings, job, version.version),
-                ) from None
-            if isinstance(exc, UploadConflict) or running:
-                raise type(exc)(
-                    f"{exc.message}; the file of {slug} may have arrived and the registry "
-                    "cannot tell",
-                    _check_hint(settings, job, version.version),
-                ) from None
-            raise exc from None
+            return _after_failed_put(settings, api, job, version, digest, exc, say)
         if sha is None:
             sha = digest.result()
         state = confirm_file(settings, api, job, version.version, sha, say)
@@ -419,13 +491,55 @@ def put_confirmed(
                 "not confirm it holds the file",
                 _check_hint(settings, job, version.version),
             )
-        if attempt > api.policy.retries:
+        if not tries.again("answered, but the registry has no file"):
             raise RegistryUnavailable(
                 f"the file upload of {slug} was answered with success but the registry "
-                "never stored the file",
+                f"never stored the file ({tries.text})",
                 "the version stays pending; check what sits between you and the registry",
             )
-        api.retry_line("file upload", "answered, but the registry has no file", attempt)
+
+
+def _after_failed_put(
+    settings: Settings,
+    api: Any,
+    job: Job,
+    version: Any,
+    digest: FileDigest,
+    exc: Any,
+    say: Log,
+) -> str:
+    """The sha256 sent when the registry holds our file after all; else the error to raise."""
+    from atlas_ci.client import UploadConflict, UploadFailed
+
+    slug = f"{settings.artifact}/{job.artifact_type} version {version.version}"
+    local = digest.result()
+    state = confirm_file(settings, api, job, version.version, local, say)
+    if state == "ready":
+        say(f"The registry holds the file of {slug}: an earlier try went through")
+        return local
+    running = isinstance(exc, UploadFailed) and exc.maybe_delivered
+    if state == "pending" and not running:
+        raise exc from None  # nothing can still arrive: "stays pending" is the truth
+    if isinstance(exc, UploadConflict) and exc.after_retry:
+        # Only this run has the upload URL, and the registry keeps no partial file:
+        # the 409 says one of our whole tries was stored.
+        say(
+            f"The registry says the file of {slug} arrived with an earlier try (409); "
+            "it cannot confirm the checksum"
+        )
+        return local
+    if state == "pending":
+        # A try that timed out or was reset may still be finishing on the server.
+        raise type(exc)(
+            f"{exc.message}; {slug} is still pending, but a try may still complete",
+            "wait a minute, then " + _check_hint(settings, job, version.version),
+        ) from None
+    if isinstance(exc, UploadConflict) or running:
+        raise type(exc)(
+            f"{exc.message}; the file of {slug} may have arrived and the registry cannot tell",
+            _check_hint(settings, job, version.version),
+        ) from None
+    raise exc from None
 
 
 def _check_hint(settings: Settings, job: Job, number: int) -> str:

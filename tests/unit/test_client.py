@@ -7,10 +7,11 @@ from typing import Any
 import pytest
 import requests
 import responses
+import urllib3.exceptions
 from responses import matchers
 
 from atlas_ci import USER_AGENT
-from atlas_ci.client import AtlasClient, NotFound, parse_version
+from atlas_ci.client import Ambiguous, AtlasClient, NotFound, parse_version
 from atlas_ci.errors import AuthError, RegistryRefused, RegistryUnavailable
 from atlas_ci.retry import RetryPolicy
 from atlas_ci.settings import Settings
@@ -214,11 +215,12 @@ def test_get_retries_5xx_and_429_with_backoff_then_succeeds() -> None:
     responses.get(url, status=502)
     responses.get(url, status=200)
     lines: list[str] = []
-    c = client(lines)
-    c.authenticate()
+    slept: list[float] = []
+    policy = RetryPolicy(retries=3, max_wait=10, sleep=slept.append, rand=lambda: 0.5)
+    AtlasClient(settings(), policy=policy, log=lines.append).authenticate()
     assert len(responses.calls) == 4
     # full jitter at rand=0.5 of caps 0.5, 1, 2; Retry-After 3 beats the second
-    assert c.policy.waits == [0.25, 3.0, 1.0]
+    assert slept == [0.25, 3.0, 1.0]
     assert len(lines) == 3 and "retry 1/3" in lines[0] and "503" in lines[0]
 
 
@@ -231,15 +233,33 @@ def test_get_gives_up_after_retries_with_exit_6() -> None:
     assert len(responses.calls) == 4
 
 
+def refused() -> requests.ConnectionError:
+    """What requests raises when nobody listens: the refusal is in the chain, not the text."""
+    failure = urllib3.exceptions.NewConnectionError(None, "Failed to establish a connection")  # type: ignore[arg-type]
+    failure.__cause__ = ConnectionRefusedError(111, "Connection refused")
+    return requests.ConnectionError(urllib3.exceptions.MaxRetryError(None, "/", failure))  # type: ignore[arg-type]
+
+
 @responses.activate
 def test_connection_refused_is_retried_and_reported_as_unreachable() -> None:
-    responses.get(
-        f"{BASE}/api/v1/authenticate",
-        body=requests.ConnectionError("Failed to establish a new connection: Connection refused"),
-    )
+    responses.get(f"{BASE}/api/v1/authenticate", body=refused())
     with pytest.raises(RegistryUnavailable, match="connection refused"):
         client().authenticate()
     assert len(responses.calls) == 4
+
+
+@responses.activate
+def test_a_version_post_that_never_left_is_sent_again_but_one_that_did_is_not() -> None:
+    url = f"{BASE}/api/v1/artifacts/acme/web/t"
+    responses.post(url, body=refused())
+    responses.post(url, status=201, json={"version": 2})
+    assert client().create_version("acme", "web", "t", {}, file=False).version == 2
+    responses.reset()
+    # A connection reset names no refusal in its chain: it may have been processed.
+    responses.post(url, body=requests.ConnectionError(ConnectionResetError(104, "reset")))
+    with pytest.raises(Ambiguous, match="connection reset"):
+        client().create_version("acme", "web", "t", {}, file=False)
+    assert len(responses.calls) == 1
 
 
 @responses.activate
