@@ -534,9 +534,15 @@ class AtlasClient:
                 )
                 with resp:
                     if resp.is_redirect:
-                        location = resp.headers.get("Location", "")
-                        return _answer(resp, b""), location
-                    return _answer(resp, self._read(resp, what)), None
+                        location: str | None = resp.headers.get("Location", "")
+                        answer = _answer(resp, b"")
+                    else:
+                        location, answer = None, _answer(resp, self._read(resp, what))
+                if deadline.expired:
+                    # An answer cut short by the deadline can parse as a whole one (a head
+                    # ended by the close, a body read to "the end"): none of it is trusted.
+                    raise timed_out(seconds, redact_url(url))
+                return answer, location
             except (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL):
                 if hop == 0:
                     # Nothing was sent and nothing will change on a retry: it is our input.
@@ -558,6 +564,14 @@ class AtlasClient:
                     raise timed_out(seconds, redact_url(url)) from None
                 failure = from_requests(requests.ConnectionError(exc), redact_url(url))
                 raise failure from None
+            except ValueError:
+                # requests parses a redirect's Location even when it follows none: one it
+                # cannot parse ("http://[::1") raises ValueError from inside send.
+                raise RegistryRefused(
+                    f"the registry's answer to the {what} is malformed (a Location that is "
+                    "not a URL?)",
+                    "check that atlas_url points at an Atlas-compatible registry",
+                ) from None
 
     def _read(self, resp: requests.Response, what: str) -> bytes:
         if not 200 <= resp.status_code < 300:
@@ -642,7 +656,8 @@ def _redirect_target(method: str, url: str, location: str) -> str:
         usable, target = False, ""
     if not usable:
         scheme = target.partition(":")[0] if ":" in target else ""
-        shown = f"a {scheme}: address" if scheme and scheme.isalnum() else "an unusable address"
+        odd = scheme.isalnum() and scheme not in ("http", "https")
+        shown = f"a {scheme}: address" if odd else "an unusable address"
         raise RegistryRefused(
             f"the registry redirected {method} {redact_url(url)} to {shown}; only http(s) "
             "redirects are followed",
@@ -740,7 +755,8 @@ def parse_version(body: Any, *, file: bool) -> Version:
         try:
             parts = urlsplit(upload_path)
             absolute = parts.scheme in ("http", "https") and bool(parts.hostname)
-        except ValueError:  # "http://[nonsense": not a URL at all
+            parts.port  # noqa: B018 - raises on a port that is not a number or out of range
+        except ValueError:  # "http://[nonsense", "http://h:99999999": not a URL at all
             absolute = False
         if not absolute:
             raise RegistryRefused(

@@ -296,11 +296,14 @@ def _put_sendfile(
         with Deadline(read_timeout) as deadline:
             deadline.watch(lambda: sock)
             try:
-                return _read_response(sock, target, read_timeout, sent, size, cut), sent
+                response = _read_response(sock, target, read_timeout, sent, size, cut)
             except TransportError:
                 if deadline.expired:
                     raise timed_out(read_timeout, target.where) from None
                 raise
+            if deadline.expired:  # cut short, however whole it looks
+                raise timed_out(read_timeout, target.where)
+            return response, sent
 
 
 def _sendfile_body(
@@ -536,6 +539,16 @@ def _put_session(
         if deadline.expired:
             raise timed_out(timeout[1], target.where) from None
         raise from_requests(requests.ConnectionError(e), target.where) from None
+    except ValueError:
+        # requests parses a redirect's Location even when it follows none, and raises
+        # ValueError from inside send on one that is not a URL.
+        raise RegistryRefused(
+            f"the answer of {target.where} to the upload is malformed (a Location that is "
+            "not a URL?)",
+            "the registry must return the final upload URL in upload_path",
+        ) from None
+    if deadline.expired:  # cut short, however whole it looks
+        raise timed_out(timeout[1], target.where)
     sent = body.sent
     if progress is not None and sent == size:
         progress(sent)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import gzip
 import json
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -357,3 +359,120 @@ def test_version_json_of_request_is_what_the_wire_doc_says() -> None:
     assert (
         json.dumps(body, sort_keys=True, separators=(",", ":")) == '{"a":{"y":{},"z":null},"b":1}'
     )
+
+
+# --- what a registry sends is bounded and checked ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("encoding", "packed"),
+    [
+        ("gzip", gzip.compress(b'{"artifact": {"name": "web"}}')),
+        ("deflate", zlib.compress(b'{"artifact": {"name": "web"}}')),
+        ("deflate", zlib.compress(b'{"artifact": {"name": "web"}}')[2:-4]),  # raw deflate
+        ("gzip", gzip.compress(b'{"artifact": ') + gzip.compress(b'{"name": "web"}}')),
+    ],
+)
+@responses.activate
+def test_compressed_answers_are_read(encoding: str, packed: bytes) -> None:
+    responses.get(
+        f"{BASE}/api/v1/artifacts/acme/web", body=packed, headers={"Content-Encoding": encoding}
+    )
+    assert client().get_artifact("acme", "web") == {"artifact": {"name": "web"}}
+    assert responses.calls[0].request.headers["Accept-Encoding"] == "gzip, deflate"
+
+
+@responses.activate
+def test_a_gzip_bomb_is_refused_at_the_cap_after_inflation() -> None:
+    bomb = gzip.compress(bytes(64 << 20), compresslevel=9)  # 64 MiB of zeros, ~64 KiB sent
+    responses.get(
+        f"{BASE}/api/v1/artifacts/acme/web", body=bomb, headers={"Content-Encoding": "gzip"}
+    )
+    with pytest.raises(RegistryRefused, match="larger than 8 MiB") as err:
+        client().get_artifact("acme", "web")
+    assert err.value.exit_code == 5
+
+
+@responses.activate
+def test_an_answer_over_the_cap_is_refused_and_one_in_an_unasked_encoding_too() -> None:
+    url = f"{BASE}/api/v1/artifacts/acme/web/t/search"
+    responses.get(url, body=b" " * (8 << 20) + b"{}")
+    with pytest.raises(RegistryRefused, match="larger than 8 MiB"):
+        client().search("acme", "web", "t", {"version": "any"})
+    responses.replace(responses.GET, url, body=b"xx", headers={"Content-Encoding": "br"})
+    with pytest.raises(RegistryRefused, match="encoding not asked for"):
+        client().search("acme", "web", "t", {"version": "any"})
+
+
+@pytest.mark.parametrize("where", ["artifact", "version"])
+@responses.activate
+def test_json_nested_past_the_parser_is_a_bad_answer_not_a_crash(where: str) -> None:
+    nested = "[" * 100_000 + "]" * 100_000
+    if where == "artifact":
+        responses.get(f"{BASE}/api/v1/artifacts/acme/web", body=nested)
+        with pytest.raises(RegistryRefused, match="not JSON") as err:
+            client().get_artifact("acme", "web")
+        assert err.value.exit_code == 5
+    else:
+        responses.post(f"{BASE}/api/v1/artifacts/acme/web/t", status=201, body=nested)
+        with pytest.raises(Ambiguous) as amb:  # the flow then says what may exist
+            client().create_version("acme", "web", "t", {}, file=False)
+        assert amb.value.unreadable
+
+
+@pytest.mark.parametrize(
+    ("location", "words"),
+    [
+        ("file:///etc/passwd", "a file: address"),
+        ("ftp://elsewhere.example/x", "a ftp: address"),
+        ("http://[::1/x", "malformed"),
+        ("http://elsewhere.example:99999/x", "an unusable address"),
+        ("http:///no-host", "an unusable address"),
+    ],
+)
+@responses.activate
+def test_a_redirect_to_anything_but_http_is_refused_at_once(location: str, words: str) -> None:
+    responses.get(f"{BASE}/api/v1/authenticate", status=302, headers={"Location": location})
+    with pytest.raises(RegistryRefused, match=words) as err:
+        client().authenticate()
+    assert err.value.exit_code == 5
+    assert len(responses.calls) == 1  # not retried as a network error
+
+
+@pytest.mark.parametrize("upload_path", ["http://[::1/put", "http://h:99999999999/put"])
+def test_an_upload_path_that_is_no_url_is_refused_not_a_crash(upload_path: str) -> None:
+    with pytest.raises(RegistryRefused):
+        parse_version({"version": 3, "upload_path": upload_path}, file=True)
+
+
+@responses.activate
+def test_the_idempotency_extension_counts_only_while_every_2xx_announces_it() -> None:
+    announce = {"X-Atlas-Extensions": "Something-Else , IDEMPOTENCY-KEY"}
+    responses.get(f"{BASE}/api/v1/authenticate", json={}, headers=announce)
+    responses.get(f"{BASE}/api/v1/artifacts/acme/web", json={}, headers=announce)
+    c = client()
+    assert not c.idempotent
+    c.authenticate()
+    assert c.idempotent
+    c.get_artifact("acme", "web")
+    assert c.idempotent
+    responses.replace(responses.GET, f"{BASE}/api/v1/artifacts/acme/web", json={})
+    c.get_artifact("acme", "web")  # a node that does not honour it: off for the run
+    assert not c.idempotent
+    c.authenticate()
+    assert not c.idempotent
+
+
+@responses.activate
+def test_a_keyed_version_post_is_replayed_only_when_the_registry_honours_the_key() -> None:
+    announce = {"X-Atlas-Extensions": "idempotency-key"}
+    url = f"{BASE}/api/v1/artifacts/acme/web/t"
+    responses.get(f"{BASE}/api/v1/authenticate", json={}, headers=announce)
+    responses.post(url, status=502)
+    responses.post(url, status=201, json={"version": 5}, headers=announce)
+    c = client()
+    c.authenticate()
+    v = c.create_version("acme", "web", "t", {}, file=False, idempotency_key="k-123")
+    assert v.version == 5
+    posts = [call.request for call in responses.calls if call.request.method == "POST"]
+    assert [p.headers["Idempotency-Key"] for p in posts] == ["k-123", "k-123"]

@@ -50,18 +50,29 @@ def job() -> Job:
 
 
 def _version(number: int, **extra: Any) -> dict[str, Any]:
+    """A version as the registry lists it; by default the one ``_create`` asks for."""
     return {
         "version": number,
         "id": "us-east-1:ami-1",
         "metadata": {"region.us-east-1": "ami-1"},
+        "build_id": 111,
+        "compile_id": 7,
+        "file": False,
         **extra,
     }
 
 
 def _create(api: AtlasClient, lines: list[str], has_file: bool = False) -> Any:
-    return create_version_once(
-        api.settings, api, job(), {"artifact_version": {}}, has_file, lines.append
-    )
+    body = {
+        "artifact_version": {
+            "build_id": 111,
+            "compile_id": 7,
+            "file": has_file,
+            "id": "us-east-1:ami-1",
+            "metadata": {"region.us-east-1": "ami-1"},
+        }
+    }
+    return create_version_once(api.settings, api, job(), body, has_file, lines.append)
 
 
 @responses.activate
@@ -113,7 +124,10 @@ def test_version_created_by_the_failed_post_is_adopted_not_posted_again() -> Non
     responses.get(
         SEARCH,
         json={
-            "versions": [_version(4, state="pending", upload_path=UPLOAD), _version(3)],
+            "versions": [
+                _version(4, state="pending", upload_path=UPLOAD, file=True),
+                _version(3),
+            ],
             "pending_listed": True,
         },
     )
@@ -132,7 +146,12 @@ def test_version_created_by_the_failed_post_is_adopted_not_posted_again() -> Non
         # two candidates: which one is ours?
         (
             {"json": {"versions": [_version(3)], "pending_listed": True}},
-            {"json": {"versions": [_version(5), _version(4)], "pending_listed": True}},
+            {
+                "json": {
+                    "versions": [_version(5, file=True), _version(4, file=True)],
+                    "pending_listed": True,
+                }
+            },
         ),
         # pending versions not listed and a file is sent: absence proves nothing
         ({"json": {"versions": [_version(3)]}}, {"json": {"versions": [_version(3)]}}),
@@ -323,3 +342,62 @@ def test_absence_after_a_failure_that_may_still_be_running_is_no_licence_to_post
     line = err.value.one_line()
     assert "may still complete" in line and "--version any --pending" in line
     assert len([c for c in responses.calls if c.request.method == "POST"]) == 1
+
+
+@pytest.mark.parametrize(
+    "other",
+    [{"build_id": 999}, {"compile_id": 8}, {"file": False}, {"id": "us-east-1:ami-2"}],
+)
+@responses.activate
+def test_a_version_another_job_created_is_never_adopted(other: dict[str, Any]) -> None:
+    # Job B (build 999) made version 4 while our POST's answer was lost: same id and
+    # metadata, another build. Adopting it would put our file under B's version.
+    responses.get(SEARCH, json={"versions": [_version(3)], "pending_listed": True})
+    responses.post(VERSIONS, body=requests.ConnectionError("Connection reset by peer"))
+    theirs = _version(4, state="pending", upload_path=UPLOAD, file=True) | other
+    responses.get(SEARCH, json={"versions": [theirs, _version(3)], "pending_listed": True})
+    lines: list[str] = []
+    with pytest.raises(RegistryUnavailable) as err:
+        _create(client(lines), lines, has_file=True)
+    assert "may still complete" in err.value.one_line()
+    assert not any("Adopting" in line for line in lines)
+    assert len([c for c in responses.calls if c.request.method == "POST"]) == 1
+
+
+@responses.activate
+def test_a_version_whose_fields_the_registry_hides_is_neither_adopted_nor_posted_over() -> None:
+    responses.get(SEARCH, json={"versions": [_version(3)], "pending_listed": True})
+    responses.post(VERSIONS, status=500)
+    bare = {"version": 4, "id": "us-east-1:ami-1", "metadata": {"region.us-east-1": "ami-1"}}
+    responses.get(SEARCH, json={"versions": [bare, _version(3)], "pending_listed": True})
+    with pytest.raises(RegistryUnavailable) as err:
+        _create(client([]), [])
+    assert "may exist and the registry cannot tell" in err.value.one_line()
+    assert len([c for c in responses.calls if c.request.method == "POST"]) == 1
+
+
+@responses.activate
+def test_the_version_post_is_sent_at_most_1_plus_retries_times_across_both_loops() -> None:
+    # 503 (retried by the request) then 500 (retried by the flow after a search): each
+    # layer used to have its own --retries, (1 + retries) ** 2 POSTs in all.
+    responses.get(SEARCH, json={"versions": [_version(3)], "pending_listed": True})
+    for status in (503, 503, 500) * 3:
+        responses.post(VERSIONS, status=status)
+    with pytest.raises(RegistryUnavailable):
+        _create(client([]), [])
+    assert len([c for c in responses.calls if c.request.method == "POST"]) == 3  # --retries 2
+
+
+@responses.activate
+def test_the_put_is_sent_at_most_1_plus_retries_times_across_both_loops(tmp_path: Path) -> None:
+    pending = {"versions": [_version(4, state="pending", upload_path=UPLOAD)]}
+    for _ in range(3):
+        responses.put(UPLOAD, status=503)
+        responses.put(UPLOAD, status=503)
+        responses.put(UPLOAD, status=200, json={})
+        responses.get(SEARCH, json={**pending, "pending_listed": True})
+    api = client([])
+    v = Version(version=4, upload_path=UPLOAD, raw={})
+    with pytest.raises(RegistryUnavailable):
+        confirm(api, v, _payload(tmp_path, b"abc"), lambda _l: None)
+    assert len([c for c in responses.calls if c.request.method == "PUT"]) == 3  # --retries 2
