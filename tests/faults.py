@@ -26,6 +26,9 @@ Faults (``Fault.kind``):
 - ``slow``: forward the body at ``rate`` bytes/s (a slow sink); ``proxy.slow_started`` is set
   once the first bytes went through.
 
+``Fault(..., before=fn)`` calls ``fn()`` when the fault fires, before it acts: a test makes
+something happen on the registry at that very moment (another job's request, say).
+
 It also serves as ``HTTP_PROXY`` (absolute-form targets are forwarded to the upstream) and as
 ``HTTPS_PROXY`` (``CONNECT`` to a 127.0.0.1 port is spliced through, untouched).
 """
@@ -41,6 +44,7 @@ import ssl
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import BinaryIO
@@ -70,6 +74,7 @@ class Fault:
     seconds: float = 5.0
     after_bytes: int = 0
     rate: int = 256 * 1024
+    before: Callable[[], None] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -243,6 +248,8 @@ class _Handler(socketserver.BaseRequestHandler):
     def _one(self, proxy: FaultProxy, sock: socket.socket, request: _Request) -> bool:
         fault = proxy._match(request.method, request.path)
         proxy._record(request, fault)
+        if fault is not None and fault.before is not None:
+            fault.before()
         if fault is None:
             response = self._forward(proxy, request, None)
             return self._relay(sock, response)

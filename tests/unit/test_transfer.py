@@ -557,3 +557,32 @@ def test_a_patched_adapter_keeps_the_put_inside_requests(
         )
         assert outcome.response.status == 201
         assert mock.calls[0].request.headers["Content-Length"] == "100"
+
+
+def test_a_file_swapped_for_a_fifo_is_refused_not_waited_on(
+    sink: Sink, session: requests.Session, tmp_path: Path
+) -> None:
+    # Validated as a file, then replaced by a FIFO: a blocking open would wait for a writer
+    # for ever. The test opens the writer side itself if the upload is still stuck.
+    fifo = tmp_path / "a.box"
+    os.mkfifo(fifo)
+    caught: list[BaseException] = []
+
+    def put() -> None:
+        try:
+            put_file(f"{sink.base}/b", fifo, 0, session=session, verify=True, timeout=TIMEOUT)
+        except BaseException as e:  # handed to the test thread
+            caught.append(e)
+
+    worker = threading.Thread(target=put, daemon=True)
+    worker.start()
+    worker.join(10)
+    stuck = worker.is_alive()
+    if stuck:
+        with open(fifo, "wb"):  # release the blocked open
+            pass
+        worker.join(10)
+    assert not stuck, "the open of a FIFO blocked"
+    [error] = caught
+    assert isinstance(error, InputFileError) and "regular file" in str(error)
+    assert sink.received == []
