@@ -64,7 +64,9 @@ def _connection_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-wait", metavar="SECONDS", help="longest wait between retries (default 60)"
     )
-    p.add_argument("--timeout", metavar="SECONDS", help="read timeout of a request (default 60)")
+    p.add_argument(
+        "--timeout", metavar="SECONDS", help="time limit of each try of a request (default 60)"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON result line on stdout")
     p.add_argument(
         "--debug", action="store_true", help="debug lines on stderr [env RUNNER_DEBUG=1]"
