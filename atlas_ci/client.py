@@ -44,7 +44,7 @@ from atlas_ci.transport import (
 )
 
 if TYPE_CHECKING:
-    from atlas_ci.transfer import PutResponse
+    from atlas_ci.transfer import PutOutcome, PutResponse
 
 Log = Callable[[str], None]
 _MAX_REDIRECTS = 5
@@ -343,8 +343,6 @@ class AtlasClient:
         Returns the sha256 of the bytes sent (from ``digest`` when the caller started one).
         ``tries`` is shared with the caller's own re-sends: the PUT is one request.
         """
-        from atlas_ci import transfer
-
         tries = tries or self.tries("file upload")
         # Whether some try may have left the whole file with the registry (its answer lost):
         # then "the version stays pending" would be a guess, and the caller asks instead.
@@ -353,23 +351,8 @@ class AtlasClient:
         maybe_delivered = False
         while True:
             try:
-                outcome = transfer.put_file(
-                    upload_path,
-                    path,
-                    size,
-                    session=self.session,
-                    verify=self._verify,
-                    timeout=self.settings.timeout,
-                    progress=progress,
-                    digest=digest,
-                )
+                outcome = self._put_once(upload_path, path, size, progress, digest)
             except TransportError as exc:
-                if exc.tls:
-                    raise UploadFailed(
-                        f"file upload failed: {exc.reason} for {exc.where}",
-                        "pass the upload host's CA with --ca-file or ATLAS_CAFILE; the version "
-                        "stays pending",
-                    ) from None
                 maybe_delivered |= exc.sent
                 if tries.again(exc.reason):
                     continue
@@ -377,11 +360,6 @@ class AtlasClient:
                     f"file upload failed: {exc.reason} (after {tries.text})",
                     "the version stays pending; check the network and re-run",
                     maybe_delivered=maybe_delivered,
-                ) from None
-            except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-                raise InputFileError(
-                    f"cannot read the file to upload: {exc.strerror or type(exc).__name__}",
-                    "the archive must stay in place until the upload ends; re-run",
                 ) from None
             status = outcome.response.status
             if 200 <= status < 300:
@@ -397,6 +375,42 @@ class AtlasClient:
                     maybe_delivered=maybe_delivered,
                 )
             raise self._put_refused(outcome.response, after_retry=tries.count > 1)
+
+    def _put_once(
+        self,
+        upload_path: str,
+        path: Path,
+        size: int,
+        progress: Callable[[int], None] | None,
+        digest: FileDigest | None,
+    ) -> PutOutcome:
+        """One try of the PUT; a TransportError other than TLS is the caller's to retry."""
+        from atlas_ci import transfer
+
+        try:
+            return transfer.put_file(
+                upload_path,
+                path,
+                size,
+                session=self.session,
+                verify=self._verify,
+                timeout=self.settings.timeout,
+                progress=progress,
+                digest=digest,
+            )
+        except TransportError as exc:
+            if exc.tls:
+                raise UploadFailed(
+                    f"file upload failed: {exc.reason} for {exc.where}",
+                    "pass the upload host's CA with --ca-file or ATLAS_CAFILE; the version "
+                    "stays pending",
+                ) from None
+            raise
+        except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+            raise InputFileError(
+                f"cannot read the file to upload: {exc.strerror or type(exc).__name__}",
+                "the archive must stay in place until the upload ends; re-run",
+            ) from None
 
     def _put_refused(self, response: PutResponse, *, after_retry: bool) -> AtlasCIError:
         status = response.status
@@ -538,40 +552,49 @@ class AtlasClient:
                         answer = _answer(resp, b"")
                     else:
                         location, answer = None, _answer(resp, self._read(resp, what))
-                if deadline.expired:
-                    # An answer cut short by the deadline can parse as a whole one (a head
-                    # ended by the close, a body read to "the end"): none of it is trusted.
-                    raise timed_out(seconds, redact_url(url))
-                return answer, location
-            except (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL):
-                if hop == 0:
-                    # Nothing was sent and nothing will change on a retry: it is our input.
-                    raise ConfigError(
-                        f"{what}: the request cannot be made",
-                        "check atlas_url and ATLAS_TOKEN for stray characters",
-                    ) from None
-                raise RegistryRefused(
-                    f"the registry redirected the {what} to an address that cannot be used",
-                    "set atlas_url to the registry's final address",
-                ) from None
-            except requests.RequestException as exc:
-                if deadline.expired:
-                    raise timed_out(seconds, redact_url(url)) from None
-                raise from_requests(exc, redact_url(url)) from None
-            except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
-                # Reading the body: the request went out whole.
-                if deadline.expired:
-                    raise timed_out(seconds, redact_url(url)) from None
-                failure = from_requests(requests.ConnectionError(exc), redact_url(url))
-                raise failure from None
-            except ValueError:
-                # requests parses a redirect's Location even when it follows none: one it
-                # cannot parse ("http://[::1") raises ValueError from inside send.
-                raise RegistryRefused(
-                    f"the registry's answer to the {what} is malformed (a Location that is "
-                    "not a URL?)",
-                    "check that atlas_url points at an Atlas-compatible registry",
-                ) from None
+            except (
+                requests.RequestException,
+                urllib3.exceptions.HTTPError,
+                http.client.HTTPException,
+                OSError,
+                ValueError,
+            ) as exc:
+                raise self._failure(exc, deadline, url, what, hop) from None
+        if deadline.expired:
+            # An answer cut short by the deadline can parse as a whole one (a head ended by
+            # the close, a body read to "the end"): none of it is trusted.
+            raise timed_out(seconds, redact_url(url))
+        return answer, location
+
+    def _failure(
+        self, exc: Exception, deadline: Deadline, url: str, what: str, hop: int
+    ) -> AtlasCIError:
+        """What a request that raised ``exc`` failed with, as this tool reports it."""
+        where = redact_url(url)
+        if isinstance(exc, requests.exceptions.InvalidHeader | requests.exceptions.InvalidURL):
+            if hop == 0:
+                # Nothing was sent and nothing will change on a retry: it is our input.
+                return ConfigError(
+                    f"{what}: the request cannot be made",
+                    "check atlas_url and ATLAS_TOKEN for stray characters",
+                )
+            return RegistryRefused(
+                f"the registry redirected the {what} to an address that cannot be used",
+                "set atlas_url to the registry's final address",
+            )
+        if deadline.expired:
+            return timed_out(self.settings.read_timeout, where)
+        if isinstance(exc, requests.RequestException):
+            return from_requests(exc, where)
+        if isinstance(exc, ValueError) and not isinstance(exc, urllib3.exceptions.HTTPError):
+            # requests parses a redirect's Location even when it follows none: one it
+            # cannot parse ("http://[::1") raises ValueError from inside send.
+            return RegistryRefused(
+                f"the registry's answer to the {what} is malformed (a Location that is not a URL?)",
+                "check that atlas_url points at an Atlas-compatible registry",
+            )
+        # Reading the body: the request went out whole.
+        return from_requests(requests.ConnectionError(exc), where)
 
     def _read(self, resp: requests.Response, what: str) -> bytes:
         if not 200 <= resp.status_code < 300:

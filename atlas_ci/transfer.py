@@ -531,22 +531,14 @@ def _put_session(
             with response:
                 # Undecoded: only its start is kept, and a gzip bomb must not inflate here.
                 kept = response.raw.read(BODY_KEEP, decode_content=False) or b""
-    except requests.exceptions.RequestException as e:
-        if deadline.expired:
-            raise timed_out(timeout[1], target.where) from None
-        raise from_requests(e, target.where) from None
-    except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as e:
-        if deadline.expired:
-            raise timed_out(timeout[1], target.where) from None
-        raise from_requests(requests.ConnectionError(e), target.where) from None
-    except ValueError:
-        # requests parses a redirect's Location even when it follows none, and raises
-        # ValueError from inside send on one that is not a URL.
-        raise RegistryRefused(
-            f"the answer of {target.where} to the upload is malformed (a Location that is "
-            "not a URL?)",
-            "the registry must return the final upload URL in upload_path",
-        ) from None
+    except (
+        requests.exceptions.RequestException,
+        urllib3.exceptions.HTTPError,
+        http.client.HTTPException,
+        OSError,
+        ValueError,
+    ) as e:
+        raise _session_failure(e, deadline, target) from None
     if deadline.expired:  # cut short, however whole it looks
         raise timed_out(timeout[1], target.where)
     sent = body.sent
@@ -561,3 +553,20 @@ def _put_session(
         ),
         sent,
     )
+
+
+def _session_failure(e: Exception, deadline: Deadline, target: _Target) -> Exception:
+    """What a PUT through requests that raised ``e`` failed with (no URL path in it)."""
+    if deadline.expired:
+        return timed_out(deadline.seconds, target.where)
+    if isinstance(e, requests.exceptions.RequestException):
+        return from_requests(e, target.where)
+    if isinstance(e, ValueError) and not isinstance(e, urllib3.exceptions.HTTPError):
+        # requests parses a redirect's Location even when it follows none, and raises
+        # ValueError from inside send on one that is not a URL.
+        return RegistryRefused(
+            f"the answer of {target.where} to the upload is malformed (a Location that is "
+            "not a URL?)",
+            "the registry must return the final upload URL in upload_path",
+        )
+    return from_requests(requests.ConnectionError(e), target.where)  # reading the answer

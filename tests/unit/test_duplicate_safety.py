@@ -18,7 +18,7 @@ from atlas_ci.manifest import Artifact
 from atlas_ci.redaction import redact
 from atlas_ci.retry import RetryPolicy
 from atlas_ci.settings import Settings
-from atlas_ci.upload import Job, create_version_once, put_confirmed
+from atlas_ci.delivery import Delivery, Job
 
 BASE = "https://atlas.example"
 ART = f"{BASE}/api/v1/artifacts/acme/web"
@@ -72,7 +72,7 @@ def _create(api: AtlasClient, lines: list[str], has_file: bool = False) -> Any:
             "metadata": {"region.us-east-1": "ami-1"},
         }
     }
-    return create_version_once(api.settings, api, job(), body, has_file, lines.append)
+    return Delivery(api.settings, api, lines.append).create_version(job(), body, has_file)
 
 
 @responses.activate
@@ -173,9 +173,9 @@ def test_when_the_registry_cannot_tell_exit_6_says_what_may_exist_and_how_to_che
 
 
 def confirm(api: AtlasClient, v: Version, payload: Payload, say: Any) -> str:
-    """``put_confirmed`` with the digest the flow starts for every payload."""
+    """``Delivery.put_file`` with the digest the flow starts for every payload."""
     digest = FileDigest.start(payload.path, payload.size)
-    return put_confirmed(api.settings, api, job(), v, payload, digest, None, say)
+    return Delivery(api.settings, api, say).put_file(job(), v, payload, digest, None)
 
 
 def _payload(tmp_path: Path, data: bytes) -> Payload:
