@@ -39,6 +39,7 @@ from atlas_ci.transport import (
     Deadline,
     DeadlineAdapter,
     from_requests,
+    printable,
     read_body,
     timed_out,
 )
@@ -533,18 +534,16 @@ class AtlasClient:
     ) -> tuple[Answer, str | None]:
         """One request and its whole answer within ``--timeout``; a redirect's Location."""
         seconds = self.settings.read_timeout
+        prepared = self._prepare(method, url, data, headers, params, what, hop)
         with Deadline(seconds) as deadline:
             try:
-                resp = self.session.request(
-                    method,
-                    url,
-                    data=data,
-                    headers=headers,
-                    params=params,
-                    timeout=self.settings.timeout,
-                    verify=self._verify,
-                    allow_redirects=False,
-                    stream=True,
+                # What requests.Session.request adds to send: proxies and CA from the
+                # environment, which the caller's settings (verify) override.
+                env = self.session.merge_environment_settings(
+                    prepared.url, {}, True, self._verify, None
+                )
+                resp = self.session.send(
+                    prepared, allow_redirects=False, timeout=self.settings.timeout, **env
                 )
                 with resp:
                     if resp.is_redirect:
@@ -559,31 +558,51 @@ class AtlasClient:
                 OSError,
                 ValueError,
             ) as exc:
-                raise self._failure(exc, deadline, url, what, hop) from None
+                raise self._failure(exc, deadline, url, what) from None
         if deadline.expired:
             # An answer cut short by the deadline can parse as a whole one (a head ended by
             # the close, a body read to "the end"): none of it is trusted.
             raise timed_out(seconds, redact_url(url))
         return answer, location
 
-    def _failure(
-        self, exc: Exception, deadline: Deadline, url: str, what: str, hop: int
-    ) -> AtlasCIError:
-        """What a request that raised ``exc`` failed with, as this tool reports it."""
-        where = redact_url(url)
-        if isinstance(exc, requests.exceptions.InvalidHeader | requests.exceptions.InvalidURL):
+    def _prepare(
+        self,
+        method: str,
+        url: str,
+        data: bytes | None,
+        headers: dict[str, str],
+        params: Mapping[str, str] | None,
+        what: str,
+        hop: int,
+    ) -> requests.PreparedRequest:
+        """The request as it will be sent; one that cannot be made is refused here."""
+        request = requests.Request(method, url, data=data, headers=headers, params=params)
+        try:
+            return self.session.prepare_request(request)
+        except (requests.RequestException, ValueError):
             if hop == 0:
                 # Nothing was sent and nothing will change on a retry: it is our input.
-                return ConfigError(
+                raise ConfigError(
                     f"{what}: the request cannot be made",
                     "check atlas_url and ATLAS_TOKEN for stray characters",
-                )
-            return RegistryRefused(
+                ) from None
+            raise RegistryRefused(
                 f"the registry redirected the {what} to an address that cannot be used",
                 "set atlas_url to the registry's final address",
-            )
+            ) from None
+
+    def _failure(self, exc: Exception, deadline: Deadline, url: str, what: str) -> AtlasCIError:
+        """What a request that raised ``exc`` failed with, as this tool reports it."""
+        where = redact_url(url)
         if deadline.expired:
             return timed_out(self.settings.read_timeout, where)
+        if isinstance(exc, requests.exceptions.InvalidHeader | requests.exceptions.InvalidURL):
+            # Raised while sending or reading: the answer's headers (two Content-Lengths,
+            # say), not ours, which _prepare has checked.
+            return RegistryRefused(
+                f"the registry's answer to the {what} is malformed ({type(exc).__name__})",
+                "check that atlas_url points at an Atlas-compatible registry",
+            )
         if isinstance(exc, requests.RequestException):
             return from_requests(exc, where)
         if isinstance(exc, ValueError) and not isinstance(exc, urllib3.exceptions.HTTPError):
@@ -665,7 +684,7 @@ class AtlasClient:
 
 
 def _answer(resp: requests.Response, content: bytes) -> Answer:
-    return Answer(resp.status_code, resp.reason or "", resp.headers, content)
+    return Answer(resp.status_code, printable(resp.reason or "", 80), resp.headers, content)
 
 
 def _redirect_target(method: str, url: str, location: str) -> str:
@@ -751,7 +770,7 @@ def _errors_text(content: bytes) -> str:
     errors = body.get("errors") if isinstance(body, dict) else None
     if isinstance(errors, list) and errors:
         text = ", ".join(str(e) for e in errors)
-        return redact(" ".join(text.split()))[:500]
+        return printable(redact(" ".join(text.split())), 500)
     return "its error body could not be decoded"
 
 

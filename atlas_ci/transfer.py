@@ -57,7 +57,7 @@ from requests.structures import CaseInsensitiveDict
 from atlas_ci import USER_AGENT
 from atlas_ci.digest import CHUNK, FileDigest
 from atlas_ci.errors import InputFileError, RegistryRefused, TransportError
-from atlas_ci.transport import Deadline, describe, from_requests, timed_out
+from atlas_ci.transport import Deadline, describe, from_requests, printable, timed_out
 
 __all__ = ["ProgressFn", "PutOutcome", "PutResponse", "put_file"]
 
@@ -417,7 +417,8 @@ def _read_response(
     headers: CaseInsensitiveDict[str] = CaseInsensitiveDict()
     for key, value in response.getheaders():
         headers[key] = f"{headers[key]}, {value}" if key in headers else value
-    return PutResponse(status=response.status, reason=response.reason, headers=headers, body=body)
+    reason = printable(response.reason, 80)
+    return PutResponse(status=response.status, reason=reason, headers=headers, body=body)
 
 
 def _os_reason(e: OSError) -> str:
@@ -547,7 +548,7 @@ def _put_session(
     return (
         PutResponse(
             status=response.status_code,
-            reason=response.reason or "",
+            reason=printable(response.reason or "", 80),
             headers=response.headers,
             body=bytes(kept),
         ),

@@ -209,6 +209,12 @@ def describe(exc: BaseException) -> str | None:
     return None
 
 
+def printable(text: str, limit: int) -> str:
+    """``text`` fit for a log line: no control or format characters (a registry's words
+    could hold terminal escapes or a bidi override), at most ``limit`` characters."""
+    return "".join(c if c.isprintable() else "?" for c in text[:limit])
+
+
 def timed_out(seconds: float, where: str, *, sent: bool = True) -> TransportError:
     """What a request cut by its :class:`Deadline` failed with."""
     return TransportError(

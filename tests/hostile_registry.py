@@ -132,3 +132,12 @@ def json_answer(status: int, payload: object, headers: dict[str, str] | None = N
         handler.wfile.write(body)
 
     return behave
+
+
+def raw(data: bytes) -> Behaviour:
+    """These bytes as the whole answer, however they break HTTP."""
+
+    def behave(handler: BaseHTTPRequestHandler) -> None:
+        handler.wfile.write(data)
+
+    return behave

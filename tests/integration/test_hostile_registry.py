@@ -72,6 +72,25 @@ CASES: dict[str, Case] = {
         5,
         ("an unusable address",),
     ),
+    "two-content-lengths": Case(
+        {
+            "GET /authenticate$": hostile.raw(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 5\r\n\r\n{}"
+            )
+        },
+        5,
+        ("token check is malformed",),
+    ),
+    "terminal-escapes-in-answer": Case(
+        {
+            f"GET {ARTIFACT}": hostile.raw(
+                b"HTTP/1.1 422 \x1b[31mred\r\nContent-Length: 29\r\n\r\n"
+                b'{"errors": ["\\u001b[2Jgone"]}'  # 29 bytes
+            )
+        },
+        5,
+        ("?[2Jgone",),
+    ),
     "endless-search": Case(
         {"GET /search$": hostile.endless()},
         5,
@@ -146,6 +165,7 @@ def test_a_hostile_registry_ends_in_one_clear_line_in_bounded_memory(
     [line] = out.error_lines()
     assert all(w in line for w in case.words), line
     assert len(line) < 1000
+    assert all(c.isprintable() for c in line)  # no terminal escape from the registry
     assert "Traceback" not in out.stderr and TOKEN not in out.stderr + out.stdout
     assert run.max_rss_kib < MAX_RSS_KIB, f"{run.max_rss_kib} KiB"
 

@@ -12,13 +12,13 @@ import responses
 
 from atlas_ci.archive import Payload
 from atlas_ci.client import Ambiguous, AtlasClient, UploadConflict, Version
+from atlas_ci.delivery import Delivery, Job
 from atlas_ci.digest import FileDigest
 from atlas_ci.errors import InputFileError, RegistryRefused, RegistryUnavailable
 from atlas_ci.manifest import Artifact
 from atlas_ci.redaction import redact
 from atlas_ci.retry import RetryPolicy
 from atlas_ci.settings import Settings
-from atlas_ci.delivery import Delivery, Job
 
 BASE = "https://atlas.example"
 ART = f"{BASE}/api/v1/artifacts/acme/web"
