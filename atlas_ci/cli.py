@@ -272,8 +272,8 @@ def _search(ns: argparse.Namespace, console: Any) -> int:
         params["include_pending"] = "1"
     from atlas_ci.client import AtlasClient
 
-    client = AtlasClient(settings, log=console.info, debug=console.debug)
-    answer = client.search(settings.user, settings.name, settings.artifact_type, params)
+    with AtlasClient(settings, log=console.info, debug=console.debug) as client:
+        answer = client.search(settings.user, settings.name, settings.artifact_type, params)
     if answer is None:
         from atlas_ci.errors import RegistryRefused
 

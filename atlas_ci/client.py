@@ -183,6 +183,16 @@ class AtlasClient:
         self._verify = tls_verify_argument(settings.verify)
         self._idempotency: bool | None = None
 
+    def __enter__(self) -> AtlasClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the session's connections (``with AtlasClient(...) as api:`` does)."""
+        self.session.close()
+
     @property
     def idempotent(self) -> bool:
         """Whether the registry honours ``Idempotency-Key`` on the version POST.

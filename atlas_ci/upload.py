@@ -143,8 +143,12 @@ def run_upload(
         from atlas_ci.client import AtlasClient  # imports requests: after the hash has started
 
         api = client or AtlasClient(settings, log=say, debug=debug)
-        api.policy.for_builds(len(jobs))
-        return _Flow(settings, api, say, digests, interactive=interactive).run(jobs)
+        try:
+            api.policy.for_builds(len(jobs))
+            return _Flow(settings, api, say, digests, interactive=interactive).run(jobs)
+        finally:
+            if client is None:
+                api.close()  # a caller's client is the caller's to close
     finally:
         digests.cancel()
 

@@ -476,3 +476,12 @@ def test_a_keyed_version_post_is_replayed_only_when_the_registry_honours_the_key
     assert v.version == 5
     posts = [call.request for call in responses.calls if call.request.method == "POST"]
     assert [p.headers["Idempotency-Key"] for p in posts] == ["k-123", "k-123"]
+
+
+def test_the_client_closes_its_session_as_a_context_manager() -> None:
+    closed: list[bool] = []
+    session = requests.Session()
+    session.close = lambda: closed.append(True)  # type: ignore[method-assign]
+    with AtlasClient(settings(), session=session) as c:
+        assert c.session is session and not closed
+    assert closed == [True]
