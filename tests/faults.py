@@ -26,6 +26,9 @@ Faults (``Fault.kind``):
 - ``slow``: forward the body at ``rate`` bytes/s (a slow sink); ``proxy.slow_started`` is set
   once the first bytes went through.
 
+``proxy.hide_headers`` (lower-case names) are dropped from every answer relayed: the
+client sees a registry without, say, ``X-Atlas-Extensions``.
+
 ``Fault(..., before=fn)`` calls ``fn()`` when the fault fires, before it acts: a test makes
 something happen on the registry at that very moment (another job's request, say).
 
@@ -366,6 +369,8 @@ class _Handler(socketserver.BaseRequestHandler):
                     length = int(value.strip())
                 if name.strip().lower() in (b"connection", b"keep-alive"):
                     continue
+                if name.strip().lower().decode("latin-1") in proxy.hide_headers:
+                    continue
                 lines.append(raw.rstrip(b"\r\n"))
             body = reader.read(length) if length else b""
         finally:
@@ -417,6 +422,7 @@ class FaultProxy:
         self.rules: list[Rule] = []
         self.seen: list[Seen] = []
         self.upload_paths: set[str] = set()
+        self.hide_headers: set[str] = set()
         self.slow_started = threading.Event()
         self.upstream: tuple[str, int] | None = None
         self._lock = threading.Lock()
