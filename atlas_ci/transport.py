@@ -190,10 +190,12 @@ def from_requests(exc: requests.RequestException, where: str) -> TransportError:
     """The typed failure of a request to ``where`` (scheme, host and port only)."""
     found = chain(exc)
     sent = not any(isinstance(e, _NEVER_SENT) for e in found)
-    if any(isinstance(e, ssl.SSLCertVerificationError) for e in found) or isinstance(
-        exc, requests.exceptions.SSLError
-    ):
+    if any(isinstance(e, ssl.SSLCertVerificationError) for e in found):
         return TransportError("TLS verification failed", where, sent=False, tls=True)
+    if isinstance(exc, requests.exceptions.SSLError):
+        # Not the certificate: a handshake that failed (nothing sent) or a TLS record that
+        # broke mid-answer (sent). The types do not tell which: a write counts as sent.
+        return TransportError("TLS error", where, sent=sent)
     if isinstance(exc, requests.exceptions.Timeout):
         return TransportError("timed out", where, sent=sent, timeout=True)
     words = describe(exc) or type(found[-1]).__name__
