@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import ssl
 import zlib
 from pathlib import Path
 from typing import Any
@@ -485,3 +486,19 @@ def test_the_client_closes_its_session_as_a_context_manager() -> None:
     with AtlasClient(settings(), session=session) as c:
         assert c.session is session and not closed
     assert closed == [True]
+
+
+@responses.activate
+def test_only_a_certificate_failure_is_final_another_tls_error_may_have_been_sent() -> None:
+    url = f"{BASE}/api/v1/artifacts/acme/web/t"
+    bad_cert = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    responses.post(url, body=requests.exceptions.SSLError(bad_cert))
+    with pytest.raises(RegistryUnavailable, match="TLS verification failed") as err:
+        client().create_version("acme", "web", "t", {}, file=False)
+    assert not isinstance(err.value, Ambiguous)
+    assert len(responses.calls) == 1
+    responses.reset()
+    broken = ssl.SSLError(1, "decryption failed or bad record mac")
+    responses.post(url, body=requests.exceptions.SSLError(broken))
+    with pytest.raises(Ambiguous, match="TLS error"):  # the POST may have been processed
+        client().create_version("acme", "web", "t", {}, file=False)
