@@ -8,7 +8,8 @@ down every socket it was given, so the read or write blocked on it fails at once
 the caller, seeing :attr:`Deadline.expired`, reports a timeout.
 
 requests never shows its sockets, so :class:`DeadlineAdapter` hands each connection it
-uses to the deadline current in this thread (``with deadline:``). It changes nothing
+uses to the deadline current in this thread (``with deadline:``). A TLS handshake needs no
+watch: Python bounds the whole of it by the socket's (connect) timeout. It changes nothing
 else: ``send`` is requests' own, which :mod:`atlas_ci.transfer` relies on.
 
 **The answer.** :func:`read_body` reads a streamed answer up to a cap, counted after
