@@ -10,7 +10,6 @@ from __future__ import annotations
 import http.client
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
@@ -20,6 +19,23 @@ import requests.adapters
 import urllib3.exceptions
 
 from atlas_ci import USER_AGENT
+from atlas_ci.answers import (
+    IDEMPOTENCY_EXTENSION,
+    IDEMPOTENCY_HEADER,
+    Ambiguous,
+    Answer,
+    NotFound,
+    SearchAnswer,
+    UploadConflict,
+    UploadFailed,
+    Version,
+    errors_text,
+    extensions_of,
+    first_json,
+    first_json_or_none,
+    parse_version,
+    printable,
+)
 from atlas_ci.digest import FileDigest
 from atlas_ci.errors import (
     AtlasCIError,
@@ -30,7 +46,7 @@ from atlas_ci.errors import (
     RegistryUnavailable,
     TransportError,
 )
-from atlas_ci.redaction import redact, redact_url, register_url
+from atlas_ci.redaction import redact_url, register_url
 from atlas_ci.retry import NOT_PROCESSED_STATUSES, RETRY_STATUSES, RetryPolicy, Tries
 from atlas_ci.settings import Settings
 from atlas_ci.transport import (
@@ -39,10 +55,25 @@ from atlas_ci.transport import (
     Deadline,
     DeadlineAdapter,
     from_requests,
-    printable,
     read_body,
     timed_out,
+    tls_verify_argument,
 )
+
+# The answers' classes are used through this module by callers that speak to a registry.
+__all__ = [
+    "MAX_ANSWER",
+    "Ambiguous",
+    "AtlasClient",
+    "NotFound",
+    "SearchAnswer",
+    "UploadConflict",
+    "UploadFailed",
+    "Version",
+    "first_json",
+    "parse_version",
+    "tls_verify_argument",
+]
 
 if TYPE_CHECKING:
     from atlas_ci.transfer import PutOutcome, PutResponse
@@ -53,104 +84,6 @@ MAX_ANSWER = 8 << 20
 """The most an API answer may hold, after decompression: a search of thousands of versions
 fits many times over; a registry that sends more is answering outside the contract."""
 ERROR_BODY = 64 << 10  # an error answer is read only for its message
-EXTENSIONS_HEADER = "X-Atlas-Extensions"
-IDEMPOTENCY_EXTENSION = "idempotency-key"
-IDEMPOTENCY_HEADER = "Idempotency-Key"
-
-
-class NotFound(RegistryRefused):
-    """404: drives create-if-missing; anywhere else it is a refusal."""
-
-
-class Ambiguous(RegistryUnavailable):
-    """A non-replayable request failed in a way that leaves unknown whether it was processed.
-
-    ``reason`` is the short cause (``500 Internal Server Error``, ``connection reset``) for
-    the retry line; ``unreadable`` when the registry said 2xx but its answer was unusable.
-    ``settled`` when whatever the server did is over: it answered (500, an unreadable 2xx).
-    After a timeout, a reset, a 502 or a 504 the request may still be running behind the
-    failure, so a version missing from a search now may appear later.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        hint: str = "",
-        *,
-        reason: str,
-        unreadable: bool = False,
-        settled: bool = False,
-    ):
-        super().__init__(message, hint)
-        self.reason = reason
-        self.unreadable = unreadable
-        self.settled = settled or unreadable
-
-
-class UploadConflict(RegistryRefused):
-    """409 to the file PUT: the registry says the file is already there.
-
-    ``after_retry``: an earlier try of this run sent the whole file and lost its answer,
-    so the file there is most likely ours.
-    """
-
-    def __init__(self, message: str, hint: str = "", *, after_retry: bool = False):
-        super().__init__(message, hint)
-        self.after_retry = after_retry
-
-
-class UploadFailed(RegistryUnavailable):
-    """The file PUT kept failing; ``maybe_delivered`` if a try may have stored it anyway."""
-
-    def __init__(self, message: str, hint: str = "", *, maybe_delivered: bool = False):
-        super().__init__(message, hint)
-        self.maybe_delivered = maybe_delivered
-
-
-@dataclass(frozen=True)
-class SearchAnswer:
-    """Versions found; ``pending_listed`` when the registry said it included pending ones."""
-
-    versions: list[Mapping[str, Any]]
-    pending_listed: bool
-
-
-@dataclass(frozen=True)
-class Version:
-    """The part of a version object the flow uses."""
-
-    version: int
-    upload_path: str | None
-    raw: Mapping[str, Any]
-
-
-def first_json(body: bytes) -> Any:
-    """The first JSON value of ``body`` (atlas-wire §4: trailing data is ignored).
-
-    ValueError for anything else, nesting too deep for the parser included.
-    """
-    text = body.decode("utf-8", errors="replace").lstrip()
-    try:
-        value, _ = json.JSONDecoder().raw_decode(text)
-    except RecursionError:
-        raise ValueError("JSON nested too deeply") from None
-    return value
-
-
-@dataclass(frozen=True)
-class Answer:
-    """A registry's answer, its body read whole (within :data:`MAX_ANSWER`)."""
-
-    status: int
-    reason: str
-    headers: Mapping[str, str]
-    content: bytes
-
-
-def extensions_of(headers: Mapping[str, str]) -> frozenset[str]:
-    """The tokens of ``X-Atlas-Extensions`` (atlas-wire §11), lower case."""
-    value = headers.get(EXTENSIONS_HEADER) or ""
-    return frozenset(t.strip().lower() for t in value.split(",") if t.strip())
 
 
 class AtlasClient:
@@ -249,7 +182,7 @@ class AtlasClient:
                     replayable=False,
                     tries=tries,
                 )
-                if isinstance(_first_json_or_none(answer.content), dict):
+                if isinstance(first_json_or_none(answer.content), dict):
                     return True
                 # A 2xx we cannot read (a proxy's page?): as unknown as a lost answer.
                 raise Ambiguous(
@@ -675,7 +608,7 @@ class AtlasClient:
                 "check the artifact name and that atlas_url points at the registry's API",
             )
         if status in (400, 422):
-            detail = _errors_text(content)
+            detail = errors_text(content)
             return RegistryRefused(
                 f"the registry refused the {what}: {detail}",
                 "fix what the registry names and re-run",
@@ -716,108 +649,3 @@ def _redirect_target(method: str, url: str, location: str) -> str:
             "set atlas_url to the registry's final address",
         )
     return target
-
-
-_CA_BUNDLES: dict[str, str] = {}
-
-
-def tls_verify_argument(verify: bool | str) -> bool | str:
-    """What requests needs for ``verify``: a CA directory becomes one bundle file.
-
-    OpenSSL reads a CA directory only through hash-named links (``c_rehash``); Go's
-    ``ATLAS_CAPATH``, which users bring along, took every PEM file in it. The bundle is a
-    private temp file removed at exit. ``False`` also silences urllib3's per-request
-    warning: the run already warned once, in one line.
-    """
-    if verify is False:
-        import warnings
-
-        from urllib3.exceptions import InsecureRequestWarning
-
-        warnings.filterwarnings("ignore", category=InsecureRequestWarning)
-        return False
-    if not isinstance(verify, str) or not Path(verify).is_dir():
-        return verify
-    if verify in _CA_BUNDLES:
-        return _CA_BUNDLES[verify]
-    import atexit
-    import os
-    import tempfile
-
-    pems = []
-    for entry in sorted(Path(verify).iterdir()):
-        try:
-            text = entry.read_text("ascii", errors="replace") if entry.is_file() else ""
-        except OSError:
-            continue
-        if "-----BEGIN CERTIFICATE-----" in text:
-            pems.append(text.strip() + "\n")
-    if not pems:
-        raise ConfigError(
-            f"the CA directory {verify!r} holds no PEM certificate",
-            "put the registry's CA certificate (PEM) in it, or pass --ca-file",
-        )
-    fd, bundle = tempfile.mkstemp(prefix="atlas-ci-ca-", suffix=".pem")
-    with os.fdopen(fd, "w") as fh:
-        fh.write("".join(pems))
-    atexit.register(lambda: Path(bundle).unlink(missing_ok=True))
-    _CA_BUNDLES[verify] = bundle
-    return bundle
-
-
-def _first_json_or_none(content: bytes) -> Any:
-    try:
-        return first_json(content)
-    except ValueError:
-        return None
-
-
-def _errors_text(content: bytes) -> str:
-    try:
-        body = first_json(content)
-    except ValueError:
-        body = None
-    errors = body.get("errors") if isinstance(body, dict) else None
-    if isinstance(errors, list) and errors:
-        text = ", ".join(str(e) for e in errors)
-        return printable(redact(" ".join(text.split())), 500)
-    return "its error body could not be decoded"
-
-
-def parse_version(body: Any, *, file: bool) -> Version:
-    """The version POST's answer: flat (the contract) or wrapped in ``{"version": {...}}``."""
-    hint = "the registry does not answer as atlas-wire.md §3.5 says; check atlas_url"
-    if not isinstance(body, dict):
-        raise RegistryRefused("the version answer is not a JSON object", hint)
-    fields = {str(k).lower(): v for k, v in body.items()}
-    if isinstance(fields.get("version"), dict):
-        fields = {str(k).lower(): v for k, v in fields["version"].items()}
-    number = fields.get("version")
-    if not isinstance(number, int) or isinstance(number, bool):
-        raise RegistryRefused("the version answer has no integer 'version'", hint)
-    upload_path = fields.get("upload_path")
-    if isinstance(upload_path, str) and upload_path:
-        register_url(upload_path)  # a presigned URL is a credential: never print it
-    if file:
-        if not isinstance(upload_path, str) or not upload_path.strip():
-            raise RegistryRefused(
-                f"the registry created version {number} but gave no upload_path for its file",
-                hint,
-            )
-        try:
-            parts = urlsplit(upload_path)
-            absolute = parts.scheme in ("http", "https") and bool(parts.hostname)
-            parts.port  # noqa: B018 - raises on a port that is not a number or out of range
-        except ValueError:  # "http://[nonsense", "http://h:99999999": not a URL at all
-            absolute = False
-        if not absolute:
-            raise RegistryRefused(
-                f"the registry gave version {number} an upload_path that is not an absolute "
-                "http(s) URL",
-                hint,
-            )
-    return Version(
-        version=number,
-        upload_path=upload_path if isinstance(upload_path, str) else None,
-        raw=fields,
-    )

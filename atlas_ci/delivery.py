@@ -8,7 +8,7 @@ makes is counted by the run's one :class:`~atlas_ci.retry.RetryPolicy`
 (``docs/failures.md`` says what each failure leaves behind).
 
 :class:`Job` is imported by the flow before the HTTP stack is (the hash of a file starts
-first), so the client's classes are imported where they are used.
+first): nothing here imports it.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from atlas_ci.answers import Ambiguous, UploadConflict, UploadFailed, Version
 from atlas_ci.errors import AtlasCIError, RegistryRefused, RegistryUnavailable
 
 if TYPE_CHECKING:
     from atlas_ci.archive import Payload
-    from atlas_ci.client import Ambiguous, AtlasClient, UploadConflict, UploadFailed, Version
+    from atlas_ci.client import AtlasClient
     from atlas_ci.digest import FileDigest
     from atlas_ci.manifest import Artifact
     from atlas_ci.retry import Tries
@@ -72,8 +73,6 @@ class Delivery:
         nothing is still running): nothing was created, and the POST may go again (within
         ``--retries``). Otherwise stop and say what may exist.
         """
-        from atlas_ci.client import Ambiguous
-
         key = secrets.token_urlsafe(24)  # a capability for one version: never logged
         tries = self.api.tries("version creation")
         if self.api.idempotent:
@@ -108,8 +107,6 @@ class Delivery:
         self, job: Job, body: VersionBody, has_file: bool, key: str, tries: Tries
     ) -> Version:
         """The version POST to a registry that honours ``Idempotency-Key``: replayed as is."""
-        from atlas_ci.client import Ambiguous
-
         while True:
             try:
                 return self._post(job, body, has_file, key, tries)
@@ -151,8 +148,6 @@ class Delivery:
         tries: Tries,
     ) -> Version | None:
         """After an ambiguous POST: the version to adopt, or None to POST again; else raise."""
-        from atlas_ci.client import Version
-
         s = self.settings
         try:
             found = self.api.search(
@@ -236,8 +231,6 @@ class Delivery:
         answer was lost) is a success. The PUT is one request: all its tries, for whatever
         reason, count against ``--retries`` together.
         """
-        from atlas_ci.client import UploadConflict, UploadFailed
-
         slug = f"{self.settings.artifact}/{job.artifact_type} version {version.version}"
         assert version.upload_path is not None
         tries = self.api.tries("file upload")
@@ -274,8 +267,6 @@ class Delivery:
         self, job: Job, number: int, digest: FileDigest, exc: UploadConflict | UploadFailed
     ) -> str:
         """The sha256 sent when the registry holds our file after all; else raise."""
-        from atlas_ci.client import UploadConflict, UploadFailed
-
         slug = f"{self.settings.artifact}/{job.artifact_type} version {number}"
         local = digest.result()
         state = self.file_state(job, number, local)

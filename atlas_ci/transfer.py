@@ -55,9 +55,10 @@ import urllib3.exceptions
 from requests.structures import CaseInsensitiveDict
 
 from atlas_ci import USER_AGENT
+from atlas_ci.answers import printable
 from atlas_ci.digest import CHUNK, FileDigest
 from atlas_ci.errors import InputFileError, RegistryRefused, TransportError
-from atlas_ci.transport import Deadline, describe, from_requests, printable, timed_out
+from atlas_ci.transport import Deadline, describe, from_requests, timed_out
 
 __all__ = ["ProgressFn", "PutOutcome", "PutResponse", "put_file"]
 

@@ -15,6 +15,9 @@ else: ``send`` is requests' own, which :mod:`atlas_ci.transfer` relies on.
 **The answer.** :func:`read_body` reads a streamed answer up to a cap, counted after
 gzip or deflate is undone, so neither an endless body nor a small bomb takes the memory.
 
+**The CA.** :func:`tls_verify_argument` turns ``--ca-file``/``ATLAS_CAPATH`` into what
+requests takes.
+
 **The failure.** :func:`from_requests` turns a requests exception into one
 :class:`~atlas_ci.errors.TransportError` that records whether the request may have reached
 the server, decided from the exception types urllib3 chains, never from their text.
@@ -29,6 +32,7 @@ import ssl
 import threading
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -37,7 +41,7 @@ import requests.adapters
 import urllib3
 import urllib3.exceptions
 
-from atlas_ci.errors import TransportError
+from atlas_ci.errors import ConfigError, TransportError
 
 SockFn = Callable[[], "socket.socket | None"]
 
@@ -212,12 +216,6 @@ def describe(exc: BaseException) -> str | None:
     return None
 
 
-def printable(text: str, limit: int) -> str:
-    """``text`` fit for a log line: no control or format characters (a registry's words
-    could hold terminal escapes or a bidi override), at most ``limit`` characters."""
-    return "".join(c if c.isprintable() else "?" for c in text[:limit])
-
-
 def timed_out(seconds: float, where: str, *, sent: bool = True) -> TransportError:
     """What a request cut by its :class:`Deadline` failed with."""
     return TransportError(
@@ -297,3 +295,50 @@ def read_body(resp: requests.Response, cap: int, *, truncate: bool = False) -> b
             if truncate:
                 return bytes(out[:cap])
             raise BodyTooLarge(f"more than {cap >> 20} MiB")
+
+
+_CA_BUNDLES: dict[str, str] = {}
+
+
+def tls_verify_argument(verify: bool | str) -> bool | str:
+    """What requests needs for ``verify``: a CA directory becomes one bundle file.
+
+    OpenSSL reads a CA directory only through hash-named links (``c_rehash``); Go's
+    ``ATLAS_CAPATH``, which users bring along, took every PEM file in it. The bundle is a
+    private temp file removed at exit. ``False`` also silences urllib3's per-request
+    warning: the run already warned once, in one line.
+    """
+    if verify is False:
+        import warnings
+
+        from urllib3.exceptions import InsecureRequestWarning
+
+        warnings.filterwarnings("ignore", category=InsecureRequestWarning)
+        return False
+    if not isinstance(verify, str) or not Path(verify).is_dir():
+        return verify
+    if verify in _CA_BUNDLES:
+        return _CA_BUNDLES[verify]
+    import atexit
+    import os
+    import tempfile
+
+    pems = []
+    for entry in sorted(Path(verify).iterdir()):
+        try:
+            text = entry.read_text("ascii", errors="replace") if entry.is_file() else ""
+        except OSError:
+            continue
+        if "-----BEGIN CERTIFICATE-----" in text:
+            pems.append(text.strip() + "\n")
+    if not pems:
+        raise ConfigError(
+            f"the CA directory {verify!r} holds no PEM certificate",
+            "put the registry's CA certificate (PEM) in it, or pass --ca-file",
+        )
+    fd, bundle = tempfile.mkstemp(prefix="atlas-ci-ca-", suffix=".pem")
+    with os.fdopen(fd, "w") as fh:
+        fh.write("".join(pems))
+    atexit.register(lambda: Path(bundle).unlink(missing_ok=True))
+    _CA_BUNDLES[verify] = bundle
+    return bundle

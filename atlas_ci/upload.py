@@ -23,8 +23,9 @@ from atlas_ci.manifest import Artifact
 from atlas_ci.settings import Settings
 
 if TYPE_CHECKING:
+    from atlas_ci.answers import Version
     from atlas_ci.archive import Payload
-    from atlas_ci.client import AtlasClient, Version
+    from atlas_ci.client import AtlasClient
     from atlas_ci.delivery import Delivery
     from atlas_ci.result import BuildResult, FileInfo, Result
 
