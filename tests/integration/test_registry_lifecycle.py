@@ -107,9 +107,15 @@ def test_an_idle_keep_alive_connection_does_not_delay_stop(registry: RegistryPro
     try:
         conn.request("GET", "/api/v1/authenticate", headers=registry.headers)
         assert conn.getresponse().read()
-        started = time.monotonic()
         assert registry.stop() == 0
-        assert time.monotonic() - started < 3
+        # The server closed the idle connection rather than waiting out the shutdown grace
+        # for it: the client reads EOF, and the log says every connection was closed.
+        assert conn.sock is not None
+        conn.sock.settimeout(TIMEOUT)
+        assert conn.sock.recv(1) == b""
+        log = registry.stderr_text()
+        assert "still open" not in log
+        assert log.rstrip().endswith("stopped"), log[-300:]
     finally:
         conn.close()
 
