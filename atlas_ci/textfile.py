@@ -7,6 +7,7 @@ way the user wrote it; the file is size-checked before it is read and a FIFO nev
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import stat
 from pathlib import Path
@@ -34,6 +35,28 @@ def describe_mode(mode: int) -> str:
     if stat.S_ISSOCK(mode):
         return "a socket"
     return "not a regular file"
+
+
+def open_regular(path: str | Path, *, hint: str = "artifact files must be regular files") -> int:
+    """A read-only descriptor of ``path``, which must be a regular file; a FIFO never blocks.
+
+    Opened with ``O_NONBLOCK`` so a file swapped for a FIFO (or a device) after it was
+    validated fails here at once instead of waiting for a writer for ever; checked with
+    ``fstat`` on the descriptor itself (no race with the name), then the flag is cleared so
+    reads of the regular file behave as usual. OSError from ``open`` is the caller's to word.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise InputFileError(
+                f"file {quoted(str(path))} is {describe_mode(mode)}", hint, path=str(path)
+            )
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def read_text(path: str, *, what: str, limit: int, cwd: Path | None = None) -> str:

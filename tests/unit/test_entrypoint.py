@@ -121,9 +121,7 @@ def shell_entrypoint(
     app.mkdir(exist_ok=True)
     log = tmp_path / "python-started"
     fake = tmp_path / "fake-python"
-    fake.write_text(
-        f'#!/bin/sh\nprintf "%s\\n" "$*" >> {log}\nshift\nexec {sys.executable} "$@"\n'
-    )
+    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {log}\nshift\nexec {sys.executable} "$@"\n')
     fake.chmod(0o755)
     script = (ROOT / "entrypoint.sh").read_text()
     assert "PYTHON=/usr/local/bin/python\n" in script
