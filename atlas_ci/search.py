@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from atlas_ci.errors import ConfigError
+from atlas_ci.textfile import quoted, unsendable
 
 
 def search_params(version: str, build: str | None, metadata: Sequence[str]) -> dict[str, str]:
@@ -16,11 +17,17 @@ def search_params(version: str, build: str | None, metadata: Sequence[str]) -> d
         )
     params = {"version": version}
     if build:
+        problem = unsendable(build)
+        if problem:
+            raise ConfigError(f"--build {quoted(build)} {problem}", "pass the build id as text")
         params["build"] = build
     for index, pair in enumerate(metadata, start=1):
         key, sep, value = pair.partition("=")
         if not key:
             raise ConfigError(f"--metadata {pair!r} has no key", "write KEY or KEY=VALUE")
+        problem = unsendable(pair)
+        if problem:
+            raise ConfigError(f"--metadata {quoted(pair)} {problem}", "write KEY or KEY=VALUE")
         params[f"metadata.{index}.key"] = key
         if sep:
             params[f"metadata.{index}.value"] = value

@@ -10,6 +10,7 @@ import errno
 import fcntl
 import os
 import stat
+import unicodedata
 from pathlib import Path
 
 from atlas_ci.errors import InputFileError
@@ -22,6 +23,31 @@ def quoted(text: str, limit: int = 200) -> str:
     if len(text) > limit:
         return repr(text[:limit]) + "..."
     return repr(text)
+
+
+def unsendable(text: str) -> str | None:
+    """Why ``text`` has no UTF-8 form, or None when it has one.
+
+    A lone surrogate (``"\\ud800"`` in JSON; on a command line, a byte that is not UTF-8)
+    cannot be encoded: refused where it is read, it cannot fail later on the wire or at the
+    registry, after the run has begun.
+    """
+    for ch in text:
+        if 0xD800 <= ord(ch) <= 0xDFFF:
+            if 0xDC80 <= ord(ch) <= 0xDCFF:  # how Python decodes a non-UTF-8 byte of argv
+                byte = ord(ch) - 0xDC00
+                return f"holds {ch!r}: a lone surrogate, or the byte 0x{byte:02x}, not UTF-8"
+            return f"holds a lone surrogate ({ch!r}), which is not UTF-8 text"
+    return None
+
+
+def control_character(text: str) -> str | None:
+    """Why ``text`` cannot stay one honest line, or None: a control character, a line or
+    paragraph separator, or an invisible format character (a bidi override, say)."""
+    for ch in text:
+        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+            return f"holds a control character ({ch!r})"
+    return None
 
 
 def describe_mode(mode: int) -> str:
