@@ -10,6 +10,7 @@ folds and log lines cannot be reordered by the runner reading two pipes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import signal
@@ -174,7 +175,8 @@ def run(environ: Mapping[str, str], *, stream: TextIO | None = None) -> int:
         title = f"atlas-ci: {_TITLES.get(exc.exit_code, 'failed')}"
         out.emit(github.error(exc.one_line(), title=title, file=file))
         if summary:
-            github.write_error_summary(summary, exc.message, exc.hint)
+            write = functools.partial(github.write_error_summary, summary, exc.message, exc.hint)
+            _best_effort_summary(out, summary, write)
         return int(exc.exit_code)
     except KeyboardInterrupt as exc:
         signum = int(getattr(exc, "signum", signal.SIGINT))
@@ -193,6 +195,26 @@ def run(environ: Mapping[str, str], *, stream: TextIO | None = None) -> int:
         return int(ExitCode.BUG)
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _best_effort_summary(out: _Stream, path: str, write: Callable[[], None]) -> None:
+    """Write the job summary, or say in a warning why it could not be written.
+
+    The summary is a courtesy: the step's result is its exit code and outputs. A summary
+    that fails after a version was made must not fail the step (a re-run would make the
+    version again), nor turn a failed run's real error into a traceback.
+    """
+    try:
+        write()
+    except (OSError, ValueError) as exc:  # ValueError: text the file's encoding refused
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        out.emit(
+            github.warning(
+                f"the job summary could not be written to GITHUB_STEP_SUMMARY {path!r}: "
+                f"{reason}; the step's result and outputs do not depend on it",
+                title="atlas-ci: job summary",
+            )
+        )
 
 
 def _run(environ: Mapping[str, str], out: _Stream, summary: str | None) -> int:
@@ -219,7 +241,7 @@ def _run(environ: Mapping[str, str], out: _Stream, summary: str | None) -> int:
     else:
         out.emit(github.warning("GITHUB_OUTPUT is not set: the step's outputs cannot be written"))
     if summary:
-        github.write_summary(summary, result)
+        _best_effort_summary(out, summary, functools.partial(github.write_summary, summary, result))
     for name, value in values.items():
         out.log(f"output {name}={value}")
     return int(ExitCode.OK)
