@@ -22,7 +22,7 @@ from typing import TextIO
 from atlas_ci import __version__, github, reporters
 from atlas_ci.console import one_line
 from atlas_ci.errors import AtlasCIError, ConfigError, ExitCode, InputFileError
-from atlas_ci.redaction import redact_url, register
+from atlas_ci.redaction import redact_data, redact_url, register
 from atlas_ci.result import Result
 from atlas_ci.settings import DEFAULT_MANIFEST, Settings, split_lines
 
@@ -113,7 +113,8 @@ def outputs(result: Result) -> dict[str, str]:
     return {
         "version": "" if result.version is None else str(result.version),
         "id": result.id or "",
-        "versions": json.dumps(result.versions(), separators=(",", ":")),
+        # Cut before encoding: JSON escapes a secret holding " or \\ out of the redactor's sight.
+        "versions": json.dumps(redact_data(result.versions()), separators=(",", ":")),
         "file_sha256": last.file.sha256 if last.file else "",
         "file_size": str(last.file.size) if last.file else "",
     }
