@@ -142,6 +142,9 @@ class _Stream:
         self.stream = stream
 
     def emit(self, line: str) -> None:
+        # A path that is not UTF-8 (a lone surrogate from os.fsdecode) must not crash a
+        # strict stdout: show its escape instead.
+        line = line.encode("utf-8", "backslashreplace").decode("utf-8")
         self.stream.write(line + "\n")
         self.stream.flush()
 
