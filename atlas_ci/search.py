@@ -11,7 +11,8 @@ from atlas_ci.textfile import quoted, unsendable
 def search_params(version: str, build: str | None, metadata: Sequence[str]) -> dict[str, str]:
     """``version``, ``build`` and ``metadata.N.key``/``metadata.N.value`` pairs."""
     version = version.strip() or "latest"
-    if version not in ("latest", "any") and not version.isdigit():
+    # isascii: str.isdigit() also takes other scripts' digits ("٣"), which no registry parses.
+    if version not in ("latest", "any") and not (version.isascii() and version.isdigit()):
         raise ConfigError(
             f"--version {version!r} is not latest, any or a number", "pass --version latest"
         )

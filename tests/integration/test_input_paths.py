@@ -227,6 +227,7 @@ def test_a_lone_surrogate_in_the_manifest_exits_3_before_any_request(
     [
         (["--build", "b\udcff"], "--build 'b\\udcff' holds"),
         (["--metadata", "k=v\udcff"], "--metadata 'k=v\\udcff' holds"),
+        (["--version", "\u0663"], "--version '\u0663' is not latest, any or a number"),
     ],
 )
 def test_search_filters_that_are_not_utf8_exit_2_before_any_request(
