@@ -927,9 +927,25 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(text_out)
     if out is not None:
-        out.write_text(text_out)
+        write_between_markers(out, text_out)
         print(f"written to {out}")
     return 0
+
+
+START = "<!-- bench/run.py: start -->\n"
+END = "<!-- bench/run.py: end -->\n"
+
+
+def write_between_markers(out: Path, text: str) -> None:
+    """Replace this script's part of ``out``; the sections other scripts or people wrote
+    around it (the registry's rows, how the upload is built) are kept."""
+    old = out.read_text() if out.exists() else ""
+    if START in old and END in old:
+        before, rest = old.split(START, 1)
+        after = rest.split(END, 1)[1]
+    else:
+        before, after = "", ""
+    out.write_text(before + START + text.rstrip("\n") + "\n" + END + after)
 
 
 if __name__ == "__main__":
