@@ -4,7 +4,8 @@ It puts the ``X-Atlas-Token`` it received into answer bodies, error lists and th
 phrase, raw and in the forms a server might escape it into (HTML, JSON, percent-encoding), so a
 test can check that no output of ``atlas-ci`` shows any form of it. ``mode`` picks the
 answers: ``ok`` (a whole upload or search succeeds), ``refuse`` (422 on the version POST and
-the search), ``fail`` (503 on the token check) or ``unauthorized`` (401 everywhere).
+the search), ``fail`` (503 on the token check, retried), ``odd`` (418 on the token check, not
+retried) or ``unauthorized`` (401 everywhere).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
-MODES = ("ok", "refuse", "fail", "unauthorized")
+MODES = ("ok", "refuse", "fail", "odd", "unauthorized")
 
 
 def echoes(token: str) -> list[str]:
@@ -42,6 +43,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, payload: Any, reason: str | None = None) -> None:
         data = json.dumps(payload).encode()
         self.send_response(status, reason)
+        if status == 503:
+            self.send_header("Retry-After", "0")  # retries at once: the test stays short
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -59,6 +62,9 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         if mode == "fail" and self.path.startswith("/api/v1/authenticate"):
             self._send(503, self._refusal(token), reason=f"down for {token}")
+            return True
+        if mode == "odd" and self.path.startswith("/api/v1/authenticate"):
+            self._send(418, self._refusal(token), reason=f"teapot for {token}")
             return True
         return False
 
@@ -137,7 +143,9 @@ class EchoServer:
             raise ValueError(f"mode must be one of {MODES}")
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.mode = mode
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def url(self) -> str:

@@ -11,16 +11,22 @@ workflow-escaped and as ``repr`` in stdout, stderr, ``--debug``, ``--json``, the
 
 from __future__ import annotations
 
+import contextlib
 import html
+import io
 import json
 import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from atlas_ci import action, redaction
+from atlas_ci.cli import main as cli_main
 from tests import artifacts
 from tests.artifacts import write_manifest
 from tests.echo_server import EchoServer
@@ -38,7 +44,9 @@ _SPECIAL = {
     "percent": "%",
 }
 TOKENS = {name: f"Tk{c}leak{c}{c}-{name}-{c}0123456789" for name, c in _SPECIAL.items()}
-TOKENS["all"] = "Tk&<>\"\\'%-all-&amp;-%26-0123456789"
+# Every character at once, in the real processes (each token above runs in this process).
+ALL = "Tk&<>\"\\'%-all-&amp;-%26-0123456789"
+TOKENS["all"] = ALL
 # A token an HTTP header cannot carry: refused, and still never shown.
 UNICODE_TOKEN = "Tk\u00f6\u20ac\u00fc-unicode-\u2603-0123456789"
 
@@ -79,73 +87,53 @@ def _workspace(tmp_path: Path) -> None:
     )
 
 
-# --- the command ------------------------------------------------------------------------------
-
-CLI_CASES = {
-    # mode: (command and flags after --atlas-url, the expected exit code)
-    "upload-ok": ("ok", ["upload", "--json", "--dotenv", "atlas.env"], 0),
-    "upload-refused": ("refuse", ["upload", "--json", "--dotenv", "atlas.env"], 5),
-    "upload-failing": ("fail", ["upload", "--retries", "1", "--max-wait", "0.1"], 6),
-    "upload-unauthorized": ("unauthorized", ["upload", "--json"], 4),
-    "search-json": ("ok", ["search", "--artifact-type", "vagrant.box", "--json"], 0),
-    "search-text": ("ok", ["search", "--artifact-type", "vagrant.box", "--version", "any"], 0),
-    "search-refused": ("refuse", ["search", "--artifact-type", "vagrant.box", "--json"], 5),
-}
+# --- running the real entry points: in a process of their own, or (fast) in this one ---------
 
 
-@pytest.mark.parametrize("token", TOKENS.values(), ids=TOKENS.keys())
-@pytest.mark.parametrize("case", CLI_CASES.values(), ids=CLI_CASES.keys())
-def test_the_command_shows_no_form_of_an_echoed_token(
-    tmp_path: Path, case: tuple[str, list[str], int], token: str
-) -> None:
-    mode, args, code = case
-    _workspace(tmp_path)
-    command, *flags = args
-    if command == "upload":
-        # The token in the metadata too: --json prints the metadata back.
-        flags += ["--metadata", f"note={token}"]
-    with EchoServer(mode) as srv:
-        proc = artifacts.run_cli(
-            [command, "--artifact", "acme/web", "--atlas-url", srv.url, "--debug", *flags],
-            tmp_path,
-            {"ATLAS_TOKEN": token},
-        )
-    assert proc.returncode == code, proc.stderr
-    assert "debug: " in proc.stderr
-    dotenv = tmp_path / "atlas.env"
-    assert_no_form(
-        token,
-        stdout=proc.stdout,
-        stderr=proc.stderr,
-        dotenv=dotenv.read_text() if dotenv.exists() else "",
-    )
-    if code == 0 and "--json" in flags:
-        json.loads(proc.stdout)  # still one valid JSON line, with *** where the token was
-        assert "***" in proc.stdout
+@dataclass(frozen=True)
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
-def test_a_token_no_header_can_carry_is_refused_without_being_shown(tmp_path: Path) -> None:
-    _workspace(tmp_path)
-    with EchoServer("ok") as srv:
-        proc = artifacts.run_cli(
-            ["upload", "--artifact", "acme/web", "--atlas-url", srv.url, "--debug", "--json"],
-            tmp_path,
-            {"ATLAS_TOKEN": UNICODE_TOKEN},
-        )
-    assert proc.returncode == 2, proc.stderr
-    assert "ATLAS_TOKEN holds" in proc.stderr
-    assert_no_form(UNICODE_TOKEN, stdout=proc.stdout, stderr=proc.stderr)
+@contextlib.contextmanager
+def _environ(env: Mapping[str, str], cwd: Path) -> Iterator[None]:
+    saved, previous = dict(os.environ), Path.cwd()
+    with redaction._lock:  # what a fresh process would know: nothing
+        redaction._secrets.clear()
+    for key in [k for k in os.environ if k.startswith(("ATLAS_", "GITHUB_", "INPUT_", "RUNNER_"))]:
+        del os.environ[key]
+    os.environ.update(env)
+    os.chdir(cwd)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+        os.environ.clear()
+        os.environ.update(saved)
 
 
-# --- the action -------------------------------------------------------------------------------
+def run_command(args: list[str], cwd: Path, token: str, *, here: bool) -> Ran:
+    """``atlas-ci ARGS`` with ``ATLAS_TOKEN=token``: a subprocess, or ``cli.main`` here."""
+    if not here:
+        proc = artifacts.run_cli(args, cwd, {"ATLAS_TOKEN": token})
+        return Ran(proc.returncode, proc.stdout, proc.stderr)
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        _environ({"ATLAS_TOKEN": token}, cwd),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        code = cli_main(args)
+    return Ran(code, out.getvalue(), err.getvalue())
 
 
-def _run_action(tmp_path: Path, url: str, token: str) -> subprocess.CompletedProcess[str]:
+def run_action(tmp_path: Path, url: str, token: str, *, here: bool) -> Ran:
+    """The action from the runner's environment: ``entrypoint.py``, or ``action.run`` here."""
     files = tmp_path / "file_commands"
     files.mkdir(exist_ok=True)
     env = {
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": str(ROOT),
         "GITHUB_ACTIONS": "true",
         "RUNNER_DEBUG": "1",
         "GITHUB_WORKSPACE": str(tmp_path),
@@ -157,40 +145,116 @@ def _run_action(tmp_path: Path, url: str, token: str) -> subprocess.CompletedPro
         # JSON metadata (tried before YAML): the token in a value, quoted exactly.
         "INPUT_METADATA": json.dumps({"note": token}),
     }
-    return subprocess.run(
+    if here:
+        out = io.StringIO()
+        with _environ(env, tmp_path):
+            code = action.run(dict(os.environ), stream=out)
+        return Ran(code, out.getvalue(), "")
+    proc = subprocess.run(
         [sys.executable, str(ROOT / "entrypoint.py")],
         cwd=tmp_path,
-        env=env,
+        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), **env},
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+    return Ran(proc.returncode, proc.stdout, proc.stderr)
+
+
+# --- the command ------------------------------------------------------------------------------
+
+CLI_CASES = {
+    # mode: (command and flags after --atlas-url, the expected exit code)
+    "upload-ok": ("ok", ["upload", "--json", "--dotenv", "atlas.env"], 0),
+    "upload-refused": ("refuse", ["upload", "--json", "--dotenv", "atlas.env"], 5),
+    "upload-failing": ("fail", ["upload", "--retries", "1", "--max-wait", "0.1"], 6),
+    "upload-odd-status": ("odd", ["upload"], 5),
+    "upload-unauthorized": ("unauthorized", ["upload", "--json"], 4),
+    "search-json": ("ok", ["search", "--artifact-type", "vagrant.box", "--json"], 0),
+    "search-text": ("ok", ["search", "--artifact-type", "vagrant.box", "--version", "any"], 0),
+    "search-refused": ("refuse", ["search", "--artifact-type", "vagrant.box", "--json"], 5),
+}
+# Each token in this process, and the one holding every character in a real process.
+RUNS = [(name, token, True) for name, token in TOKENS.items()] + [("all-process", ALL, False)]
+
+
+@pytest.mark.parametrize(("token", "here"), [r[1:] for r in RUNS], ids=[r[0] for r in RUNS])
+@pytest.mark.parametrize("case", CLI_CASES.values(), ids=CLI_CASES.keys())
+def test_the_command_shows_no_form_of_an_echoed_token(
+    tmp_path: Path, case: tuple[str, list[str], int], token: str, here: bool
+) -> None:
+    mode, args, code = case
+    _workspace(tmp_path)
+    command, *flags = args
+    if command == "upload":
+        # The token in the metadata too: --json prints the metadata back.
+        flags += ["--metadata", f"note={token}"]
+    with EchoServer(mode) as srv:
+        ran = run_command(
+            [command, "--artifact", "acme/web", "--atlas-url", srv.url, "--debug", *flags],
+            tmp_path,
+            token,
+            here=here,
+        )
+    assert ran.returncode == code, ran.stderr
+    assert "debug: " in ran.stderr
+    dotenv = tmp_path / "atlas.env"
+    assert_no_form(
+        token,
+        stdout=ran.stdout,
+        stderr=ran.stderr,
+        dotenv=dotenv.read_text() if dotenv.exists() else "",
+    )
+    if code == 0 and "--json" in flags:
+        json.loads(ran.stdout)  # still one valid JSON line, with *** where the token was
+        assert "***" in ran.stdout
+
+
+def test_a_token_no_header_can_carry_is_refused_without_being_shown(tmp_path: Path) -> None:
+    _workspace(tmp_path)
+    with EchoServer("ok") as srv:
+        args = ["upload", "--artifact", "acme/web", "--atlas-url", srv.url, "--debug", "--json"]
+        ran = run_command(args, tmp_path, UNICODE_TOKEN, here=False)
+    assert ran.returncode == 2, ran.stderr
+    assert "ATLAS_TOKEN holds" in ran.stderr
+    assert_no_form(UNICODE_TOKEN, stdout=ran.stdout, stderr=ran.stderr)
+
+
+# --- the action -------------------------------------------------------------------------------
 
 
 def _escape_data(text: str) -> str:
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
-@pytest.mark.parametrize("token", [*TOKENS.values(), UNICODE_TOKEN], ids=[*TOKENS, "unicode"])
+ACTION_RUNS = [*RUNS, ("unicode-process", UNICODE_TOKEN, False)]
+
+
 @pytest.mark.parametrize(
-    ("mode", "code"), [("ok", 0), ("refuse", 5), ("fail", 6), ("unauthorized", 4)]
+    ("token", "here"), [r[1:] for r in ACTION_RUNS], ids=[r[0] for r in ACTION_RUNS]
+)
+@pytest.mark.parametrize(
+    # A status the action retries would sleep through its backoff (it has no --retries): the
+    # reason phrase reaches the summary just the same from a 418.
+    ("mode", "code"),
+    [("ok", 0), ("refuse", 5), ("odd", 5), ("unauthorized", 4)],
 )
 def test_the_action_shows_no_form_of_an_echoed_token(
-    tmp_path: Path, mode: str, code: int, token: str
+    tmp_path: Path, mode: str, code: int, token: str, here: bool
 ) -> None:
     _workspace(tmp_path)
     with EchoServer(mode) as srv:
-        proc = _run_action(tmp_path, srv.url, token)
+        ran = run_action(tmp_path, srv.url, token, here=here)
     if token == UNICODE_TOKEN:
         code = 2  # refused before any request
-    assert proc.returncode == code, proc.stdout + proc.stderr
-    lines = proc.stdout.splitlines()
+    assert ran.returncode == code, ran.stdout + ran.stderr
+    lines = ran.stdout.splitlines()
     # The one place the token may be: the mask command that hides it from the runner's log.
     assert lines[0] == f"::add-mask::{_escape_data(token)}"
     annotations = [line for line in lines if line.startswith(("::error", "::warning"))]
     if code:
-        assert any(line.startswith("::error ") for line in annotations), proc.stdout
+        assert any(line.startswith("::error ") for line in annotations), ran.stdout
     files = tmp_path / "file_commands"
     output = files / "output"
     summary = (files / "summary").read_text()
@@ -198,7 +262,7 @@ def test_the_action_shows_no_form_of_an_echoed_token(
     assert_no_form(
         token,
         stdout="\n".join(lines[1:]),
-        stderr=proc.stderr,
+        stderr=ran.stderr,
         annotations="\n".join(annotations),
         github_output=output.read_text() if output.exists() else "",
         summary=summary,
