@@ -1,19 +1,18 @@
 """GitHub Action mode: the runner's ``INPUT_*`` variables onto the CLI's settings and flow.
 
-Nothing of the upload lives here. This maps inputs onto :class:`~atlas_ci.settings.Settings`
-under the CLI's own flag names, calls :func:`_upload` (the one coupling to the core), and
-turns the result into outputs and a job summary, or an error into an annotation, a summary
-section and the CLI's exit code. Everything goes to one stream (stdout), so ``::group::``
-folds and log lines cannot be reordered by the runner reading two pipes.
+Nothing of the upload lives here. This fills the CLI's own :class:`~atlas_ci.settings.Inputs`
+from the inputs, calls :func:`_upload` (the one coupling to the core), and turns the result
+into outputs and a job summary; the shared error boundary (:mod:`atlas_ci.boundary`) turns
+an error into an annotation, a summary section and the CLI's exit code. Everything goes to
+one stream (stdout), so ``::group::`` folds and log lines cannot be reordered by the runner
+reading two pipes.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import os
-import signal
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -21,24 +20,12 @@ from typing import TextIO
 
 from atlas_ci import __version__, github, reporters
 from atlas_ci.console import one_line
-from atlas_ci.errors import AtlasCIError, ConfigError, ExitCode, InputFileError
+from atlas_ci.errors import AtlasCIError, ConfigError, ExitStatus, InputFileError
 from atlas_ci.redaction import redact_data, redact_url, register
 from atlas_ci.result import Result
-from atlas_ci.settings import DEFAULT_MANIFEST, Settings, split_lines
+from atlas_ci.settings import DEFAULT_MANIFEST, Inputs, Settings, split_lines
 
 Log = Callable[[str], None]
-
-#: What the annotation's title says for each exit code.
-_TITLES = {
-    ExitCode.CONFIG: "configuration",
-    ExitCode.INPUT: "input file",
-    ExitCode.AUTH: "authentication failed",
-    ExitCode.REFUSED: "the registry refused the request",
-    ExitCode.UNAVAILABLE: "the registry is unavailable",
-    ExitCode.INTERRUPTED: "interrupted",
-    ExitCode.TERMINATED: "interrupted",
-    ExitCode.BUG: "internal error",
-}
 
 
 def read_input(environ: Mapping[str, str], name: str, *, strip: bool = True) -> str:
@@ -62,7 +49,7 @@ def workspace_of(environ: Mapping[str, str]) -> Path:
 
 
 def settings_from_inputs(environ: Mapping[str, str]) -> Settings:
-    """Inputs onto the CLI's flag names; the token travels as ``ATLAS_TOKEN``, never a flag."""
+    """The action's inputs as the CLI's :class:`~atlas_ci.settings.Inputs`."""
     artifact = read_input(environ, "artifact")
     if not artifact:
         raise ConfigError(
@@ -79,32 +66,21 @@ def settings_from_inputs(environ: Mapping[str, str]) -> Settings:
         )
     if artifact_json:
         manifest = ""  # the input's default, overridden by artifact_json
-    flags: dict[str, object] = {
-        "artifact": artifact,
-        "artifact_type": read_input(environ, "artifact_type") or None,
-        "atlas_url": read_input(environ, "atlas_url") or None,
-        "metadata_pairs": [],
-        "metadata_text": read_input(environ, "metadata", strip=False) or None,
-        "manifest": str(workspace / manifest) if manifest else None,
-        "artifact_json": str(workspace / artifact_json) if artifact_json else None,
-        "builds": split_lines([read_input(environ, "build")]),
-        "dry_run": github.parse_bool("dry_run", read_input(environ, "dry_run") or "false"),
-        "no_token": False,
-        "ca_file": None,
-        "insecure": False,
-        "json": False,
-        "dotenv": None,
-        "workspace": workspace,
-        "allow_outside_workspace": False,
-    }
-    env = {k: v for k, v in environ.items() if k != "ATLAS_TOKEN"}
-    token = token_of(environ)
-    if token:
-        env["ATLAS_TOKEN"] = token
-    settings = Settings.from_sources(flags=flags, env=env)
-    if read_input(environ, "token"):
-        settings = dataclasses.replace(settings, sources={**settings.sources, "token": "input"})
-    return settings
+    inputs = Inputs(
+        given_as="input",
+        artifact=artifact,
+        artifact_type=read_input(environ, "artifact_type") or None,
+        atlas_url=read_input(environ, "atlas_url") or None,
+        token=read_input(environ, "token") or None,
+        metadata_text=read_input(environ, "metadata", strip=False) or None,
+        manifest=str(workspace / manifest) if manifest else None,
+        artifact_json=str(workspace / artifact_json) if artifact_json else None,
+        builds=split_lines([read_input(environ, "build")]),
+        dry_run=github.parse_bool("dry_run", read_input(environ, "dry_run") or "false"),
+        workspace=workspace,
+        allow_outside_workspace=False,
+    )
+    return Settings.from_inputs(inputs, environ)
 
 
 def outputs(result: Result) -> dict[str, str]:
@@ -159,6 +135,8 @@ class _Stream:
 
 def run(environ: Mapping[str, str], *, stream: TextIO | None = None) -> int:
     """Run the action from the runner's environment; return the exit code."""
+    from atlas_ci.boundary import guarded
+
     out = _Stream(stream or sys.stdout)
     token = token_of(environ)
     # Before anything else is printed: once masked, the runner hides the token in every line.
@@ -167,38 +145,43 @@ def run(environ: Mapping[str, str], *, stream: TextIO | None = None) -> int:
     if token:
         register(token)
     summary = environ.get("GITHUB_STEP_SUMMARY")
-    from atlas_ci.cli import _on_sigterm
+    report = _AnnotationReport(out, summary, workspace_of(environ))
+    return guarded(lambda: _run(environ, out, summary), report)
 
-    # As PID 1 in a container, Python would ignore SIGTERM without a handler.
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        return _run(environ, out, summary)
-    except AtlasCIError as exc:
-        path = exc.path if isinstance(exc, InputFileError) else None
-        file = _relative_to(path, workspace_of(environ)) if path else None
-        title = f"atlas-ci: {_TITLES.get(exc.exit_code, 'failed')}"
-        out.emit(github.error(exc.one_line(), title=title, file=file))
-        if summary:
-            write = functools.partial(github.write_error_summary, summary, exc.message, exc.hint)
-            _best_effort_summary(out, summary, write)
-        return int(exc.exit_code)
-    except KeyboardInterrupt as exc:
-        signum = int(getattr(exc, "signum", signal.SIGINT))
-        out.emit(github.error(f"interrupted by signal {signum}", title="atlas-ci: interrupted"))
-        return 128 + signum
-    except Exception as exc:  # the one place a bug becomes an annotation
+
+class _AnnotationReport:
+    """Failures as one ``::error::`` annotation (titled by the exit status) and a summary."""
+
+    def __init__(self, out: _Stream, summary: str | None, workspace: Path) -> None:
+        self.out = out
+        self.summary = summary
+        self.workspace = workspace
+
+    def failed(self, error: AtlasCIError) -> None:
+        path = error.path if isinstance(error, InputFileError) else None
+        file = _relative_to(path, self.workspace) if path else None
+        title = f"atlas-ci: {error.exit_code.title}"
+        self.out.emit(github.error(error.one_line(), title=title, file=file))
+        if self.summary:
+            write = functools.partial(
+                github.write_error_summary, self.summary, error.message, error.hint
+            )
+            _best_effort_summary(self.out, self.summary, write)
+
+    def interrupted(self, signum: int) -> None:
+        title = f"atlas-ci: {ExitStatus.from_signal(signum).title}"
+        self.out.emit(github.error(f"interrupted by signal {signum}", title=title))
+
+    def bug(self, error: Exception) -> None:
         message = (
-            f"internal error ({type(exc).__name__}); this is a bug in atlas-ci, please report it "
-            "with the log of a re-run with debug logging on"
+            f"internal error ({type(error).__name__}); this is a bug in atlas-ci, please report "
+            "it with the log of a re-run with debug logging on"
         )
-        out.emit(github.error(message, title=f"atlas-ci: {_TITLES[ExitCode.BUG]}"))
+        self.out.emit(github.error(message, title=f"atlas-ci: {ExitStatus.BUG.title}"))
         import traceback
 
-        for line in traceback.format_exc().splitlines():
-            out.debug(line)
-        return int(ExitCode.BUG)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        for line in "".join(traceback.format_exception(error)).splitlines():
+            self.out.debug(line)
 
 
 def _best_effort_summary(out: _Stream, path: str, write: Callable[[], None]) -> None:
@@ -231,8 +214,7 @@ def _run(environ: Mapping[str, str], out: _Stream, summary: str | None) -> int:
     title = f"atlas-ci {__version__}: {settings.artifact} to {redact_url(settings.atlas_url)}"
     with github.group(title, out.stream):
         for line in settings.describe_sources():
-            # Settings calls flags and inputs alike "flag"; here they are inputs.
-            out.debug("setting " + line.replace(" from flag", " from input"))
+            out.debug("setting " + line)
         result = _upload(settings, out.log, out.debug)
     values = outputs(result)
     if output_file:
@@ -248,4 +230,4 @@ def _run(environ: Mapping[str, str], out: _Stream, summary: str | None) -> int:
         _best_effort_summary(out, summary, functools.partial(github.write_summary, summary, result))
     for name, value in values.items():
         out.log(f"output {name}={value}")
-    return int(ExitCode.OK)
+    return int(ExitStatus.OK)

@@ -9,69 +9,44 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
-from collections.abc import Sequence
-from types import FrameType
-from typing import Any, NoReturn
+import textwrap
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, NoReturn
 
 from atlas_ci import __version__
-from atlas_ci.errors import AtlasCIError, ExitCode, exit_process
+from atlas_ci.errors import AtlasCIError, ExitStatus, exit_process, exit_status_rows
 
-EXIT_CODES = """exit codes:
-  0  success
-  2  configuration or usage (a flag, input or environment variable)
-  3  input files (the manifest, the artifact JSON, an artifact file)
-  4  authentication (401/403: check ATLAS_TOKEN)
-  5  the registry refused the request or answered outside the contract
-  6  the registry was unreachable or failing (network, timeouts, 5xx)
-  130/143 interrupted (SIGINT/SIGTERM)
-  1  a bug: please report it
-"""
+if TYPE_CHECKING:
+    from atlas_ci.console import Console
+    from atlas_ci.settings import Settings
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the main thread is, so context managers clean up."""
+def _exit_codes() -> str:
+    """The ``--help`` epilog: the exit-code table of :class:`~atlas_ci.errors.ExitStatus`."""
+    lines = ["exit codes:"]
+    for codes, meaning in exit_status_rows():
+        lines += textwrap.wrap(
+            meaning.replace("`", ""),
+            width=90,
+            initial_indent=f"  {codes:<9} ",
+            subsequent_indent=" " * 12,
+        )
+    return "\n".join(lines) + "\n"
 
-    signum = signal.SIGTERM
+
+EXIT_CODES = _exit_codes()
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise _Terminated()
-
-
-def _connection_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--artifact", metavar="USER/NAME", help="the artifact slug (required)")
-    p.add_argument(
-        "--atlas-url",
-        metavar="URL",
-        help="registry base URL [env ATLAS_ADDRESS; default https://atlas.hashicorp.com]",
-    )
-    p.add_argument(
-        "--no-token",
-        action="store_true",
-        help="send no token (the token is read only from env ATLAS_TOKEN, never a flag)",
-    )
-    p.add_argument(
-        "--ca-file", metavar="PEM", help="CA bundle to trust [env ATLAS_CAFILE, ATLAS_CAPATH]"
-    )
-    p.add_argument(
-        "--insecure",
-        action="store_true",
-        help="do not verify TLS certificates [env ATLAS_TLS_NOVERIFY]; warns every run",
-    )
-    p.add_argument("--retries", metavar="N", help="retries of a failed request (default 5)")
-    p.add_argument(
-        "--max-wait", metavar="SECONDS", help="longest wait between retries (default 60)"
-    )
-    p.add_argument("--timeout", metavar="SECONDS", help="read timeout of a request (default 60)")
-    p.add_argument("--json", action="store_true", help="print one JSON result line on stdout")
+def _debug_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--debug", action="store_true", help="debug lines on stderr [env RUNNER_DEBUG=1]"
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from atlas_ci.settings import Inputs
+
     parser = argparse.ArgumentParser(
         prog="atlas-ci",
         description="Upload Packer artifacts to an Atlas-compatible registry.",
@@ -89,51 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _connection_flags(up)
-    up.add_argument(
-        "--artifact-type",
-        metavar="TYPE",
-        help="amazon.ami, vagrant.box, ... (inferred from the builder when omitted)",
-    )
-    up.add_argument(
-        "--metadata",
-        metavar="KEY=VALUE",
-        action="append",
-        dest="metadata_pairs",
-        default=[],
-        help="metadata entry (repeatable); wins over the builder's and the file's",
-    )
-    up.add_argument(
-        "--metadata-file", metavar="PATH", help="YAML or JSON mapping of metadata entries"
-    )
-    up.add_argument(
-        "--manifest", metavar="PATH", help="Packer manifest (default packer-manifest.json)"
-    )
-    up.add_argument(
-        "--artifact-json",
-        metavar="PATH",
-        help='artifact JSON instead of a manifest: {"id", "files", "metadata", "builder_type"}',
-    )
-    up.add_argument(
-        "--build",
-        metavar="NAME",
-        action="append",
-        dest="builds",
-        default=[],
-        help="build of the manifest's last run to upload (repeatable; default all)",
-    )
-    up.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="check the token and build the archive; create nothing",
-    )
-    up.add_argument("--dotenv", metavar="FILE", help="write ATLAS_VERSION=... lines (GitLab)")
-    up.add_argument("--workspace", metavar="DIR", help="refuse artifact files outside DIR")
-    up.add_argument(
-        "--allow-outside-workspace",
-        action="store_true",
-        help="accept artifact files outside --workspace",
-    )
+    Inputs.add_connection_arguments(up)
+    Inputs.add_upload_arguments(up)
+    _debug_flag(up)
 
     se = sub.add_parser(
         "search",
@@ -141,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _connection_flags(se)
+    Inputs.add_connection_arguments(se)
+    _debug_flag(se)
     se.add_argument("--artifact-type", metavar="TYPE", help="the version type (required)")
     se.add_argument(
         "--version", dest="version", default="latest", help="latest (default), any, or N"
@@ -157,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--metadata",
         metavar="KEY[=VALUE]",
         action="append",
-        dest="metadata_pairs",
+        dest="filters",
         default=[],
         help="match a metadata entry; KEY alone matches any value (repeatable)",
     )
@@ -182,55 +116,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = parser.parse_args(args)
     if ns.command is None:
         parser.print_help(sys.stderr)
-        return ExitCode.CONFIG
+        return ExitStatus.CONFIG
     return run(ns)
 
 
 def run(ns: argparse.Namespace) -> int:
-    """The error boundary: every failure becomes one line and a documented code."""
+    """Run a parsed command inside the error boundary; return the exit status."""
+    from atlas_ci.boundary import guarded
     from atlas_ci.console import Console
 
     console = Console(debug=ns.debug or os.environ.get("RUNNER_DEBUG") == "1")
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        if ns.command == "upload":
-            return _upload(ns, console)
-        return _search(ns, console)
-    except AtlasCIError as exc:
-        console.error(exc.one_line())
-        return int(exc.exit_code)
-    except KeyboardInterrupt as exc:
-        signum = int(getattr(exc, "signum", signal.SIGINT))
-        console.error("interrupted")
-        return 128 + signum
-    except Exception as exc:  # the one place a bug is turned into a line
-        console.error(
-            f"internal error ({type(exc).__name__}); this is a bug in atlas-ci, please report "
+    command = _upload if ns.command == "upload" else _search
+    return guarded(lambda: command(ns, console), _StderrReport(console))
+
+
+class _StderrReport:
+    """Failures as one ``error: ...`` line on stderr (the traceback of a bug with --debug)."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def failed(self, error: AtlasCIError) -> None:
+        self.console.error(error.one_line())
+
+    def interrupted(self, signum: int) -> None:
+        self.console.error("interrupted")
+
+    def bug(self, error: Exception) -> None:
+        self.console.error(
+            f"internal error ({type(error).__name__}); this is a bug in atlas-ci, please report "
             "it with the output of --debug"
         )
-        if console.debug_enabled:
+        if self.console.debug_enabled:
             import traceback
 
             from atlas_ci.redaction import redact
 
-            console.stream.write(redact(traceback.format_exc()))
-        return ExitCode.BUG
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+            self.console.stream.write(redact("".join(traceback.format_exception(error))))
 
 
-def _flags(ns: argparse.Namespace) -> dict[str, Any]:
-    return {k: v for k, v in vars(ns).items() if k != "command"}
+def _settings(ns: argparse.Namespace, console: Console) -> Settings:
+    from atlas_ci.settings import Inputs, Settings
 
-
-def _settings(ns: argparse.Namespace, console: Any) -> Any:
-    from atlas_ci.settings import Settings
-
-    flags = _flags(ns)
-    if ns.command == "search":
-        flags["metadata_pairs"] = []  # search filters, not version metadata
-        flags["manifest"] = None
-    settings = Settings.from_sources(flags=flags, env=os.environ)
+    settings = Settings.from_inputs(Inputs.from_argparse(ns), os.environ)
     for line in settings.describe_sources():
         console.debug(f"setting {line}")
     if settings.verify is False:
@@ -238,7 +166,7 @@ def _settings(ns: argparse.Namespace, console: Any) -> Any:
     return settings
 
 
-def _upload(ns: argparse.Namespace, console: Any) -> int:
+def _upload(ns: argparse.Namespace, console: Console) -> int:
     from atlas_ci import reporters
     from atlas_ci.upload import run_upload
 
@@ -258,17 +186,17 @@ def _upload(ns: argparse.Namespace, console: Any) -> int:
 
         # Cut before encoding: JSON escapes a secret holding " or \\ out of the redactor's sight.
         print(json.dumps(redact_data(result.to_json()), separators=(",", ":")), flush=True)
-    return ExitCode.OK
+    return ExitStatus.OK
 
 
-def _search(ns: argparse.Namespace, console: Any) -> int:
+def _search(ns: argparse.Namespace, console: Console) -> int:
     from atlas_ci.errors import ConfigError
     from atlas_ci.search import search_params
 
     settings = _settings(ns, console)
     if not settings.artifact_type:
         raise ConfigError("--artifact-type must be set for search", "pass --artifact-type TYPE")
-    params = search_params(ns.version, ns.build, ns.metadata_pairs)
+    params = search_params(ns.version, ns.build, ns.filters)
     if ns.pending:
         params["include_pending"] = "1"
     from atlas_ci.client import AtlasClient
@@ -302,11 +230,11 @@ def _search(ns: argparse.Namespace, console: Any) -> int:
         if not versions:
             console.info("no version matches")
     if not versions:
-        return ExitCode.REFUSED
-    return ExitCode.OK
+        return ExitStatus.REFUSED
+    return ExitStatus.OK
 
 
-def _version_line(v: Any) -> str:
+def _version_line(v: Mapping[str, object]) -> str:
     meta = v.get("metadata") or {}
     pairs = " ".join(f"{k}={meta[k]}" for k in sorted(meta)) if isinstance(meta, dict) else ""
     state = f" ({v['state']})" if v.get("state") == "pending" else ""

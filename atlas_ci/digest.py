@@ -3,17 +3,16 @@
 Light to import on purpose (no requests): the upload command can start hashing the
 payload the moment its size is known, before the HTTP stack is even imported and while
 the registry calls run, then hand the running digest to :func:`atlas_ci.transfer.put_file`.
-On a 2-core machine the hash (~1.3 GiB/s for one core) is the slowest part of an upload
-over plain http, so every millisecond it starts earlier comes off the wall time.
+On a 2-core machine the hash is the slowest part of an upload over plain http, so every
+millisecond it starts earlier comes off the wall time.
 
 The thread needs the GIL for a moment after every read and every ``update``; while it
 waits, it hashes nothing. At Python's default switch interval (5 ms) a main thread busy
-importing the HTTP stack (~0.1-0.2 s of Python) keeps it waiting up to 5 ms each time.
-So it reads :data:`HASH_READ` (2 MiB, ~1.7 ms of hashing; 4 MiB hashed ~2 % slower here)
-per turn, and while a digest runs the switch interval is :data:`SWITCH_INTERVAL` (0.1 ms);
-the previous one comes back when the last digest ends. With this, a gc.freeze() at exit
-and lighter imports, a 1 GiB ``atlas-ci upload`` went from 1.30x to 1.13x the time of
-hashing the file alone (``python3 bench/ab.py 47ced26``, 2 cores).
+importing the HTTP stack keeps it waiting up to 5 ms each time. So it reads
+:data:`HASH_READ` per turn (long enough that the waits are a small share of it; larger reads
+hashed slower), and while a digest runs the switch interval is
+:data:`SWITCH_INTERVAL`; the previous one comes back when the last digest ends. What this
+gains is measured in ``BENCHMARKS.md`` (``python3 bench/ab.py REV`` compares two commits).
 """
 
 from __future__ import annotations

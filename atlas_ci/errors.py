@@ -1,8 +1,8 @@
-"""The exception tree and the exit codes it maps to.
+"""The exception tree and the exit statuses it maps to.
 
-Every error a user can cause or meet derives from :class:`AtlasCIError`; the single
-error boundary in :mod:`atlas_ci.cli` prints ``error: <message>; <hint>`` and exits
-with the class's code. Messages never carry a secret.
+Every error a user can cause or meet derives from :class:`AtlasCIError`; the one error
+boundary (:mod:`atlas_ci.boundary`, serving the CLI and the action) reports it as one line,
+``<message>; <hint>``, and exits with the class's status. Messages never carry a secret.
 """
 
 from __future__ import annotations
@@ -13,26 +13,86 @@ import sys
 from typing import NoReturn
 
 
-class ExitCode(enum.IntEnum):
-    """Documented exit codes (README, "Exit codes")."""
+class ExitStatus(enum.IntEnum):
+    """The documented exit codes: each one's meaning (``--help``, the README's table) and the
+    title of the action's annotation are defined here and derived everywhere else."""
 
-    OK = 0
-    BUG = 1
-    CONFIG = 2
-    INPUT = 3
-    AUTH = 4
-    REFUSED = 5
-    UNAVAILABLE = 6
-    INTERRUPTED = 130
-    TERMINATED = 143
+    meaning: str
+    title: str
+
+    def __new__(cls, code: int, meaning: str, title: str) -> ExitStatus:
+        member = int.__new__(cls, code)
+        member._value_ = code
+        member.meaning = meaning
+        member.title = title
+        return member
+
+    # In the order the tables list them; members with the same meaning share one row.
+    OK = 0, "success", ""
+    CONFIG = (
+        2,
+        "configuration or usage: a flag, input or environment variable is missing or malformed",
+        "configuration",
+    )
+    INPUT = (
+        3,
+        "input files: the manifest, the artifact JSON or an artifact file cannot be used",
+        "input file",
+    )
+    AUTH = (
+        4,
+        "authentication: the registry answered 401/403 (check `ATLAS_TOKEN`)",
+        "authentication failed",
+    )
+    REFUSED = (
+        5,
+        "the registry refused the request (other 4xx) or answered outside the contract",
+        "the registry refused the request",
+    )
+    UNAVAILABLE = (
+        6,
+        "the registry was unreachable or kept failing (connection errors, timeouts, 5xx)",
+        "the registry is unavailable",
+    )
+    INTERRUPTED = (
+        130,
+        "interrupted by SIGINT / SIGTERM; the last line says what the registry was left holding",
+        "interrupted",
+    )
+    TERMINATED = (
+        143,
+        "interrupted by SIGINT / SIGTERM; the last line says what the registry was left holding",
+        "interrupted",
+    )
+    BUG = 1, "a bug in atlas-ci: please report it with the output of `--debug`", "internal error"
+
+    @classmethod
+    def from_signal(cls, signum: int) -> ExitStatus:
+        """The status of a run ended by a signal: 128 + its number, as a shell reports it."""
+        return cls.TERMINATED if signum == 15 else cls.INTERRUPTED
+
+
+#: The old name of :class:`ExitStatus`, still imported by the registry's ``serve``.
+ExitCode = ExitStatus
+
+
+def exit_status_rows() -> list[tuple[str, str]]:
+    """``(codes, meaning)`` rows of the exit-code table; ``("130 / 143", ...)`` shares a row."""
+    rows: list[tuple[list[int], str]] = []
+    for status in ExitStatus:
+        if rows and rows[-1][1] == status.meaning:
+            rows[-1][0].append(int(status))
+        else:
+            rows.append(([int(status)], status.meaning))
+    return [(" / ".join(str(code) for code in codes), meaning) for codes, meaning in rows]
 
 
 def exit_process(code: int) -> NoReturn:
     """End the process with ``code`` once the work is done (the entry points call this).
 
     ``gc.freeze()`` first: otherwise the interpreter's last garbage collections walk every
-    object the run left behind (requests, ssl, email: ~50 ms here) to free memory the exit
-    frees anyway. atexit handlers and the flushing of stdout and stderr still run; the
+    object the run left behind (requests, ssl, email: tens of milliseconds) to free memory the
+    exit frees anyway. atexit handlers and the flushing of stdout and stderr still run; the
     ``__del__`` of an object caught in a reference cycle does not, so nothing here may rely
     on one for clean-up (temp files go with ``with`` blocks and atexit).
     """
@@ -43,7 +103,7 @@ def exit_process(code: int) -> NoReturn:
 class AtlasCIError(Exception):
     """Root of every error the tool reports as one line."""
 
-    exit_code: ExitCode = ExitCode.BUG
+    exit_code: ExitStatus = ExitStatus.BUG
 
     def __init__(self, message: str, hint: str = "") -> None:
         super().__init__(message)
@@ -59,13 +119,13 @@ class AtlasCIError(Exception):
 class ConfigError(AtlasCIError):
     """A flag, input or environment variable is missing or malformed."""
 
-    exit_code = ExitCode.CONFIG
+    exit_code = ExitStatus.CONFIG
 
 
 class InputFileError(AtlasCIError):
     """The manifest, artifact JSON or an artifact file cannot be used."""
 
-    exit_code = ExitCode.INPUT
+    exit_code = ExitStatus.INPUT
 
     def __init__(self, message: str, hint: str = "", path: str | None = None) -> None:
         super().__init__(message, hint)
@@ -75,27 +135,26 @@ class InputFileError(AtlasCIError):
 class AuthError(AtlasCIError):
     """The registry rejected the token (401/403)."""
 
-    exit_code = ExitCode.AUTH
+    exit_code = ExitStatus.AUTH
 
 
 class RegistryRefused(AtlasCIError):
     """The registry refused a request (4xx) or answered outside the contract."""
 
-    exit_code = ExitCode.REFUSED
+    exit_code = ExitStatus.REFUSED
 
 
 class RegistryUnavailable(AtlasCIError):
     """The registry could not be reached or kept failing (network, timeout, 5xx)."""
 
-    exit_code = ExitCode.UNAVAILABLE
+    exit_code = ExitStatus.UNAVAILABLE
 
 
 class Interrupted(AtlasCIError):
     """SIGINT or SIGTERM arrived; the message says what state the server was left in."""
 
-    exit_code = ExitCode.INTERRUPTED
+    exit_code = ExitStatus.INTERRUPTED
 
     def __init__(self, message: str, hint: str = "", signum: int = 2) -> None:
         super().__init__(message, hint)
-        if signum == 15:
-            self.exit_code = ExitCode.TERMINATED
+        self.exit_code = ExitStatus.from_signal(signum)

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from atlas_ci import jsontext
 from atlas_ci.errors import ConfigError, InputFileError
-from atlas_ci.plan import metadata_from_mapping
+from atlas_ci.jsontext import is_text, kind
+from atlas_ci.metadata import metadata_from_mapping
 from atlas_ci.textfile import MiB, describe_mode, quoted, read_text, unsendable
 
 MAX_MANIFEST_BYTES = 64 * MiB
@@ -53,10 +55,6 @@ class _Build:
         return f"build {quoted(self.name)}" if self.name else f"build #{self.index + 1}"
 
 
-class _Number(str):
-    """A JSON number kept as its literal text, marked so it is not taken for a JSON string."""
-
-
 def load_manifest(
     path: str,
     builds: Sequence[str] = (),
@@ -75,43 +73,8 @@ def load_manifest(
         builds = (builds,)
     label = f"manifest {quoted(path)}"
     text = read_text(path, what="manifest", limit=MAX_MANIFEST_BYTES, cwd=here)
-    data = _parse_json(text, label, path, plain=True)
-    if not isinstance(data, dict) or "builds" not in data:
-        raise InputFileError(
-            f'{label} is not a Packer manifest (no "builds" list)',
-            "give the file written by Packer's manifest post-processor",
-            path=path,
-        )
-    raw_builds = data["builds"]
-    if not isinstance(raw_builds, list):
-        raise InputFileError(
-            f'{label}: "builds" is a {_kind(raw_builds)}, not a list',
-            "give the file written by Packer's manifest post-processor",
-            path=path,
-        )
-    last_run = data.get("last_run_uuid")
-    if last_run is not None and not isinstance(last_run, str):
-        raise InputFileError(
-            f'{label}: "last_run_uuid" is a {_kind(last_run)}, not a string',
-            "give the file written by Packer's manifest post-processor",
-            path=path,
-        )
-    parsed = [_parse_build(index, raw, label, path) for index, raw in enumerate(raw_builds)]
-    if not parsed:
-        raise InputFileError(
-            f"{label} lists no builds", "check that the Packer build succeeded", path=path
-        )
-    if last_run and any(build.run_uuid for build in parsed):
-        run = [build for build in parsed if build.run_uuid == last_run]
-    else:
-        run = parsed
-    if not run:
-        raise InputFileError(
-            f"{label} has no build of its last run ({quoted(last_run or '')})",
-            "check that this is the manifest the current Packer run wrote",
-            path=path,
-        )
-    selected = _select(run, builds, label, path)
+    parsed, last_run = _parse_manifest(_parse_json(text, label, path, plain=True), label, path)
+    selected = _select(_last_run(parsed, last_run, label, path), builds, label, path)
     base = _absolute(path, here).parent
     return [
         Artifact(
@@ -133,6 +96,45 @@ def load_manifest(
     ]
 
 
+def _parse_manifest(data: Any, label: str, path: str) -> tuple[list[_Build], str | None]:
+    """The builds a manifest lists (at least one) and its ``last_run_uuid``."""
+    hint = "give the file written by Packer's manifest post-processor"
+    if not isinstance(data, dict) or "builds" not in data:
+        raise InputFileError(
+            f'{label} is not a Packer manifest (no "builds" list)', hint, path=path
+        )
+    raw_builds = data["builds"]
+    if not isinstance(raw_builds, list):
+        raise InputFileError(
+            f'{label}: "builds" is a {kind(raw_builds)}, not a list', hint, path=path
+        )
+    last_run = data.get("last_run_uuid")
+    if last_run is not None and not isinstance(last_run, str):
+        raise InputFileError(
+            f'{label}: "last_run_uuid" is a {kind(last_run)}, not a string', hint, path=path
+        )
+    parsed = [_parse_build(index, raw, label, path) for index, raw in enumerate(raw_builds)]
+    if not parsed:
+        raise InputFileError(
+            f"{label} lists no builds", "check that the Packer build succeeded", path=path
+        )
+    return parsed, last_run
+
+
+def _last_run(parsed: list[_Build], last_run: str | None, label: str, path: str) -> list[_Build]:
+    """The builds of the last run; all of them when the manifest records no run ids."""
+    if not (last_run and any(build.run_uuid for build in parsed)):
+        return parsed
+    run = [build for build in parsed if build.run_uuid == last_run]
+    if not run:
+        raise InputFileError(
+            f"{label} has no build of its last run ({quoted(last_run)})",
+            "check that this is the manifest the current Packer run wrote",
+            path=path,
+        )
+    return run
+
+
 def load_artifact_json(
     path: str,
     *,
@@ -151,7 +153,7 @@ def load_artifact_json(
     data = _parse_json(text, label, path, plain=False)
     if not isinstance(data, dict):
         raise InputFileError(
-            f"{label} is a {_kind(data)}, not a JSON object",
+            f"{label} is a {kind(data)}, not a JSON object",
             'write {"id": "...", "files": ["..."], "metadata": {...}}',
             path=path,
         )
@@ -160,7 +162,7 @@ def load_artifact_json(
     raw_files = data.get("files")
     if raw_files is None:
         raw_files = []
-    if not isinstance(raw_files, list) or not all(_is_text(name) for name in raw_files):
+    if not isinstance(raw_files, list) or not all(is_text(name) for name in raw_files):
         raise InputFileError(
             f'{label}: "files" must be a list of path strings',
             'write "files": ["path/to/file", ...]',
@@ -199,7 +201,7 @@ def _parse_json(text: str, label: str, path: str, *, plain: bool) -> Any:
     try:
         if plain:
             return json.loads(text)
-        return json.loads(text, parse_int=_Number, parse_float=_Number, parse_constant=_Number)
+        return jsontext.loads(text)
     except json.JSONDecodeError as exc:
         raise InputFileError(
             f"{label} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
@@ -214,33 +216,13 @@ def _parse_json(text: str, label: str, path: str, *, plain: bool) -> Any:
         ) from None
 
 
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (_Number, int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
-def _is_text(value: object) -> bool:
-    return isinstance(value, str) and not isinstance(value, _Number)
-
-
 def _optional_str(data: dict[str, Any], key: str, label: str, path: str) -> str:
     value = data.get(key)
     if value is None:
         return ""
-    if not _is_text(value):
+    if not is_text(value):
         raise InputFileError(
-            f'{label}: "{key}" is a {_kind(value)}, not a string',
+            f'{label}: "{key}" is a {kind(value)}, not a string',
             f'write "{key}": "..."',
             path=path,
         )
@@ -266,14 +248,14 @@ def _parse_build(index: int, raw: object, label: str, path: str) -> _Build:
     where = f"build #{index + 1} in {label}"
     hint = "give the file written by Packer's manifest post-processor"
     if not isinstance(raw, dict):
-        raise InputFileError(f"{where} is a {_kind(raw)}, not an object", hint, path=path)
+        raise InputFileError(f"{where} is a {kind(raw)}, not an object", hint, path=path)
 
     def text(key: str, *, required: bool = False) -> str:
         value = raw.get(key)
         if value is None and not required:
             return ""
         if not isinstance(value, str):
-            got = "missing" if key not in raw else f"a {_kind(value)}"
+            got = "missing" if key not in raw else f"a {kind(value)}"
             raise InputFileError(f'{where}: "{key}" is {got}, not a string', hint, path=path)
         _check_sendable(value, f'{where}: "{key}"', path)
         return value
@@ -289,7 +271,7 @@ def _parse_build(index: int, raw: object, label: str, path: str) -> _Build:
         raw_files = []
     if not isinstance(raw_files, list):
         raise InputFileError(
-            f'{where}: "files" is a {_kind(raw_files)}, not a list', hint, path=path
+            f'{where}: "files" is a {kind(raw_files)}, not a list', hint, path=path
         )
     names: list[str] = []
     for number, entry in enumerate(raw_files, start=1):
@@ -342,21 +324,10 @@ def _resolve_files(
     return tuple(dict.fromkeys(resolved))  # a file listed twice is uploaded once
 
 
-def _resolve_file(
-    name: str,
-    owner: str,
-    base: Path,
-    cwd: Path,
-    workspace: Path | None,
-    allow_outside_workspace: bool,
-) -> Path:
-    label = f"file {quoted(name)} of {owner}"
-    if not name:
-        raise InputFileError(f"an empty file name in {owner}", "remove the entry", path=name)
-    if "\0" in name:
-        raise InputFileError(f"{label} contains a NUL byte", "fix the file name", path=name)
+def _find(name: str, label: str, base: Path, cwd: Path) -> Path:
+    """Where a listed file is: the manifest's directory first (Packer usually ran there),
+    then the working directory."""
     given = Path(name)
-    # The manifest's directory first (Packer usually ran there), then the working directory.
     candidates = [given] if given.is_absolute() else [base / given, cwd / given]
     unique: dict[str, Path] = {}
     for place in candidates:
@@ -370,6 +341,23 @@ def _resolve_file(
             "run from the directory Packer ran in, or fix the path in the file",
             path=name,
         )
+    return found
+
+
+def _resolve_file(
+    name: str,
+    owner: str,
+    base: Path,
+    cwd: Path,
+    workspace: Path | None,
+    allow_outside_workspace: bool,
+) -> Path:
+    label = f"file {quoted(name)} of {owner}"
+    if not name:
+        raise InputFileError(f"an empty file name in {owner}", "remove the entry", path=name)
+    if "\0" in name:
+        raise InputFileError(f"{label} contains a NUL byte", "fix the file name", path=name)
+    found = _find(name, label, base, cwd)
     try:
         info = os.stat(found)
     except FileNotFoundError:

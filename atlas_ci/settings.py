@@ -1,9 +1,11 @@
 """The one settings object, and where each of its values came from.
 
-CLI flags, GitHub Action inputs and environment variables all arrive here under the seed's
-own key names (``artifact``, ``artifact_type``, ``token``, ``atlas_url``, ``metadata``).
-Precedence: flag / input > environment > default. ``Settings.sources`` records which one
-won for every field, so ``--debug`` can say it without ever showing a secret's value.
+CLI flags and GitHub Action inputs both fill one typed :class:`Inputs` (the CLI's flags are
+registered and read here, twine's way), under the seed's own key names (``artifact``,
+``artifact_type``, ``token``, ``atlas_url``, ``metadata``); :meth:`Settings.from_inputs`
+lays them over the environment, validates and freezes. Precedence: flag / input >
+environment > default. ``Settings.sources`` records which one won for every field, so
+``--debug`` can say it without ever showing a secret's value.
 """
 
 from __future__ import annotations
@@ -12,13 +14,17 @@ import os
 import posixpath
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from atlas_ci.errors import ConfigError
 from atlas_ci.redaction import Secret, redact_url, register
 from atlas_ci.textfile import control_character, quoted, unsendable
+
+if TYPE_CHECKING:
+    import argparse
 
 DEFAULT_ATLAS_URL = "https://atlas.hashicorp.com"
 DEFAULT_MANIFEST = "packer-manifest.json"
@@ -28,8 +34,125 @@ _GO_INT = re.compile(r"[+-]?(0[xX][0-9a-fA-F]+|0[bB][01]+|0[oO][0-7]+|0[0-7]*|[1
 
 
 @dataclass(frozen=True, kw_only=True)
+class Inputs:
+    """What the user gave, as given: the CLI's flags or the action's inputs, not yet validated.
+
+    Text is as written (numbers too: the message of a bad one quotes it); ``None`` or an
+    empty value means "not given".
+    """
+
+    given_as: Literal["flag", "input"] = "flag"  # what --debug calls a value given here
+    artifact: str | None = None
+    artifact_type: str | None = None
+    atlas_url: str | None = None
+    token: str | None = None  # the action's input; the CLI has no flag (ps would show it)
+    no_token: bool = False
+    ca_file: str | None = None
+    insecure: bool = False
+    retries: str | None = None
+    max_wait: str | None = None
+    timeout: str | None = None
+    json: bool = False
+    metadata_pairs: Sequence[str] = ()
+    metadata_file: str | None = None
+    metadata_text: str | None = None  # the action's metadata input (YAML or JSON)
+    manifest: str | None = None
+    artifact_json: str | None = None
+    builds: Sequence[str] = ()
+    dry_run: bool = False
+    dotenv: str | None = None
+    workspace: Path | str | None = None
+    allow_outside_workspace: bool | None = None  # None: allowed unless a workspace is set
+
+    @classmethod
+    def from_argparse(cls, ns: argparse.Namespace) -> Inputs:
+        """The flags :meth:`add_connection_arguments` and :meth:`add_upload_arguments` read."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in vars(ns).items() if k in names})
+
+    @staticmethod
+    def add_connection_arguments(p: argparse.ArgumentParser) -> None:
+        """The flags every command that talks to a registry takes."""
+        p.add_argument("--artifact", metavar="USER/NAME", help="the artifact slug (required)")
+        p.add_argument(
+            "--atlas-url",
+            metavar="URL",
+            help="registry base URL [env ATLAS_ADDRESS; default https://atlas.hashicorp.com]",
+        )
+        p.add_argument(
+            "--no-token",
+            action="store_true",
+            help="send no token (the token is read only from env ATLAS_TOKEN, never a flag)",
+        )
+        p.add_argument(
+            "--ca-file", metavar="PEM", help="CA bundle to trust [env ATLAS_CAFILE, ATLAS_CAPATH]"
+        )
+        p.add_argument(
+            "--insecure",
+            action="store_true",
+            help="do not verify TLS certificates [env ATLAS_TLS_NOVERIFY]; warns every run",
+        )
+        p.add_argument("--retries", metavar="N", help="retries of a failed request (default 5)")
+        p.add_argument(
+            "--max-wait", metavar="SECONDS", help="longest wait between retries (default 60)"
+        )
+        p.add_argument(
+            "--timeout", metavar="SECONDS", help="read timeout of a request (default 60)"
+        )
+        p.add_argument("--json", action="store_true", help="print one JSON result line on stdout")
+
+    @staticmethod
+    def add_upload_arguments(p: argparse.ArgumentParser) -> None:
+        """The flags of ``atlas-ci upload`` beyond the connection's."""
+        p.add_argument(
+            "--artifact-type",
+            metavar="TYPE",
+            help="amazon.ami, vagrant.box, ... (inferred from the builder when omitted)",
+        )
+        p.add_argument(
+            "--metadata",
+            metavar="KEY=VALUE",
+            action="append",
+            dest="metadata_pairs",
+            default=[],
+            help="metadata entry (repeatable); wins over the builder's and the file's",
+        )
+        p.add_argument(
+            "--metadata-file", metavar="PATH", help="YAML or JSON mapping of metadata entries"
+        )
+        p.add_argument(
+            "--manifest", metavar="PATH", help="Packer manifest (default packer-manifest.json)"
+        )
+        p.add_argument(
+            "--artifact-json",
+            metavar="PATH",
+            help='artifact JSON instead of a manifest: {"id", "files", "metadata", "builder_type"}',
+        )
+        p.add_argument(
+            "--build",
+            metavar="NAME",
+            action="append",
+            dest="builds",
+            default=[],
+            help="build of the manifest's last run to upload (repeatable; default all)",
+        )
+        p.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="check the token and build the archive; create nothing",
+        )
+        p.add_argument("--dotenv", metavar="FILE", help="write ATLAS_VERSION=... lines (GitLab)")
+        p.add_argument("--workspace", metavar="DIR", help="refuse artifact files outside DIR")
+        p.add_argument(
+            "--allow-outside-workspace",
+            action="store_true",
+            help="accept artifact files outside --workspace",
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
-    """Everything one run needs, validated; build it with :meth:`from_sources`."""
+    """Everything one run needs, validated; build it with :meth:`from_inputs`."""
 
     artifact: str
     artifact_type: str | None = None
@@ -74,87 +197,36 @@ class Settings:
         return [f"{name} from {where}" for name, where in sorted(self.sources.items())]
 
     @classmethod
+    def from_inputs(cls, inputs: Inputs, env: Mapping[str, str] | None = None) -> Settings:
+        """Lay the inputs over the environment, validate, freeze."""
+        return _build(inputs, os.environ if env is None else env)
+
+    @classmethod
     def from_sources(
-        cls, *, flags: Mapping[str, object], env: Mapping[str, str] | None = None
+        cls, *, flags: Mapping[str, Any], env: Mapping[str, str] | None = None
     ) -> Settings:
-        """Merge flags (or action inputs) over the environment, validate, freeze."""
-        return _build(flags, os.environ if env is None else env)
+        """:meth:`from_inputs` from keyword values, for tests and scripts (an unknown name is
+        a ``TypeError``); the CLI and the action build :class:`Inputs`."""
+        return cls.from_inputs(Inputs(**flags), env)
 
 
 # --- building -------------------------------------------------------------------------
 
 
-def _build(flags: Mapping[str, object], env: Mapping[str, str]) -> Settings:
+def _build(inputs: Inputs, env: Mapping[str, str]) -> Settings:
     sources: dict[str, str] = {}
-    problems: list[str] = []
-
-    def flag(name: str) -> object:
-        value = flags.get(name)
-        return None if value in (None, "", [], ()) else value
-
-    artifact = _text(flag("artifact"))
-    if artifact is None:
-        problems.append("artifact must be set (--artifact USER/NAME)")
-    artifact_type = _text(flag("artifact_type"))
-    if artifact and "artifact_type" in flags:
-        sources["artifact_type"] = "flag" if artifact_type else "inferred"
-    if problems:
-        raise ConfigError("; ".join(problems), "see atlas-ci upload --help")
-    assert artifact is not None
-    _check_slug(artifact)
+    artifact = _artifact(inputs, sources)
+    artifact_type = _text(inputs.artifact_type)
     if artifact_type is not None:
         check_artifact_type(artifact_type)
-    sources["artifact"] = "flag"
-
-    # token: never on the command line (it would show in the process list).
-    token: Secret | None = None
-    if flag("no_token"):
-        sources["token"] = "none (--no-token)"  # noqa: S105 - a source name
-    elif env.get("ATLAS_TOKEN", "").strip():
-        token = _token(env["ATLAS_TOKEN"])
-        sources["token"] = "env ATLAS_TOKEN"  # noqa: S105 - a source name
-    elif flags.get("require_token", True):
-        raise ConfigError(
-            "no token: ATLAS_TOKEN is not set",
-            "export ATLAS_TOKEN (or pass the action's token input); use --no-token for a "
-            "registry that needs none",
-        )
-
-    url_flag = _text(flag("atlas_url"))
-    if url_flag:
-        raw_url, sources["atlas_url"] = url_flag, "flag"
-    elif env.get("ATLAS_ADDRESS"):
-        raw_url, sources["atlas_url"] = env["ATLAS_ADDRESS"], "env ATLAS_ADDRESS"
-    else:
-        raw_url, sources["atlas_url"] = DEFAULT_ATLAS_URL, "default"
-    atlas_url = normalise_base_url(raw_url, sources["atlas_url"])
-
-    metadata = _metadata(flags, sources)
-
-    manifest = _text(flag("manifest"))
-    artifact_json = _text(flag("artifact_json"))
-    if manifest and artifact_json:
-        raise ConfigError("--manifest and --artifact-json were both given", "pass only one of them")
-    if artifact_json:
-        sources["artifact_json"] = "flag"
-        manifest = None
-    else:
-        sources["manifest"] = "flag" if manifest else "default"
-        manifest = manifest or DEFAULT_MANIFEST
-
-    builds_raw = flags.get("builds") or ()
-    builds = tuple(str(b) for b in builds_raw) if isinstance(builds_raw, list | tuple) else ()
-
-    build_id = parse_go_int("ATLAS_BUILD_ID", env.get("ATLAS_BUILD_ID"))
-    compile_id = parse_go_int("ATLAS_COMPILE_ID", env.get("ATLAS_COMPILE_ID"))
-
-    verify = _verify(flags, env, sources)
-
-    workspace = flags.get("workspace")
-    retries = _number(flags.get("retries"), "--retries", int, 5, minimum=0, maximum=100)
-    max_wait = _number(flags.get("max_wait"), "--max-wait", float, 60.0, minimum=0.0)
-    timeout = _number(flags.get("timeout"), "--timeout", float, 60.0, minimum=0.1)
-
+    sources["artifact_type"] = inputs.given_as if artifact_type else "inferred"
+    token = _token_of(inputs, env, sources)
+    atlas_url = _atlas_url(inputs, env, sources)
+    metadata = _metadata(inputs, sources)
+    manifest, artifact_json = _packer_output(inputs, sources)
+    workspace = Path(str(inputs.workspace)) if inputs.workspace else None
+    allow_outside = inputs.allow_outside_workspace
+    timeout = _number(inputs.timeout, "--timeout", float, 60.0, minimum=0.1)
     return Settings(
         artifact=artifact,
         artifact_type=artifact_type,
@@ -163,21 +235,74 @@ def _build(flags: Mapping[str, object], env: Mapping[str, str]) -> Settings:
         metadata=metadata,
         manifest=manifest,
         artifact_json=artifact_json,
-        builds=builds,
-        build_id=build_id,
-        compile_id=compile_id,
-        verify=verify,
-        dry_run=bool(flags.get("dry_run")),
-        json=bool(flags.get("json")),
-        dotenv=_text(flag("dotenv")),
-        workspace=Path(str(workspace)) if workspace else None,
-        allow_outside_workspace=bool(flags.get("allow_outside_workspace", workspace is None)),
-        retries=int(retries),
-        max_wait=float(max_wait),
+        builds=tuple(str(b) for b in inputs.builds or ()),
+        build_id=parse_go_int("ATLAS_BUILD_ID", env.get("ATLAS_BUILD_ID")),
+        compile_id=parse_go_int("ATLAS_COMPILE_ID", env.get("ATLAS_COMPILE_ID")),
+        verify=_verify(inputs, env, sources),
+        dry_run=bool(inputs.dry_run),
+        json=bool(inputs.json),
+        dotenv=_text(inputs.dotenv),
+        workspace=workspace,
+        allow_outside_workspace=workspace is None if allow_outside is None else allow_outside,
+        retries=int(_number(inputs.retries, "--retries", int, 5, minimum=0, maximum=100)),
+        max_wait=float(_number(inputs.max_wait, "--max-wait", float, 60.0, minimum=0.0)),
         connect_timeout=min(10.0, float(timeout)),
         read_timeout=float(timeout),
         sources=sources,
     )
+
+
+def _artifact(inputs: Inputs, sources: dict[str, str]) -> str:
+    artifact = _text(inputs.artifact)
+    if artifact is None:
+        raise ConfigError(
+            "artifact must be set (--artifact USER/NAME)", "see atlas-ci upload --help"
+        )
+    _check_slug(artifact)
+    sources["artifact"] = inputs.given_as
+    return artifact
+
+
+def _token_of(inputs: Inputs, env: Mapping[str, str], sources: dict[str, str]) -> Secret | None:
+    # Never a CLI flag (it would show in the process list): the action's input, else the env.
+    if inputs.no_token:
+        sources["token"] = "none (--no-token)"  # noqa: S105 - a source name
+        return None
+    if inputs.token and inputs.token.strip():
+        sources["token"] = inputs.given_as
+        return _token(inputs.token)
+    if env.get("ATLAS_TOKEN", "").strip():
+        sources["token"] = "env ATLAS_TOKEN"  # noqa: S105 - a source name
+        return _token(env["ATLAS_TOKEN"])
+    raise ConfigError(
+        "no token: ATLAS_TOKEN is not set",
+        "export ATLAS_TOKEN (or pass the action's token input); use --no-token for a "
+        "registry that needs none",
+    )
+
+
+def _atlas_url(inputs: Inputs, env: Mapping[str, str], sources: dict[str, str]) -> str:
+    given = _text(inputs.atlas_url)
+    if given:
+        raw, sources["atlas_url"] = given, inputs.given_as
+    elif env.get("ATLAS_ADDRESS"):
+        raw, sources["atlas_url"] = env["ATLAS_ADDRESS"], "env ATLAS_ADDRESS"
+    else:
+        raw, sources["atlas_url"] = DEFAULT_ATLAS_URL, "default"
+    return normalise_base_url(raw, sources["atlas_url"])
+
+
+def _packer_output(inputs: Inputs, sources: dict[str, str]) -> tuple[str | None, str | None]:
+    """``(manifest, artifact_json)``: at most one given; the default manifest otherwise."""
+    manifest = _text(inputs.manifest)
+    artifact_json = _text(inputs.artifact_json)
+    if manifest and artifact_json:
+        raise ConfigError("--manifest and --artifact-json were both given", "pass only one of them")
+    if artifact_json:
+        sources["artifact_json"] = inputs.given_as
+        return None, artifact_json
+    sources["manifest"] = inputs.given_as if manifest else "default"
+    return manifest or DEFAULT_MANIFEST, None
 
 
 def _token(raw: str) -> Secret:
@@ -242,38 +367,36 @@ def check_artifact_type(artifact_type: str) -> None:
         raise ConfigError(f"artifact_type {quoted(artifact_type)} {problem}", _TYPE_HINT)
 
 
-def _metadata(flags: Mapping[str, object], sources: dict[str, str]) -> dict[str, str] | None:
-    merged: dict[str, str] | None = None
-    file_arg = _text(flags.get("metadata_file"))
-    text = flags.get("metadata_text")
-    pairs = flags.get("metadata_pairs")
-    if not (file_arg or (isinstance(text, str) and text.strip()) or pairs):
+def _metadata(inputs: Inputs, sources: dict[str, str]) -> dict[str, str] | None:
+    """The file, then the input text, then the pairs, each laid over the one before."""
+    file_arg = _text(inputs.metadata_file)
+    text = inputs.metadata_text if inputs.metadata_text and inputs.metadata_text.strip() else None
+    if not (file_arg or text or inputs.metadata_pairs):
         return None
-    import atlas_ci.plan as plan
+    from atlas_ci import metadata as parse
 
+    merged: dict[str, str] = {}
     if file_arg:
-        merged = dict(plan.load_metadata_file(file_arg))
+        merged = dict(parse.load_metadata_file(file_arg))
         sources["metadata"] = "metadata file"
-    if isinstance(text, str) and text.strip():
-        merged = {**(merged or {}), **plan.parse_metadata_text(text, "the metadata input")}
+    if text:
+        merged = {**merged, **parse.parse_metadata_text(text, "the metadata input")}
         sources["metadata"] = "input"
-    if isinstance(pairs, list | tuple) and pairs:
-        merged = {**(merged or {}), **plan.parse_metadata_pairs([str(p) for p in pairs])}
-        sources["metadata"] = "flag"
+    if inputs.metadata_pairs:
+        merged = {**merged, **parse.parse_metadata_pairs([str(p) for p in inputs.metadata_pairs])}
+        sources["metadata"] = inputs.given_as
     return merged
 
 
-def _verify(
-    flags: Mapping[str, object], env: Mapping[str, str], sources: dict[str, str]
-) -> bool | str:
-    if flags.get("insecure"):
+def _verify(inputs: Inputs, env: Mapping[str, str], sources: dict[str, str]) -> bool | str:
+    if inputs.insecure:
         sources["verify"] = "--insecure"
         return False
     if env.get("ATLAS_TLS_NOVERIFY"):
         sources["verify"] = "env ATLAS_TLS_NOVERIFY"
         return False
     for where, value in (
-        ("flag --ca-file", _text(flags.get("ca_file"))),
+        ("flag --ca-file", _text(inputs.ca_file)),
         ("env ATLAS_CAFILE", env.get("ATLAS_CAFILE") or None),
         ("env ATLAS_CAPATH", env.get("ATLAS_CAPATH") or None),
     ):

@@ -122,14 +122,20 @@ def reserve(fd: int, length: int) -> None:
 class Ingest:
     """Streams exactly ``length`` bytes from a reader into ``fd`` (from offset 0), hashing them.
 
+    ``slot_size`` and ``sync_every`` default to :data:`SLOT_SIZE` and :data:`SYNC_EVERY`.
+
     :meth:`run` returns the number of bytes received: ``length``, or fewer when the reader
     ended early (the caller decides what a short body means). A write or sync error is
     raised from :meth:`run` after every thread has stopped.
     """
 
-    def __init__(self, fd: int, length: int) -> None:
+    def __init__(
+        self, fd: int, length: int, *, slot_size: int = SLOT_SIZE, sync_every: int = SYNC_EVERY
+    ) -> None:
         self.fd = fd
         self.length = length
+        self.slot_size = slot_size
+        self.sync_every = sync_every
         self.hash = hashlib.sha256()
         self._error: BaseException | None = None
         self._free: queue.SimpleQueue[int] = queue.SimpleQueue()
@@ -141,8 +147,9 @@ class Ingest:
         self._progress = threading.Condition(self._lock)
 
     def run(self, read_into: ReadInto) -> int:
-        whole = memoryview(mmap.mmap(-1, SLOT_SIZE * SLOTS))
-        slots = [whole[i * SLOT_SIZE : (i + 1) * SLOT_SIZE] for i in range(SLOTS)]
+        size = self.slot_size
+        whole = memoryview(mmap.mmap(-1, size * SLOTS))
+        slots = [whole[i * size : (i + 1) * size] for i in range(SLOTS)]
         for index in range(SLOTS):
             self._free.put(index)
         to_hash: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
@@ -162,7 +169,7 @@ class Ingest:
                 index = self._free.get()
                 if index < 0:
                     break  # a stage failed; the error is raised below
-                view = slots[index][: min(SLOT_SIZE, self.length - received)]
+                view = slots[index][: min(size, self.length - received)]
                 filled = 0
                 try:
                     while filled < len(view):
@@ -251,7 +258,7 @@ class Ingest:
             self._synced = target
 
     def _sync_due(self) -> bool:
-        return not self._writing or self._written - self._synced >= SYNC_EVERY
+        return not self._writing or self._written - self._synced >= self.sync_every
 
     def _fail(self, exc: BaseException) -> None:
         with self._lock:

@@ -82,6 +82,19 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="seconds a connection may stay silent (idle keep-alive, stalled upload); default 60",
     )
     parser.add_argument(
+        "--max-connections",
+        default=env.get("ATLAS_REGISTRY_MAX_CONNECTIONS", "128"),
+        help="connections served at once; one more is answered 503 with Retry-After and "
+        "closed (env ATLAS_REGISTRY_MAX_CONNECTIONS; default 128)",
+    )
+    parser.add_argument(
+        "--header-timeout",
+        default=env.get("ATLAS_REGISTRY_HEADER_TIMEOUT", "10"),
+        help="seconds a client has to send a request's line and headers, from its first byte "
+        "(from the connection on a new one); slower ones are dropped "
+        "(env ATLAS_REGISTRY_HEADER_TIMEOUT; default 10)",
+    )
+    parser.add_argument(
         "--shutdown-grace",
         type=float,
         default=10.0,
@@ -94,6 +107,22 @@ def _port(raw: str) -> int:
     if not re.fullmatch(r"[0-9]{1,5}", raw.strip()) or int(raw) > 65535:
         raise UsageError(f"--port must be a number from 0 to 65535, not {raw!r}")
     return int(raw)
+
+
+def _max_connections(raw: str) -> int:
+    if not re.fullmatch(r"[0-9]{1,6}", raw.strip()) or int(raw) < 1:
+        raise UsageError(f"--max-connections must be a whole number from 1, not {raw!r}")
+    return int(raw)
+
+
+def _seconds(flag: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 86400:  # NaN fails this too
+        raise UsageError(f"{flag} must be a number of seconds above 0, not {raw!r}")
+    return value
 
 
 def _tokens(flags: list[str], env: Mapping[str, str]) -> list[str]:
@@ -141,6 +170,8 @@ def main(argv: list[str], env: Mapping[str, str] | None = None) -> int:
         public_url = _public_url(args.public_url)
         if args.timeout <= 0 or args.shutdown_grace < 0:
             raise UsageError("--timeout must be positive and --shutdown-grace not negative")
+        max_connections = _max_connections(args.max_connections)
+        header_timeout = _seconds("--header-timeout", args.header_timeout)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.CONFIG
@@ -162,7 +193,13 @@ def main(argv: list[str], env: Mapping[str, str] | None = None) -> int:
         server = RegistryServer(
             (args.host, port),
             storage,
-            Config(tokens=tuple(tokens), public_url=public_url, timeout=args.timeout),
+            Config(
+                tokens=tuple(tokens),
+                public_url=public_url,
+                timeout=args.timeout,
+                header_timeout=header_timeout,
+                max_connections=max_connections,
+            ),
         )
     except OSError as exc:
         storage.close()

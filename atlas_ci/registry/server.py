@@ -1,12 +1,13 @@
 """HTTP side of the registry: routing, authentication, streaming and the access log.
 
-One thread per connection (:class:`RegistryServer`), HTTP/1.1 with keep-alive. Every response
-carries ``Content-Length``; a response sent before the request body was read closes the
-connection. Storage is reached only through :class:`~atlas_ci.registry.storage.Storage`.
+One thread per connection (:class:`RegistryServer`, at most ``Config.max_connections``; past
+that a 503, see :mod:`.connections`), HTTP/1.1 with keep-alive. Every response carries
+``Content-Length``; a response sent before the request body was read closes the connection,
+and so does any request whose framing is in doubt (:mod:`.framing`). Storage is reached only
+through :class:`~atlas_ci.registry.storage.Storage`.
 
 Each request goes through :meth:`RegistryHandler.handle_one_request`: parse, resolve a
-:class:`Route`, check the token, offer the request to ``server.request_hook`` (the seam for
-fault injection: a hook that answers returns True), then run the route's method.
+:class:`Route`, check the token, then run the route's method.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import contextlib
 import dataclasses
 import errno
 import hmac
+import io
 import json
 import logging
 import re
@@ -23,18 +25,21 @@ import socket
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, cast
 
 from atlas_ci import __version__
-from atlas_ci.registry import wire
+from atlas_ci.registry import framing, wire
+from atlas_ci.registry.connections import DeadlineIO, HeaderTimeout, Refuser, refusal
 from atlas_ci.registry.storage import (
     INT64_MAX,
+    Busy,
     Conflict,
     Invalid,
     NotFound,
+    OutOfSpace,
     Storage,
     Upload,
     Version,
@@ -47,6 +52,10 @@ DRAIN_SMALL_BODY = 64 << 10
 """An unread request body up to this size is discarded so the connection can stay open."""
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 16 << 20
+UNREAD_BODY = INT64_MAX
+"""``body_left`` of a request whose body is of unknown length: linger, then close."""
+EXTENSIONS = "idempotency-key"
+"""Sent as ``X-Atlas-Extensions`` on every answer: what this registry adds to the Atlas API."""
 
 log = logging.getLogger("atlas_ci.registry")
 
@@ -63,6 +72,11 @@ class Config:
     """Base of ``upload_path``; None: ``http://`` + the Host the client addressed."""
     timeout: float = 60.0
     """Seconds a socket read may wait (idle keep-alive, a stalled upload)."""
+    header_timeout: float = 10.0
+    """Seconds from a request's first byte (a new connection's accept) to the end of its
+    headers."""
+    max_connections: int = 128
+    """Connections served at once; one more is answered 503 and closed."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,9 +88,6 @@ class Route:
     query: str
     needs_token: bool
 
-
-RequestHook = Callable[["RegistryHandler", Route], bool]
-"""Called after authentication, before the route runs; return True if it sent a response."""
 
 # (path template, method -> operation). "{x}" captures one decoded segment.
 _ROUTES: tuple[tuple[tuple[str, ...], dict[str, str]], ...] = (
@@ -178,7 +189,14 @@ class RegistryHandler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self.connection.settimeout(self.server.config.timeout)
+        self.accepted = time.monotonic()
+        self.requests_seen = 0
+        self.header_lines: list[bytes] = []
+        # Reads go through DeadlineIO, so the request line and headers have a deadline.
+        self.rfile.close()
+        self.stream = DeadlineIO(self.connection, self.server.config.timeout)
+        self.reader = io.BufferedReader(self.stream)
+        self.rfile = self.reader
 
     # -- the request cycle ---------------------------------------------------------------------
 
@@ -195,24 +213,24 @@ class RegistryHandler(BaseHTTPRequestHandler):
     def handle_one_request(self) -> None:
         self._reset()
         self.command = ""
-        try:
-            self.raw_requestline = self.rfile.readline(65537)
-        except (TimeoutError, OSError):
-            self.close_connection = True
-            return
-        if not self.raw_requestline:
+        if not self._request_arrives():
             self.close_connection = True
             return
         started = time.monotonic()
         self.server.request_started(self.request)
         try:
-            if len(self.raw_requestline) > 65536:
-                self.requestline = self.request_version = ""
-                self.send_error(414)
-            elif self.parse_request():
+            if self._read_head():
                 self._handle_parsed()
             if not self.wfile.closed:
                 self.wfile.flush()
+        except HeaderTimeout:
+            self.close_connection = True
+            self.note = "headers incomplete after --header-timeout"
+            self.request_version = self.protocol_version
+            self.stream.deadline = None
+            self.body_left = UNREAD_BODY  # the client may still be sending: linger, then close
+            with contextlib.suppress(OSError):
+                self.send_json(408, {"errors": ["the request headers took too long to arrive"]})
         except (TimeoutError, ClientGone, ConnectionError) as exc:
             self.close_connection = True
             self.note = self.note or f"connection lost: {type(exc).__name__}"
@@ -220,6 +238,42 @@ class RegistryHandler(BaseHTTPRequestHandler):
             if self.server.request_finished(self.request):
                 self.close_connection = True
             self._log(started)
+
+    def _request_arrives(self) -> bool:
+        """Wait for a request's first byte; False when the client closed or stayed silent.
+
+        A new connection must send its whole head within ``header_timeout`` of being
+        accepted; on a kept-alive one, the idle ``timeout`` applies until a request starts.
+        """
+        first = self.requests_seen == 0
+        self.requests_seen += 1
+        self.stream.deadline = self.accepted + self.server.config.header_timeout if first else None
+        try:
+            arrived = bool(self.reader.peek(1))
+        except OSError:  # TimeoutError and HeaderTimeout included: nothing came
+            return False
+        if not first:
+            self.stream.deadline = time.monotonic() + self.server.config.header_timeout
+        return arrived
+
+    def _read_head(self) -> bool:
+        """Read and parse the request line and headers; False when already answered."""
+        self.raw_requestline = self.rfile.readline(65537)
+        if len(self.raw_requestline) > 65536:
+            self.requestline = self.request_version = ""
+            self.send_error(414)
+            return False
+        # Keep the raw header lines: the parser drops what it does not understand silently.
+        stream_file = self.rfile
+        recorder = framing.LineRecorder(stream_file)
+        self.rfile = cast(io.BufferedIOBase, recorder)
+        try:
+            parsed = self.parse_request()
+        finally:
+            self.rfile = stream_file
+            self.stream.deadline = None
+        self.header_lines = recorder.lines
+        return parsed
 
     def _handle_parsed(self) -> None:
         raw_segments, query = split_target(self.path)
@@ -234,39 +288,55 @@ class RegistryHandler(BaseHTTPRequestHandler):
                 raise
             if route.needs_token:
                 self._authenticate()
-            hook = self.server.request_hook
-            if hook is not None and hook(self, route):
-                return
             getattr(self, "do_route_" + route.name)(route)
         except HTTPError as exc:
             self.send_json(exc.status, {"errors": list(exc.errors)}, exc.headers)
         except wire.BadRequest as exc:
             self.send_json(exc.status, {"errors": [str(exc)]})
+        except OutOfSpace:
+            self._out_of_space()
+        except Busy as exc:
+            self.send_json(503, {"errors": [str(exc)]}, {"Retry-After": "1"})
         except (TimeoutError, ClientGone, ConnectionError):
             raise
-        except Exception:
-            log.exception("internal error on %s %s", self.command, self.log_target)
-            self.note = "internal error"
-            if self.headers_sent:
-                self.close_connection = True
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                self._internal_error()
             else:
-                self.send_json(500, {"errors": ["internal server error; see the server log"]})
+                self._out_of_space()
+        except Exception:
+            self._internal_error()
+
+    def _out_of_space(self) -> None:
+        log.error("out of disk space on %s %s", self.command, self.log_target)
+        self.note = "out of disk space"
+        if self.headers_sent:
+            self.close_connection = True
+        else:
+            self.send_json(507, {"errors": ["the registry is out of disk space; retry later"]})
+
+    def _internal_error(self) -> None:
+        log.exception("internal error on %s %s", self.command, self.log_target)
+        self.note = "internal error"
+        if self.headers_sent:
+            self.close_connection = True
+        else:
+            self.send_json(500, {"errors": ["internal server error; see the server log"]})
 
     def _check_framing(self) -> None:
-        if self.headers.get("Transfer-Encoding") is not None:
-            raise HTTPError(411, "chunked request bodies are not supported; send Content-Length")
-        lengths = self.headers.get_all("Content-Length") or []
-        if lengths:
-            if len(set(lengths)) != 1 or not _DIGITS.fullmatch(lengths[0].strip()):
-                self.close_connection = True
-                raise HTTPError(400, "Content-Length must be one non-negative integer")
-            digits = lengths[0].strip().lstrip("0") or "0"
-            # No file offset reaches past 2^63 - 1 (19 digits; int() refuses over 4300).
-            length = int(digits) if len(digits) <= 19 else INT64_MAX + 1
-            if length > INT64_MAX:
-                self.close_connection = True
-                self.body_left = INT64_MAX  # unread: linger so the 413 is not reset away
-                raise HTTPError(413, "the body is larger than the registry can store")
+        """One request, one response: a request not framed beyond doubt is answered, its
+        connection closed, and nothing after it on that connection read as a request."""
+        try:
+            framing.check_request_line(self.raw_requestline, self.request_version, self.path)
+            framing.check_header_lines(self.header_lines)
+            length = framing.body_length(self.headers)
+        except framing.FramingError as exc:
+            self.close_connection = True
+            self.body_left = UNREAD_BODY  # linger, so the answer is not reset away
+            if self.request_version == "HTTP/0.9":
+                self.request_version = self.protocol_version  # answer with a status line
+            raise HTTPError(exc.status, str(exc)) from None
+        if length is not None:
             self.content_length = length
             self.body_left = length
 
@@ -310,9 +380,13 @@ class RegistryHandler(BaseHTTPRequestHandler):
             raise HTTPError(413, f"the JSON body is larger than {MAX_JSON_BODY} bytes")
         raw = self._read_exact(size)
         try:
-            return json.loads(raw)
+            body = json.loads(raw)
         except ValueError:
-            raise wire.BadRequest("the body is not valid JSON") from None
+            raise wire.BadRequest("the body is not valid JSON (UTF-8)") from None
+        except RecursionError:
+            raise wire.BadRequest("the JSON body is nested too deeply") from None
+        wire.check_text(body)
+        return body
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -326,6 +400,8 @@ class RegistryHandler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Errors raised by the stdlib parser, as JSON like every other error."""
         self.close_connection = True
+        self.body_left = UNREAD_BODY  # the rest of the head is unread: linger, then close
+        self.stream.deadline = None
         if self.request_version == "HTTP/0.9":
             # The parser's default when the request line did not parse; answer with headers.
             self.request_version = self.protocol_version
@@ -358,6 +434,7 @@ class RegistryHandler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(length))
+        self.send_header("X-Atlas-Extensions", EXTENSIONS)
         for key, value in (headers or {}).items():
             self.send_header(key, value)
         if closing:
@@ -482,6 +559,7 @@ class RegistryHandler(BaseHTTPRequestHandler):
         self.send_json(201, wire.artifact_json(artifact))
 
     def do_route_create_version(self, route: Route) -> None:
+        key = wire.parse_idempotency_key(self._single_header("Idempotency-Key"))
         new = wire.parse_new_version(self.read_json())
         secret = secrets.token_urlsafe(32) if new.file else None
         try:
@@ -495,13 +573,24 @@ class RegistryHandler(BaseHTTPRequestHandler):
                 metadata=new.metadata,
                 file=new.file,
                 upload_secret=secret,
+                idempotency_key=key,
             )
         except NotFound as exc:
             raise HTTPError(404, str(exc)) from None
         except Invalid as exc:
             raise HTTPError(422, str(exc)) from None
+        if key is not None:
+            # Perhaps the version an earlier request with this key created: its own secret,
+            # while it waits for its file; none once the file is there.
+            secret = self.server.storage.pending_upload_secret(version)
         upload_path = None if secret is None else f"{self._public_base()}/binstore/{secret}"
         self.send_json(201, wire.version_json(version, upload_path))
+
+    def _single_header(self, name: str) -> str | None:
+        values = self.headers.get_all(name) or []
+        if len(values) > 1:
+            raise HTTPError(400, f"send the {name} header once")
+        return values[0] if values else None
 
     def do_route_search(self, route: Route) -> None:
         search = wire.parse_search(route.query)
@@ -598,7 +687,8 @@ Lifecycle = Literal["new", "busy", "idle"]
 
 
 class RegistryServer(ThreadingHTTPServer):
-    """A thread per connection; knows which connections are mid-request, to drain on stop."""
+    """A thread per connection, up to ``config.max_connections``; knows which connections
+    are mid-request, to drain on stop."""
 
     daemon_threads = True
     block_on_close = False  # stop() waits itself, with a bound
@@ -609,16 +699,17 @@ class RegistryServer(ThreadingHTTPServer):
         address: tuple[str, int],
         storage: Storage,
         config: Config,
-        request_hook: RequestHook | None = None,
     ) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.storage = storage
         self.config = config
-        self.request_hook = request_hook
         self.draining = False
         self._state: dict[socket.socket, Lifecycle] = {}
         self._changed = threading.Condition()
+        self.refuser = Refuser(
+            refusal(config.max_connections, retry_after=1), max_held=config.max_connections
+        )
         super().__init__(address, RegistryHandler)
 
     @property
@@ -634,8 +725,19 @@ class RegistryServer(ThreadingHTTPServer):
 
     def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
         with self._changed:
-            self._state[request] = "new"
+            full = len(self._state) >= self.config.max_connections
+            if not full:
+                self._state[request] = "new"
+        if full:
+            # Answered on the accept thread and one helper: no thread per refused connection.
+            host = client_address[0] if isinstance(client_address, tuple) else client_address
+            self.refuser.refuse(request, str(host))
+            return
         super().process_request(request, client_address)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.refuser.close()
 
     def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
         try:

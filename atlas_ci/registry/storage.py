@@ -4,7 +4,8 @@ Layout of a data directory::
 
     registry.sqlite3        artifacts and versions (WAL mode, so also -wal and -shm)
     files/<row id>          the file of one version, written once
-    tmp/                    uploads in flight; emptied when the storage is opened
+    tmp/upload-<pk>-<x>     uploads in flight, each locked (flock) by its server while it
+                            lasts; unlocked ones are removed when a storage is opened
 
 Nothing here knows about HTTP; :mod:`atlas_ci.registry.server` maps requests onto these calls.
 """
@@ -14,13 +15,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import errno
+import fcntl
 import hashlib
 import hmac
 import json
 import os
 import queue
+import re
 import secrets
 import sqlite3
+import stat
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
@@ -33,6 +38,8 @@ SCHEMA_VERSION = 1
 MAX_NAME_LENGTH = 255
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
+IDEMPOTENCY_KEY_HOURS = 24
+"""An idempotency key is honoured for at least this long after the version it created."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS artifacts (
@@ -64,6 +71,17 @@ CREATE TABLE IF NOT EXISTS pending_uploads (
     pk     INTEGER PRIMARY KEY REFERENCES versions (pk),
     sealed BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    owner          TEXT NOT NULL,
+    artifact       TEXT NOT NULL,
+    artifact_type  TEXT NOT NULL,
+    key_sha256     TEXT NOT NULL,
+    request_sha256 TEXT NOT NULL,
+    version_pk     INTEGER NOT NULL REFERENCES versions (pk),
+    created        TEXT NOT NULL,
+    PRIMARY KEY (owner, artifact, artifact_type, key_sha256)
+);
+CREATE INDEX IF NOT EXISTS idempotency_keys_created ON idempotency_keys (created);
 """
 
 _SELECT_VERSIONS = (
@@ -90,6 +108,35 @@ class Conflict(StorageError):
 
 class Invalid(StorageError):
     """A value cannot be stored (bad name, out-of-range integer, bad metadata)."""
+
+
+class KeyReused(Invalid):
+    """An idempotency key came back with a different request than the one it was first sent
+    with."""
+
+
+class OutOfSpace(StorageError):
+    """The disk (or the database) is full; nothing was changed."""
+
+
+class Busy(StorageError):
+    """The database stayed locked by another writer for longer than the wait allows."""
+
+
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_FULL = 5, 6, 13
+
+
+def _translated(exc: sqlite3.Error) -> StorageError | None:
+    """The :class:`StorageError` a database error means for a client, if it is one."""
+    # sqlite_errorcode is new in Python 3.11; the messages are SQLite's own.
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = None if code is None else code & 0xFF
+    text = str(exc)
+    if primary == _SQLITE_FULL or "database or disk is full" in text:
+        return OutOfSpace("the registry is out of disk space")
+    if primary in (_SQLITE_BUSY, _SQLITE_LOCKED) or "database is locked" in text:
+        return Busy("the registry's database is busy; retry in a moment")
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,8 +280,7 @@ class Upload:
 
     def __init__(self, version: Version, tmp_dir: Path) -> None:
         self.version = version
-        self._fd, name = tempfile.mkstemp(dir=tmp_dir, prefix=f"upload-{version.pk}-")
-        self.path = Path(name)
+        self._fd, self.path = _locked_temp_file(tmp_dir, f"upload-{version.pk}-")
         self._open = True
         self.sha256 = hashlib.sha256(b"").hexdigest()
         self.size = 0
@@ -257,10 +303,13 @@ class Upload:
             os.ftruncate(self._fd, self.size)  # the file holds what came, not the reservation
 
     def seal(self) -> None:
-        """Flush the bytes to disk before the file becomes visible."""
+        """Flush the bytes to disk before the file becomes visible.
+
+        The file stays open, and so locked, until :meth:`abort`: a server starting on the
+        same directory meanwhile must not take it for a leftover.
+        """
         if self._open:
             os.fsync(self._fd)
-            self._close()
 
     def _close(self) -> None:
         if self._open:
@@ -321,15 +370,33 @@ class Storage:
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
-        """A connection used by one thread at a time, returned to the pool afterwards."""
+        """A connection used by one thread at a time, returned to the pool afterwards.
+
+        A full disk or a database locked too long is raised as :class:`OutOfSpace` or
+        :class:`Busy`, which a client can be told about; other database errors as they are.
+        """
         try:
             conn = self._idle.get_nowait()
         except queue.Empty:
-            conn = self._connect()
+            conn = self._connect_translated()
         try:
             yield conn
+        except sqlite3.Error as exc:
+            translated = _translated(exc)
+            if translated is None:
+                raise
+            raise translated from exc
         finally:
             self._idle.put(conn)
+
+    def _connect_translated(self) -> sqlite3.Connection:
+        try:
+            return self._connect()
+        except sqlite3.Error as exc:
+            translated = _translated(exc)
+            if translated is None:
+                raise
+            raise translated from exc
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -337,10 +404,14 @@ class Storage:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                # Also after a failed COMMIT (a full disk): the pooled connection must not
+                # keep a transaction open.
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
 
     def close(self) -> None:
         """Close every connection; the storage must not be used afterwards."""
@@ -350,11 +421,18 @@ class Storage:
             conn.close()
 
     def _remove_stale_uploads(self) -> None:
-        # A temp file left behind belongs to an upload cut by a crash; its version is pending
-        # and the client can PUT again.
-        for leftover in self.tmp_dir.iterdir():
-            with contextlib.suppress(OSError):
-                leftover.unlink()
+        """Remove temp files of uploads that no server is receiving any more.
+
+        Such a file belongs to an upload cut by a crash; its version is pending and the
+        client can PUT again. Only files named as :class:`Upload` names them and not locked
+        are removed: an upload in flight holds its lock, whichever server on this directory
+        receives it, and anything else in ``tmp/`` is not ours.
+        """
+        with os.scandir(self.tmp_dir) as entries:
+            for entry in entries:
+                if _UPLOAD_TEMP.fullmatch(entry.name):
+                    with contextlib.suppress(OSError):
+                        _remove_if_unlocked(entry.path)
 
     # -- artifacts -----------------------------------------------------------------------------
 
@@ -395,10 +473,15 @@ class Storage:
         metadata: dict[str, str] | None,
         file: bool,
         upload_secret: str | None,
+        idempotency_key: str | None = None,
     ) -> Version:
         """Allocate the next version number of ``user/name/artifact_type`` and store it.
 
         A version with a file is pending until :meth:`finish_upload`; one without is ready.
+        With an ``idempotency_key`` already used on this artifact and type, nothing is
+        created: the version that key created is returned as it is now (its upload secret
+        is then the first request's, see :meth:`pending_upload_secret`), or
+        :class:`KeyReused` if the fields differ from the first request's.
         """
         validate_name("artifact type", artifact_type)
         _check_int64("build_id", build_id)
@@ -408,11 +491,24 @@ class Storage:
         metadata_json = None if metadata is None else json.dumps(metadata, sort_keys=True)
         state: State = "pending" if file else "ready"
         created = _now()
+        request = _request_digest(artifact_id, build_id, compile_id, metadata, file)
         with self._transaction() as conn:
             if not conn.execute(
                 "SELECT 1 FROM artifacts WHERE user = ? AND name = ?", (user, name)
             ).fetchone():
                 raise NotFound(f"artifact {user}/{name} does not exist")
+            if idempotency_key is not None:
+                # In the transaction that allocates the number: of two requests with one
+                # key, the second waits for the first's write lock and then finds its key.
+                earlier = _version_for_key(conn, user, name, artifact_type, idempotency_key)
+                if earlier is not None:
+                    if earlier[0] != request:
+                        raise KeyReused(
+                            f"this Idempotency-Key already created "
+                            f"{user}/{name}/{artifact_type}/{earlier[1].version} from a "
+                            "different request; send a new key for a new version"
+                        )
+                    return earlier[1]
             (number,) = conn.execute(
                 "SELECT COALESCE(MAX(version), 0) + 1 FROM versions "
                 "WHERE user = ? AND name = ? AND type = ?",
@@ -444,6 +540,8 @@ class Storage:
                     "INSERT INTO pending_uploads (pk, sealed) VALUES (?, ?)",
                     (pk, seal_secret(self._key, pk, upload_secret)),
                 )
+            if idempotency_key is not None:
+                _remember_key(conn, user, name, artifact_type, idempotency_key, request, pk)
         return Version(
             pk=pk,
             user=user,
@@ -588,6 +686,110 @@ class Storage:
         return dataclasses.replace(
             upload.version, state="ready", size=upload.size, sha256=upload.sha256
         )
+
+
+# -- idempotency keys: which version a key created; used inside create_version's transaction --
+
+
+def _request_digest(
+    artifact_id: str, build_id: int, compile_id: int, metadata: dict[str, str] | None, file: bool
+) -> str:
+    """What identifies a version request: the same fields give the same digest."""
+    fields = [artifact_id, build_id, compile_id, metadata, file]
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def _key_digest(key: str) -> str:
+    # Stored hashed like upload secrets: a client may have made its key from a secret.
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def _version_for_key(
+    conn: sqlite3.Connection, user: str, name: str, artifact_type: str, key: str
+) -> tuple[str, Version] | None:
+    """The request digest and version of an idempotency key seen before on this type."""
+    row = conn.execute(
+        "SELECT request_sha256, version_pk FROM idempotency_keys "
+        "WHERE owner = ? AND artifact = ? AND artifact_type = ? AND key_sha256 = ?",
+        (user, name, artifact_type, _key_digest(key)),
+    ).fetchone()
+    if row is None:
+        return None
+    version = conn.execute(_SELECT_VERSIONS + "pk = ?", (row[1],)).fetchone()
+    return str(row[0]), Storage._version(version)
+
+
+def _remember_key(
+    conn: sqlite3.Connection,
+    user: str,
+    name: str,
+    artifact_type: str,
+    key: str,
+    request: str,
+    pk: int,
+) -> None:
+    """Record ``key`` for version ``pk``, and forget keys older than the time they are kept."""
+    expired = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(
+        hours=IDEMPOTENCY_KEY_HOURS
+    )
+    conn.execute(
+        "DELETE FROM idempotency_keys WHERE created < ?",
+        (expired.strftime("%Y-%m-%dT%H:%M:%S.000Z"),),
+    )
+    conn.execute(
+        "INSERT INTO idempotency_keys (owner, artifact, artifact_type, key_sha256, "
+        "request_sha256, version_pk, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (user, name, artifact_type, _key_digest(key), request, pk, _now()),
+    )
+
+
+_UPLOAD_TEMP = re.compile(r"upload-[0-9]+-[A-Za-z0-9_]+")
+
+
+def _locked_temp_file(directory: Path, prefix: str) -> tuple[int, Path]:
+    """A new temp file, open and locked (``flock``), still under its name once locked.
+
+    A server starting on the same directory may lock and remove an unlocked file between
+    its creation and our lock; then the name no longer leads to our file, and we make
+    another. On a file system without locks the file stays unlocked; no cleanup removes
+    it then either (:func:`_remove_if_unlocked` cannot lock it).
+    """
+    for _ in range(8):
+        fd, name = tempfile.mkstemp(dir=directory, prefix=prefix)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)  # a cleanup holds it and is removing it
+            continue
+        except OSError:
+            return fd, Path(name)
+        try:
+            mine = os.fstat(fd)
+            now = os.stat(name, follow_symlinks=False)
+            if (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
+                return fd, Path(name)
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    raise OSError(errno.EAGAIN, f"could not create and lock a temp file in {directory}")
+
+
+def _remove_if_unlocked(path: str) -> None:
+    """Unlink ``path`` if it is a regular file that nobody holds a lock on."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mine = os.fstat(fd)
+        if not stat.S_ISREG(mine.st_mode):
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # an upload in flight
+        now = os.stat(path, follow_symlinks=False)
+        if (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
+            os.unlink(path)  # while holding the lock: its creator sees the name gone
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(directory: Path) -> None:

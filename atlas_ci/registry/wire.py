@@ -11,7 +11,20 @@ import re
 import urllib.parse
 from typing import Literal
 
-from atlas_ci.registry.storage import Artifact, MetadataFilter, Search, Selector, Version
+from atlas_ci.registry.storage import (
+    INT64_MAX,
+    INT64_MIN,
+    Artifact,
+    MetadataFilter,
+    Search,
+    Selector,
+    Version,
+)
+
+MAX_IDEMPOTENCY_KEY = 255
+_IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]+")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
 
 
 class BadRequest(Exception):
@@ -39,6 +52,40 @@ class NewVersion:
     file: bool = False
     id: str = ""
     metadata: dict[str, str] | None = None
+
+
+def check_text(body: object) -> None:
+    """Refuse a JSON document with a lone UTF-16 surrogate (``"\\ud800"``) in any string.
+
+    JSON's escapes can spell one; it is no Unicode character, and nothing can store it as
+    UTF-8. Walked without recursion: the parser already bounded the depth, not the stack.
+    """
+    stack = [body]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and _SURROGATE.search(item):
+            raise BadRequest(
+                "a string in the body holds a lone UTF-16 surrogate escape (such as \\ud800); "
+                "send valid Unicode"
+            )
+
+
+def parse_idempotency_key(raw: str | None) -> str | None:
+    """The ``Idempotency-Key`` header of a version POST (None when absent); 400 if malformed."""
+    if raw is None:
+        return None
+    key = raw.strip()
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise BadRequest(
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters",
+            400,
+        )
+    return key
 
 
 def _object(value: object, where: str) -> dict[str, object]:
@@ -100,7 +147,7 @@ def parse_new_version(body: object) -> NewVersion:
     )
 
 
-_METADATA_PARAM = re.compile(r"metadata\.(\d+)\.(key|value)")
+_METADATA_PARAM = re.compile(r"metadata\.([0-9]+)\.(key|value)")
 
 
 def _selector(name: str, raw: str | None, default: Literal["latest", "any"]) -> Selector:
@@ -108,10 +155,14 @@ def _selector(name: str, raw: str | None, default: Literal["latest", "any"]) -> 
         return default
     if raw in ("latest", "any"):
         return "latest" if raw == "latest" else "any"
-    try:
-        return int(raw, 10)
-    except ValueError:
-        raise BadRequest(f"{name} must be latest, any or a number, not {raw!r}", 400) from None
+    # int() alone would take "+1", " 1", "1_0" and other scripts' digits, and numbers SQLite
+    # cannot hold.
+    if _INTEGER.fullmatch(raw) and INT64_MIN <= int(raw) <= INT64_MAX:
+        return int(raw)
+    shown = raw if len(raw) <= 40 else raw[:40] + "..."
+    raise BadRequest(
+        f"{name} must be latest, any or an integer of at most 64 bits, not {shown!r}", 400
+    )
 
 
 def parse_search(query: str) -> Search:
@@ -125,6 +176,8 @@ def parse_search(query: str) -> Search:
         raise BadRequest("the query string is not valid UTF-8", 400) from None
     for name, value in pairs:
         match = _METADATA_PARAM.fullmatch(name)
+        if match and len(match[1]) > 18:  # int() refuses past 4300 digits; none needs 19
+            raise BadRequest("metadata.N: N must be a number of at most 18 digits", 400)
         if match:
             (keys if match[2] == "key" else values)[int(match[1])] = value
         else:

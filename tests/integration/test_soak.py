@@ -29,6 +29,8 @@ from tests.upload_harness import (
     versions,
 )
 
+pytestmark = pytest.mark.slow
+
 TOKEN = "soak-token-5e1d0b77c3"
 URL_PASSWORD = "soak-url-pass-41f0"
 TIMEOUT = 0.5

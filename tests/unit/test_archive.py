@@ -19,6 +19,7 @@ import pytest
 from atlas_ci.archive import Payload, common_prefix, is_gzip, prepare_payload
 from atlas_ci.errors import ConfigError, InputFileError
 from atlas_ci.textfile import open_regular
+from tests.ids import short_id
 
 
 def touch(path: Path, content: bytes = b"x", mode: int = 0o644, mtime: int = 1_600_000_000) -> Path:
@@ -361,6 +362,7 @@ def gzip_header(flags: int, rest: bytes = b"") -> bytes:
         (b"ustar" + b"\0" * 500, False),
         (b"PK\x03\x04", False),
     ],
+    ids=short_id,
 )
 def test_is_gzip(tmp_path: Path, content: bytes, expected: bool) -> None:
     assert is_gzip(touch(tmp_path / "f", content)) is expected

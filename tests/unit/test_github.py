@@ -76,6 +76,7 @@ def test_escape_property(raw: str, escaped: str) -> None:
     assert github.escape_property(raw) == escaped
 
 
+@pytest.mark.slow  # fuzzing
 @given(st.text())
 def test_data_escaping_round_trips_through_the_runners_unescape(text: str) -> None:
     escaped = github.escape_data(text)
@@ -84,6 +85,7 @@ def test_data_escaping_round_trips_through_the_runners_unescape(text: str) -> No
     assert unescape_data(escaped) == text
 
 
+@pytest.mark.slow  # fuzzing
 @given(st.text())
 def test_property_escaping_round_trips_and_cannot_split_properties(text: str) -> None:
     escaped = github.escape_property(text)
@@ -167,6 +169,7 @@ def test_neutralise(line: str, shown: str) -> None:
     assert github.neutralise(line) == shown
 
 
+@pytest.mark.slow  # fuzzing
 @given(st.text())
 def test_a_neutralised_line_is_never_a_command(text: str) -> None:
     line = github.neutralise(text)
@@ -261,6 +264,7 @@ def test_a_delimiter_found_in_the_value_is_drawn_again(monkeypatch: pytest.Monke
     assert text == f"notes<<ghadelimiter_{fresh}\n{value}\nghadelimiter_{fresh}\n"
 
 
+@pytest.mark.slow  # fuzzing
 @given(st.text(min_size=1))
 def test_any_value_reads_back_exactly(value: str) -> None:
     value = value.replace("\r", "")  # the runner reads lines; CR handling is its own affair

@@ -13,8 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from atlas_ci.errors import AtlasCIError, ExitCode, InputFileError
+from atlas_ci.errors import AtlasCIError, ExitStatus, InputFileError
 from atlas_ci.manifest import load_artifact_json, load_manifest
+from tests.ids import short_id
 
 RUN = "6f1c0000-0000-0000-0000-000000000002"
 OLD_RUN = "6f1c0000-0000-0000-0000-000000000001"
@@ -61,7 +62,7 @@ def touch(path: Path, content: bytes = b"x") -> Path:
 def input_error(excinfo: pytest.ExceptionInfo[InputFileError]) -> str:
     line = excinfo.value.one_line()
     assert "\n" not in line
-    assert excinfo.value.exit_code == ExitCode.INPUT
+    assert excinfo.value.exit_code == ExitStatus.INPUT
     return line
 
 
@@ -292,7 +293,7 @@ def test_file_inside_workspace_is_accepted(tmp_path: Path) -> None:
         (b"\xff\xfe{}", "is not UTF-8 text (bad byte at offset 0)"),
         (b"[]", 'is not a Packer manifest (no "builds" list)'),
         (b"{}", 'is not a Packer manifest (no "builds" list)'),
-        (b'{"builds": {}}', '"builds" is a object, not a list'),
+        (b'{"builds": {}}', '"builds" is a mapping, not a list'),
         (b'{"builds": []}', "lists no builds"),
         (b'{"builds": [], "last_run_uuid": 5}', '"last_run_uuid" is a number, not a string'),
         (b'{"builds": [5]}', "build #1 in manifest 'm.json' is a number, not an object"),
@@ -307,6 +308,7 @@ def test_file_inside_workspace_is_accepted(tmp_path: Path) -> None:
         (b"[" * 100000, "nested too deeply"),
         (b'{"builds": [], "x": 1' + b"1" * 5000 + b"}", "is not usable JSON"),
     ],
+    ids=short_id,
 )
 def test_hostile_manifest_is_an_input_error(tmp_path: Path, content: bytes, message: str) -> None:
     (tmp_path / "m.json").write_bytes(content)
@@ -374,6 +376,7 @@ _manifestish = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.slow  # fuzzing
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.one_of(

@@ -179,6 +179,7 @@ def test_the_factory_picks_by_cpu_count(monkeypatch: pytest.MonkeyPatch, cpus: i
     assert gzip.decompress(out.getvalue()) == b"payload"
 
 
+@pytest.mark.slow  # fuzzing
 @given(st.binary(max_size=300), st.binary(max_size=300))
 def test_crc32_combine_matches_crc32_of_the_concatenation(a: bytes, b: bytes) -> None:
     assert crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)

@@ -12,15 +12,9 @@ from hypothesis import strategies as st
 
 from atlas_ci.errors import AtlasCIError, ConfigError, InputFileError
 from atlas_ci.manifest import Artifact
-from atlas_ci.plan import (
-    builder_metadata,
-    infer_artifact_type,
-    load_metadata_file,
-    merge_metadata,
-    parse_metadata_pairs,
-    parse_metadata_text,
-    vagrant_provider,
-)
+from atlas_ci.metadata import load_metadata_file, parse_metadata_pairs, parse_metadata_text
+from atlas_ci.plan import builder_metadata, infer_artifact_type, merge_metadata, vagrant_provider
+from tests.ids import short_id
 
 
 def artifact(
@@ -114,6 +108,8 @@ def test_json_null_is_refused() -> None:
         ('{"a": {"b": 1}}', "'a' in src is a mapping"),
         ("- a\n- b\n", "metadata in src is a list, not a mapping"),
         ("just text", "metadata in src is a string, not a mapping"),
+        ("5", "metadata in src is a number, not a mapping"),
+        ("true", "metadata in src is a boolean, not a mapping"),
         ("", "metadata in src is empty, not a mapping"),
         ("a: 1\na: 2\n", "duplicate key 'a'"),
         ('{"a": 1, "a": 2}', "duplicate key 'a'"),
@@ -134,6 +130,7 @@ def test_json_null_is_refused() -> None:
         ('{"a": ' * 5000, "nested too deeply"),
         ("a: " + "[" * 5000 + "]" * 5000, "nested too deeply"),
     ],
+    ids=short_id,
 )
 def test_bad_metadata_text_is_a_config_error(text: str, message: str) -> None:
     with pytest.raises(ConfigError) as exc:
@@ -156,6 +153,7 @@ def test_metadata_limits() -> None:
         parse_metadata_text(f"k: {'v' * 4097}", "s")
 
 
+@pytest.mark.slow  # fuzzing
 @settings(max_examples=300, deadline=None)
 @given(st.text())
 def test_parse_metadata_text_raises_only_tool_errors(text: str) -> None:
@@ -174,6 +172,7 @@ _json_like = st.recursive(
 )
 
 
+@pytest.mark.slow  # fuzzing
 @settings(max_examples=200, deadline=None)
 @given(_json_like)
 def test_parse_metadata_json_raises_only_tool_errors(value: object) -> None:

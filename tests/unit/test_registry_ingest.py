@@ -9,6 +9,7 @@ import mmap
 import os
 import random
 import socket
+import tempfile
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -17,17 +18,41 @@ from pathlib import Path
 import pytest
 
 from atlas_ci.registry import ingest
-from atlas_ci.registry.server import RegistryServer
+from atlas_ci.registry.server import Config, RegistryServer
 from atlas_ci.registry.storage import Storage
 
 SLOT = 64 << 10
 
 
-@pytest.fixture(autouse=True)
-def small_slots(monkeypatch: pytest.MonkeyPatch) -> None:
+def small(fd: int, length: int) -> ingest.Ingest:
     """Small slots and syncs, so a few MiB cycle every slot many times."""
-    monkeypatch.setattr(ingest, "SLOT_SIZE", SLOT)
-    monkeypatch.setattr(ingest, "SYNC_EVERY", 4 * SLOT)
+    return ingest.Ingest(fd, length, slot_size=SLOT, sync_every=4 * SLOT)
+
+
+def _tmpfs() -> Path | None:
+    """A tmpfs with a size limit (``/dev/shm``), or None.
+
+    Asked to reserve more than its whole size, a tmpfs refuses with ENOSPC at once and
+    allocates nothing (the kernel compares with the size first): a real full disk, safely.
+    """
+    shm = Path("/dev/shm")
+    try:
+        mounts = Path("/proc/mounts").read_text().split("\n")
+    except OSError:
+        return None
+    is_tmpfs = any(line.split()[1:3] == [str(shm), "tmpfs"] for line in mounts if line)
+    if not is_tmpfs or not os.access(shm, os.W_OK) or os.statvfs(shm).f_blocks == 0:
+        return None
+    return shm
+
+
+def _more_than(directory: Path) -> int:
+    """A length larger than the whole file system holding ``directory``."""
+    stat = os.statvfs(directory)
+    return stat.f_blocks * stat.f_frsize + (1 << 30)
+
+
+needs_tmpfs = pytest.mark.skipif(_tmpfs() is None, reason="needs a size-limited tmpfs (/dev/shm)")
 
 
 @pytest.fixture
@@ -66,7 +91,7 @@ def test_a_body_many_slots_long_arrives_byte_for_byte_with_its_sha256(
     read_into, _ = _socket_like(data)
     for fd in _fd(tmp_path / "blob"):
         ingest.reserve(fd, len(data))
-        job = ingest.Ingest(fd, len(data))
+        job = small(fd, len(data))
         assert job.run(read_into) == len(data)
     assert (tmp_path / "blob").read_bytes() == data
     assert job.hash.hexdigest() == hashlib.sha256(data).hexdigest()
@@ -78,7 +103,7 @@ def test_a_short_body_returns_what_came_and_writes_only_that(
     data = os.urandom(3 * SLOT + 5)
     read_into, _ = _socket_like(data)
     for fd in _fd(tmp_path / "blob"):
-        job = ingest.Ingest(fd, len(data) + 1000)
+        job = small(fd, len(data) + 1000)
         assert job.run(read_into) == len(data)
     assert (tmp_path / "blob").read_bytes() == data
     assert job.hash.hexdigest() == hashlib.sha256(data).hexdigest()
@@ -94,6 +119,7 @@ def test_the_file_is_flushed_while_the_body_still_arrives(
         real(fd)
         synced.set()
 
+    # The fdatasync call is the behaviour, and nothing outside the process can see it.
     monkeypatch.setattr(ingest, "_datasync", datasync)
     data = os.urandom(16 * SLOT)
     read_into, offset = _socket_like(data)
@@ -106,7 +132,7 @@ def test_the_file_is_flushed_while_the_body_still_arrives(
         return read_into(view)
 
     for fd in _fd(tmp_path / "blob"):
-        assert ingest.Ingest(fd, len(data)).run(slow_tail) == len(data)
+        assert small(fd, len(data)).run(slow_tail) == len(data)
     assert waited == [True]
 
 
@@ -118,7 +144,7 @@ def test_a_write_error_stops_the_reader_and_is_raised_after_the_threads_end(
     (tmp_path / "blob").write_bytes(b"")
     for fd in _fd(tmp_path / "blob", os.O_RDONLY):  # every pwrite fails with EBADF
         with pytest.raises(OSError, match=os.strerror(errno.EBADF)) as caught:
-            ingest.Ingest(fd, len(data)).run(read_into)
+            small(fd, len(data)).run(read_into)
     assert caught.value.errno == errno.EBADF
     assert offset[0] < len(data), "the reader kept reading a body nobody could write"
 
@@ -136,7 +162,7 @@ def test_a_reader_error_propagates_after_the_threads_end(
 
     for fd in _fd(tmp_path / "blob"):
         with pytest.raises(ConnectionResetError):
-            ingest.Ingest(fd, len(data)).run(failing)
+            small(fd, len(data)).run(failing)
     written = (tmp_path / "blob").read_bytes()
     assert written == data[: len(written)] and len(written) > 5 * SLOT
 
@@ -148,7 +174,7 @@ def _refuse(code: int) -> Callable[..., None]:
     return allocate
 
 
-def test_reserve_raises_a_full_disk_and_skips_a_file_system_without_fallocate(
+def test_reserve_claims_the_length_without_writing_every_block(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def never(*args: int) -> None:
@@ -156,22 +182,39 @@ def test_reserve_raises_a_full_disk_and_skips_a_file_system_without_fallocate(
 
     monkeypatch.setattr(os, "posix_fallocate", never)
     for fd in _fd(tmp_path / "blob"):
-        ingest.reserve(fd, 1 << 20)  # the real fallocate
+        ingest.reserve(fd, 1 << 20)
         assert os.fstat(fd).st_size == 1 << 20
-        monkeypatch.setattr(ingest, "_fallocate", lambda: _refuse(errno.EOPNOTSUPP))
-        ingest.reserve(fd, 2 << 20)
-        monkeypatch.setattr(ingest, "_fallocate", lambda: _refuse(errno.ENOSPC))
-        with pytest.raises(OSError, match=os.strerror(errno.ENOSPC)) as caught:
-            ingest.reserve(fd, 2 << 20)
-    assert caught.value.errno == errno.ENOSPC
     with pytest.raises(OSError, match=os.strerror(errno.EFBIG)):
         ingest.reserve(-1, 2**63)  # past any file offset, before any call
+
+
+@needs_tmpfs
+def test_reserve_raises_a_full_disk() -> None:
+    shm = _tmpfs()
+    assert shm is not None
+    with tempfile.TemporaryDirectory(dir=shm) as top:
+        for fd in _fd(Path(top) / "blob"):
+            with pytest.raises(OSError, match=os.strerror(errno.ENOSPC)) as caught:
+                ingest.reserve(fd, _more_than(shm))
+            assert os.fstat(fd).st_size == 0
+    assert caught.value.errno == errno.ENOSPC
+
+
+def test_reserve_skips_a_file_system_without_fallocate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No file system at hand lacks fallocate: its answer is simulated.
+    monkeypatch.setattr(ingest, "_fallocate", lambda: _refuse(errno.EOPNOTSUPP))
+    for fd in _fd(tmp_path / "blob"):
+        ingest.reserve(fd, 2 << 20)
+        assert os.fstat(fd).st_size == 0  # the writes will find out
 
 
 def test_reserve_uses_posix_fallocate_where_fallocate_cannot_be_called(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[tuple[int, int]] = []
+    # The branch for a platform without a callable fallocate (not 64-bit Linux).
     monkeypatch.setattr(ingest, "_fallocate", lambda: None)
     monkeypatch.setattr(os, "posix_fallocate", lambda fd, off, n: calls.append((off, n)))
     for fd in _fd(tmp_path / "blob"):
@@ -211,7 +254,7 @@ def test_a_failed_run_leaves_no_reference_cycle_holding_the_slots(
     try:
         for fd in _fd(tmp_path / "blob", os.O_RDONLY):  # every pwrite fails with EBADF
             try:
-                ingest.Ingest(fd, 8 * SLOT).run(read_into)
+                small(fd, 8 * SLOT).run(read_into)
             except OSError as exc:
                 assert exc.errno == errno.EBADF  # noqa: PT017 (the test needs no ExceptionInfo)
             else:
@@ -238,45 +281,56 @@ def test_a_thread_that_cannot_start_stops_those_already_running(
     read_into, offset = _socket_like(os.urandom(SLOT))
     for fd in _fd(tmp_path / "blob"):
         with pytest.raises(RuntimeError, match="can't start new thread"):
-            ingest.Ingest(fd, SLOT).run(read_into)
+            small(fd, SLOT).run(read_into)
     monkeypatch.undo()
     assert offset[0] == 0  # nothing was read for a pipeline that never ran
 
 
-def test_a_body_the_disk_cannot_hold_is_507_before_it_is_sent(
-    server: RegistryServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    storage: Storage = server.storage
-    storage.create_artifact("u", "n")
-    storage.create_version(
-        "u", "n", "t", artifact_id="", build_id=0, compile_id=0, metadata=None, file=True,
-        upload_secret="s3cret",
-    )  # fmt: skip
-
-    monkeypatch.setattr(ingest, "_fallocate", lambda: _refuse(errno.ENOSPC))
-    host, port = server.server_address[:2]
-    with socket.create_connection((str(host), port), timeout=5) as sock:
-        sock.sendall(
-            b"PUT /binstore/s3cret HTTP/1.1\r\nHost: x\r\n"
-            b"Content-Length: 5000000000\r\nExpect: 100-continue\r\n\r\n"
-        )
-        answer = b""
-        while chunk := sock.recv(65536):  # the registry closes: the body was never read
-            answer += chunk
-    assert answer.startswith(b"HTTP/1.1 507 "), answer  # no "100 Continue" first
-    assert answer.endswith(b'{"errors":["the registry is out of disk space"]}')
-    assert list(storage.tmp_dir.iterdir()) == []
+@needs_tmpfs
+def test_a_body_the_disk_cannot_hold_is_507_before_it_is_sent() -> None:
+    shm = _tmpfs()
+    assert shm is not None
+    with tempfile.TemporaryDirectory(dir=shm) as top:
+        storage = Storage(Path(top) / "data")
+        server = RegistryServer(("127.0.0.1", 0), storage, Config(tokens=("tok",), timeout=5))
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+        thread.start()
+        try:
+            storage.create_artifact("u", "n")
+            storage.create_version(
+                "u", "n", "t", artifact_id="", build_id=0, compile_id=0, metadata=None,
+                file=True, upload_secret="s3cret",
+            )  # fmt: skip
+            host, port = server.server_address[:2]
+            with socket.create_connection((str(host), port), timeout=5) as sock:
+                sock.sendall(
+                    b"PUT /binstore/s3cret HTTP/1.1\r\nHost: x\r\n"
+                    b"Content-Length: %d\r\nExpect: 100-continue\r\n\r\n" % _more_than(shm)
+                )
+                answer = b""
+                while chunk := sock.recv(65536):  # the registry closes: the body was never read
+                    answer += chunk
+        finally:
+            server.shutdown()
+            thread.join()
+            server.server_close()
+            assert server.drain(5) == 0
+            storage.close()
+        assert answer.startswith(b"HTTP/1.1 507 "), answer  # no "100 Continue" first
+        assert answer.endswith(b'{"errors":["the registry is out of disk space"]}')
+        assert list(storage.tmp_dir.iterdir()) == []
 
 
 def test_writeback_is_started_for_every_range_as_it_is_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_stray_threads: None
 ) -> None:
     started: list[tuple[int, int]] = []
+    # sync_file_range is the behaviour, and nothing outside the process can see it.
     monkeypatch.setattr(ingest, "_writeback", lambda: lambda fd, off, n: started.append((off, n)))
     data = os.urandom(7 * SLOT + 3)
     read_into, _ = _socket_like(data)
     for fd in _fd(tmp_path / "blob"):
-        ingest.Ingest(fd, len(data)).run(read_into)
+        small(fd, len(data)).run(read_into)
     offset = 0
     for start, count in started:
         assert start == offset

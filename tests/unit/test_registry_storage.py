@@ -13,6 +13,7 @@ import pytest
 from atlas_ci.registry.storage import (
     Conflict,
     Invalid,
+    KeyReused,
     MetadataFilter,
     NotFound,
     Search,
@@ -240,6 +241,64 @@ def test_opening_removes_leftover_temp_files(tmp_path: Path) -> None:
     (store.tmp_dir / "upload-1-crashed").write_bytes(b"half")
     store.close()
     assert list(Storage(tmp_path / "d").tmp_dir.iterdir()) == []
+
+
+def test_opening_keeps_uploads_in_flight_and_files_that_are_not_ours(storage: Storage) -> None:
+    _version(storage, secret="s3cret")
+    upload = storage.begin_upload("s3cret")
+    tmp = storage.tmp_dir
+    (tmp / "notes.txt").write_bytes(b"someone else's")
+    (tmp / "upload-7-link").symlink_to(tmp / "notes.txt")
+    (tmp / "upload-8-dir").mkdir()
+    (tmp / "upload-9-crashed").write_bytes(b"half")  # ours and unlocked: removed
+
+    Storage(storage.data_dir).close()  # another server starting while the body arrives
+    upload.receive(_pieces(b"whole"), 5)
+    upload.seal()
+    Storage(storage.data_dir).close()  # and again between the fsync and the rename
+    ready = storage.finish_upload(upload)
+
+    assert storage.blob_path(ready).read_bytes() == b"whole"
+    assert sorted(p.name for p in tmp.iterdir()) == ["notes.txt", "upload-7-link", "upload-8-dir"]
+
+
+def test_an_idempotency_key_returns_the_version_it_created(storage: Storage) -> None:
+    first = _version(storage, secret="one", idempotency_key="k", build_id=111)
+    again = _version(storage, secret="two", idempotency_key="k", build_id=111)
+    assert again == first
+    assert storage.pending_upload_secret(again) == "one"
+    assert _version(storage, secret="three", idempotency_key="other", build_id=111).version == 2
+    with pytest.raises(KeyReused, match="u/n/t/1"):
+        _version(storage, secret="four", idempotency_key="k", build_id=999)
+    assert len(storage.search("u", "n", "t", Search(version="any", include_pending=True))) == 2
+
+
+def test_idempotency_keys_are_stored_hashed(storage: Storage) -> None:
+    _version(storage, idempotency_key="derived-from-a-secret")
+    conn = sqlite3.connect(storage.db_path)
+    try:
+        dump = "\n".join(conn.iterdump())
+    finally:
+        conn.close()
+    assert "derived-from-a-secret" not in dump
+
+
+def test_idempotency_keys_are_forgotten_after_a_day_not_before(storage: Storage) -> None:
+    _version(storage, idempotency_key="old")
+    _version(storage, idempotency_key="recent")
+    conn = sqlite3.connect(storage.db_path, isolation_level=None)
+    try:
+        conn.execute(
+            "UPDATE idempotency_keys SET created = ? WHERE version_pk = 1",
+            ("2000-01-01T00:00:00.000Z",),
+        )
+        _version(storage, idempotency_key="new")  # a new key prunes the expired ones
+        (kept,) = conn.execute("SELECT COUNT(*) FROM idempotency_keys").fetchone()
+    finally:
+        conn.close()
+    assert kept == 2
+    assert _version(storage, idempotency_key="recent").version == 2
+    assert _version(storage, idempotency_key="old").version == 4  # expired: a new version
 
 
 def test_build_ids_beyond_64_bits_are_invalid(storage: Storage) -> None:

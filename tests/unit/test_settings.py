@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import argparse
+import dataclasses
 from pathlib import Path
 
 import pytest
 
+from atlas_ci.cli import build_parser
 from atlas_ci.errors import ConfigError
-from atlas_ci.settings import Settings, api_url, normalise_base_url, parse_go_int
+from atlas_ci.settings import Inputs, Settings, api_url, normalise_base_url, parse_go_int
 
 ENV = {"ATLAS_TOKEN": "tok-123456"}
 
@@ -138,3 +141,86 @@ def test_manifest_and_artifact_json_are_exclusive() -> None:
 def test_bad_numbers(flag: str, value: str) -> None:
     with pytest.raises(ConfigError):
         make(**{flag: value})
+
+
+# --- one typed Inputs, filled by the CLI and the action ---------------------------------
+
+
+def upload_subparser() -> argparse.ArgumentParser:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices["upload"]
+
+
+def test_every_upload_flag_is_a_field_of_inputs() -> None:
+    names = {f.name for f in dataclasses.fields(Inputs)}
+    dests = {a.dest for a in upload_subparser()._actions if a.dest not in ("help", "debug")}
+    assert dests <= names, dests - names
+
+
+def test_the_cli_fills_inputs_with_every_upload_flag() -> None:
+    ns = build_parser().parse_args(
+        [
+            "upload",
+            "--artifact=acme/web",
+            "--artifact-type=vagrant.box",
+            "--atlas-url=http://h",
+            "--no-token",
+            "--ca-file=ca.pem",
+            "--insecure",
+            "--retries=2",
+            "--max-wait=3",
+            "--timeout=4",
+            "--json",
+            "--metadata=a=1",
+            "--metadata=b=2",
+            "--metadata-file=m.yml",
+            "--manifest=m.json",
+            "--artifact-json=a.json",
+            "--build=web",
+            "--build=db",
+            "--dry-run",
+            "--dotenv=out.env",
+            "--workspace=ws",
+            "--allow-outside-workspace",
+        ]
+    )
+    assert Inputs.from_argparse(ns) == Inputs(
+        artifact="acme/web",
+        artifact_type="vagrant.box",
+        atlas_url="http://h",
+        no_token=True,
+        ca_file="ca.pem",
+        insecure=True,
+        retries="2",
+        max_wait="3",
+        timeout="4",
+        json=True,
+        metadata_pairs=["a=1", "b=2"],
+        metadata_file="m.yml",
+        manifest="m.json",
+        artifact_json="a.json",
+        builds=["web", "db"],
+        dry_run=True,
+        dotenv="out.env",
+        workspace="ws",
+        allow_outside_workspace=True,
+    )
+
+
+def test_search_filters_are_not_version_metadata() -> None:
+    ns = build_parser().parse_args(["search", "--artifact=a/b", "--metadata=k=v"])
+    assert Inputs.from_argparse(ns).metadata_pairs == ()
+    assert ns.filters == ["k=v"]
+
+
+def test_an_unknown_setting_name_is_refused_not_ignored() -> None:
+    with pytest.raises(TypeError, match="require_token"):
+        make(require_token=False)
+
+
+def test_the_token_input_wins_over_the_env_and_is_named_as_an_input() -> None:
+    s = Settings.from_inputs(Inputs(given_as="input", artifact="a/b", token=" tok-input-1 "), ENV)
+    assert s.token is not None and s.token.reveal() == "tok-input-1"
+    assert s.sources["token"] == "input"
+    assert "artifact from input" in s.describe_sources()
