@@ -97,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("serve", help="run the embedded Atlas-compatible registry (see serve --help)")
+    sub.add_parser(
+        "registry",
+        help="administer the embedded registry: users, organizations, tokens, visibility "
+        "(see registry --help)",
+    )
     return parser
 
 
@@ -112,6 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from atlas_ci.registry.serve import main as serve_main
 
         return serve_main(args[1:])
+    if args and args[0] == "registry":
+        from atlas_ci.registry.admin import main as admin_main
+
+        return admin_main(args[1:])
     parser = build_parser()
     ns = parser.parse_args(args)
     if ns.command is None:

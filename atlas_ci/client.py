@@ -498,7 +498,15 @@ class AtlasClient:
             ) from None
 
     def _status_error(self, status: int, reason: str, content: bytes, what: str) -> AtlasCIError:
-        if status in (401, 403):
+        if status == 403:
+            # The namespace is the slug's first part: a user, or an organization to join.
+            namespace = self.settings.user
+            return AuthError(
+                f"permission denied (403) during the {what}: {_errors_text(content)}",
+                f"the token's user needs write access to {namespace!r} (its own name, or a "
+                f"write member of organization {namespace}) and a token that is not read-only",
+            )
+        if status == 401:
             return AuthError(
                 f"authentication failed ({status}) during the {what}",
                 "check ATLAS_TOKEN (or the action's token input) and its rights on the artifact",

@@ -7,7 +7,8 @@ and so does any request whose framing is in doubt (:mod:`.framing`). Storage is 
 through :class:`~atlas_ci.registry.storage.Storage`.
 
 Each request goes through :meth:`RegistryHandler.handle_one_request`: parse, resolve a
-:class:`Route`, check the token, then run the route's method.
+:class:`Route`, identify the token's holder (:mod:`.identity`), ask :mod:`.policy` whether it may
+do the route's operation on the route's namespace, then run the route's method.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import hmac
 import io
 import json
 import logging
@@ -31,8 +31,16 @@ from pathlib import Path
 from typing import BinaryIO, Literal, cast
 
 from atlas_ci import __version__
-from atlas_ci.registry import framing, wire
+from atlas_ci.registry import framing, policy, vagrant, wire
+from atlas_ci.registry.accounts import Accounts
 from atlas_ci.registry.connections import DeadlineIO, HeaderTimeout, Refuser, refusal
+from atlas_ci.registry.identity import (
+    ANONYMOUS,
+    Identity,
+    Unauthenticated,
+    identify,
+    presented_token,
+)
 from atlas_ci.registry.storage import (
     INT64_MAX,
     Busy,
@@ -59,6 +67,8 @@ EXTENSIONS = "idempotency-key"
 
 log = logging.getLogger("atlas_ci.registry")
 
+_AUTH_REQUIRED = "authentication required: pass a token (X-Atlas-Token or Authorization: Bearer)"
+
 _DIGITS = re.compile(r"[0-9]+")
 _HOST_HEADER = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?")
 
@@ -68,6 +78,7 @@ class Config:
     """What the server needs besides storage."""
 
     tokens: tuple[str, ...]
+    """Administrator tokens: every namespace, read and write."""
     public_url: str | None = None
     """Base of ``upload_path``; None: ``http://`` + the Host the client addressed."""
     timeout: float = 60.0
@@ -86,7 +97,11 @@ class Route:
     name: str
     params: Mapping[str, str]
     query: str
-    needs_token: bool
+
+    @property
+    def operation(self) -> policy.Operation | None:
+        """What the route does to the artifact it names, for the policy (None: no artifact)."""
+        return _OPERATIONS.get(self.name)
 
 
 # (path template, method -> operation). "{x}" captures one decoded segment.
@@ -102,7 +117,18 @@ _ROUTES: tuple[tuple[tuple[str, ...], dict[str, str]], ...] = (
         {"GET": "version_file"},
     ),
     (("binstore", "{secret}"), {"PUT": "upload"}),
+    # Vagrant's box catalog; after every literal route ("api", "binstore" are reserved names).
+    (("{user}", "{name}"), {"GET": "box_catalog"}),
 )
+_OPERATIONS: dict[str, policy.Operation] = {
+    "get_artifact": "read",
+    "search": "read",
+    "latest_file": "read",
+    "version_file": "read",
+    "box_catalog": "read",
+    "create_artifact": "write",
+    "create_version": "write",
+}
 
 
 class HTTPError(Exception):
@@ -154,7 +180,7 @@ def resolve(method: str, raw_segments: list[str], query: str) -> Route:
                     f"{method} is not allowed here; use {', '.join(allowed)}",
                     headers={"Allow": ", ".join(allowed)},
                 )
-            return Route(methods[lookup], params, query, needs_token=template[0] == "api")
+            return Route(methods[lookup], params, query)
     raise HTTPError(404, f"no such endpoint: {method} /{'/'.join(raw_segments)}")
 
 
@@ -209,6 +235,7 @@ class RegistryHandler(BaseHTTPRequestHandler):
         self.expect_continue = False
         self.log_target = "<malformed request line>"
         self.headers_sent = False
+        self.identity = ANONYMOUS
 
     def handle_one_request(self) -> None:
         self._reset()
@@ -283,11 +310,13 @@ class RegistryHandler(BaseHTTPRequestHandler):
             try:
                 route = resolve(self.command, raw_segments, query)
             except HTTPError:
-                if raw_segments[:1] == ["api"]:
-                    self._authenticate()  # no token, no hint at which endpoints exist
+                if raw_segments[:1] == ["api"] and self._identify().anonymous:
+                    # No token, no hint at which endpoints exist.
+                    raise HTTPError(401, _AUTH_REQUIRED) from None
                 raise
-            if route.needs_token:
-                self._authenticate()
+            if route.name != "upload":  # the upload URL is its own credential
+                self.identity = self._identify()
+                self._authorize(route)
             getattr(self, "do_route_" + route.name)(route)
         except HTTPError as exc:
             self.send_json(exc.status, {"errors": list(exc.errors)}, exc.headers)
@@ -351,17 +380,56 @@ class RegistryHandler(BaseHTTPRequestHandler):
             self.expect_continue = False
             self.wfile.write(f"{self.protocol_version} 100 Continue\r\n\r\n".encode("latin-1"))
 
-    def _authenticate(self) -> None:
-        given = self.headers.get("X-Atlas-Token")
-        if not given:
-            raise HTTPError(401, "missing X-Atlas-Token header; pass the registry's token")
-        given_bytes = given.encode("latin-1", "replace")
-        matched = False
-        for token in self.server.config.tokens:
-            # No early exit: the time taken does not tell which token came close.
-            matched |= hmac.compare_digest(given_bytes, token.encode("utf-8"))
-        if not matched:
-            raise HTTPError(401, "invalid token")
+    # -- identity and access ---------------------------------------------------------------
+
+    def _identify(self) -> Identity:
+        try:
+            return identify(
+                presented_token(
+                    self.headers.get("X-Atlas-Token"), self.headers.get("Authorization")
+                ),
+                self.server.config.tokens,
+                self.server.accounts,
+            )
+        except Unauthenticated as exc:
+            raise HTTPError(401, str(exc)) from None
+
+    def _decide(self, operation: policy.Operation, user: str, name: str | None) -> policy.Decision:
+        identity = self.identity
+        if identity.admin:
+            return policy.ALLOW  # no lookups for the administrator
+        accounts = self.server.accounts
+        visibility = (
+            accounts.visibility(user, name)
+            if operation == "read" and name is not None
+            else "private"
+        )
+        kind = accounts.kind(user) if operation == "write" else None
+        return policy.decide(identity, operation, policy.Namespace(user, kind), visibility)
+
+    def _authorize(self, route: Route) -> None:
+        """Raise the policy's refusal of ``route`` (before any of its work is done)."""
+        if route.name == "authenticate" and self.identity.anonymous:
+            raise HTTPError(401, _AUTH_REQUIRED)
+        operation = route.operation
+        if operation is None:
+            return
+        user, name = route.params.get("user"), route.params.get("name")
+        if user is None:  # create_artifact: the namespace is in the body, see authorize_write
+            decision = policy.decide(self.identity, operation, None)
+        else:
+            decision = self._decide(operation, user, name)
+        self._refuse_unless(decision, f"artifact {user}/{name} not found")
+
+    def authorize_write(self, user: str) -> None:
+        """For a route whose namespace is in its body: may the identity write into ``user``?"""
+        self._refuse_unless(self._decide("write", user, None), "")
+
+    @staticmethod
+    def _refuse_unless(decision: policy.Decision, not_found: str) -> None:
+        if not decision.allowed:
+            reason = not_found if decision.status == 404 and not_found else decision.reason
+            raise HTTPError(decision.status, reason)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -541,7 +609,14 @@ class RegistryHandler(BaseHTTPRequestHandler):
             raise HTTPError(404, f"artifact {user}/{name} not found")
 
     def do_route_authenticate(self, route: Route) -> None:
-        self.send_json(200, {"user": {"username": "atlas-ci", "authenticated": True}})
+        identity = self.identity
+        user = {
+            "username": identity.name,
+            "authenticated": True,
+            "admin": identity.admin,
+            "read_only": identity.read_only,
+        }
+        self.send_json(200, {"user": user})
 
     def do_route_get_artifact(self, route: Route) -> None:
         user, name = route.params["user"], route.params["name"]
@@ -552,6 +627,7 @@ class RegistryHandler(BaseHTTPRequestHandler):
 
     def do_route_create_artifact(self, route: Route) -> None:
         new = wire.parse_new_artifact(self.read_json())
+        self.authorize_write(new.username)
         try:
             artifact = self.server.storage.create_artifact(new.username, new.name)
         except (Invalid, Conflict) as exc:
@@ -602,11 +678,12 @@ class RegistryHandler(BaseHTTPRequestHandler):
         if not search.include_pending:
             self.send_json(200, {"versions": [wire.version_json(v) for v in found]})
             return
-        # The token holder created the pending ones, so it may finish them: hand their
-        # upload_path back (the uploader adopts a version its failed POST created this way).
+        # Whoever may write here may finish a pending upload: hand its upload_path back (the
+        # uploader adopts a version its failed POST created this way). A reader sees no URL.
+        may_write = self._decide("write", route.params["user"], None).allowed
         versions = []
         for v in found:
-            secret = storage.pending_upload_secret(v)
+            secret = storage.pending_upload_secret(v) if may_write else None
             upload_path = None if secret is None else f"{self._public_base()}/binstore/{secret}"
             versions.append({**wire.version_json(v, upload_path), "state": v.state})
         self.send_json(200, {"versions": versions, "pending_listed": True})
@@ -631,6 +708,12 @@ class RegistryHandler(BaseHTTPRequestHandler):
         if version is None or not version.file or version.state != "ready":
             raise HTTPError(404, f"{user}/{name}/{type_}/{raw} has no uploaded file")
         self._send_file(self.server.storage.blob_path(version), version)
+
+    def do_route_box_catalog(self, route: Route) -> None:
+        self._artifact(route)
+        user, name = route.params["user"], route.params["name"]
+        rows = self.server.storage.ready_files(user, name, vagrant.BOX_TYPE, vagrant.CATALOG_LIMIT)
+        self.send_json(200, vagrant.catalog_json(user, name, rows, self._public_base()))
 
     def do_route_upload(self, route: Route) -> None:
         if self.content_length is None:
@@ -703,6 +786,7 @@ class RegistryServer(ThreadingHTTPServer):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.storage = storage
+        self.accounts = Accounts(storage)
         self.config = config
         self.draining = False
         self._state: dict[socket.socket, Lifecycle] = {}

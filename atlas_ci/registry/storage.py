@@ -32,6 +32,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
+from atlas_ci.registry import metadata_index
 from atlas_ci.registry.ingest import Ingest, ReadInto, reserve
 
 SCHEMA_VERSION = 1
@@ -87,6 +88,13 @@ CREATE INDEX IF NOT EXISTS idempotency_keys_created ON idempotency_keys (created
 _SELECT_VERSIONS = (
     "SELECT pk, user, name, type, version, id, build_id, compile_id, metadata, file, state, "
     "size, sha256, created FROM versions WHERE "
+)
+
+# The same columns, of the versions one metadata_index digest names (its placeholder first).
+_SELECT_INDEXED = (
+    "SELECT v.pk, v.user, v.name, v.type, v.version, v.id, v.build_id, v.compile_id, "
+    "v.metadata, v.file, v.state, v.size, v.sha256, v.created "
+    "FROM metadata_index m JOIN versions v ON v.version = m.version WHERE m.digest = ? AND "
 )
 
 State = Literal["pending", "ready"]
@@ -326,7 +334,9 @@ class Upload:
 class Storage:
     """Artifacts, versions and blobs under one data directory; safe to share between threads."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, remove_stale_uploads: bool = True) -> None:
+        """Open (or create) the data directory. ``remove_stale_uploads=False`` leaves ``tmp/``
+        alone: the administration command opens a directory a running server may be using."""
         self.data_dir = data_dir
         self.files_dir = data_dir / "files"
         self.tmp_dir = data_dir / "tmp"
@@ -348,10 +358,12 @@ class Storage:
                 if statement.strip():
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            metadata_index.ensure(conn)
         # Pending versions' upload secrets are kept sealed with this key, so the token holder
         # can be handed an unfinished upload_path again; the database alone reveals none.
         self._key = _load_key(data_dir / "upload.key")
-        self._remove_stale_uploads()
+        if remove_stale_uploads:
+            self._remove_stale_uploads()
 
     # -- connections -------------------------------------------------------------------------
 
@@ -412,6 +424,14 @@ class Storage:
                     with contextlib.suppress(sqlite3.Error):
                         conn.execute("ROLLBACK")
                 raise
+
+    def connection(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """A pooled connection for the modules that keep their own tables (accounts)."""
+        return self._connection()
+
+    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on an exception), as every write."""
+        return self._transaction()
 
     def close(self) -> None:
         """Close every connection; the storage must not be used afterwards."""
@@ -535,6 +555,7 @@ class Storage:
             )
             pk = cursor.lastrowid
             assert pk is not None
+            metadata_index.add(conn, user, name, artifact_type, number, metadata)
             if upload_secret is not None:
                 conn.execute(
                     "INSERT INTO pending_uploads (pk, sealed) VALUES (?, ?)",
@@ -597,19 +618,48 @@ class Storage:
 
     def search(self, user: str, name: str, artifact_type: str, search: Search) -> list[Version]:
         """Ready versions matching ``search``, newest first (one at most for ``latest``);
-        pending ones too with ``search.include_pending``."""
-        where = "user = ? AND name = ? AND type = ?"
-        if not search.include_pending:
-            where += " AND state = 'ready'"
+        pending ones too with ``search.include_pending``.
+
+        Rows are read newest first and only as far as needed: ``latest`` stops at the first
+        match. With a metadata filter, the rows read are those the first filter's entry in
+        :mod:`.metadata_index` names, not every version; each is then checked exactly.
+        """
+        conditions = ["user = ?", "name = ?", "type = ?"]
         params: list[object] = [user, name, artifact_type]
+        if not search.include_pending:
+            conditions.append("state = 'ready'")
         if isinstance(search.version, int):
-            where += " AND version = ?"
+            conditions.append("version = ?")
             params.append(search.version)
         if isinstance(search.build, int):
-            where += " AND build_id = ?"
+            conditions.append("build_id = ?")
             params.append(search.build)
-        rows = self._select_versions(where + " ORDER BY version DESC", params)
-        found = [v for v in rows if all(f.matches(v.metadata) for f in search.metadata)]
+        if search.metadata:
+            first = search.metadata[0]
+            query = _SELECT_INDEXED + " AND ".join(f"v.{c}" for c in conditions)
+            query += " ORDER BY m.version DESC"
+            params.insert(
+                0, metadata_index.digest(user, name, artifact_type, first.key, first.value)
+            )
+        else:
+            query = _SELECT_VERSIONS + " AND ".join(conditions) + " ORDER BY version DESC"
+        stop_at_first = search.version == "latest" and search.build != "latest"
+        found: list[Version] = []
+        seen: set[int] = set()  # an index row per colliding digest could repeat a version
+        with self._connection() as conn:
+            cursor = conn.execute(query, params)
+            # ``latest`` usually stops at the first row: do not decode 256 to get there.
+            while rows := cursor.fetchmany(16 if stop_at_first else 256):
+                for row in rows:
+                    version = self._version(row)
+                    if version.pk in seen:
+                        continue
+                    seen.add(version.pk)
+                    if all(f.matches(version.metadata) for f in search.metadata):
+                        found.append(version)
+                if stop_at_first and found:
+                    break
+            cursor.close()
         if search.build == "latest" and found:
             newest_build = max(v.build_id for v in found)
             found = [v for v in found if v.build_id == newest_build]
@@ -625,6 +675,20 @@ class Storage:
             (user, name, artifact_type),
         )
         return rows[0] if rows else None
+
+    def ready_files(
+        self, user: str, name: str, artifact_type: str, limit: int
+    ) -> list[tuple[int, str, str]]:
+        """``(version, sha256, metadata JSON)`` of the newest ``limit`` ready versions with a
+        file and metadata, newest first: the few columns a catalog needs."""
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT version, sha256, metadata FROM versions WHERE user = ? AND name = ? "
+                "AND type = ? AND state = 'ready' AND file = 1 AND metadata IS NOT NULL "
+                "ORDER BY version DESC LIMIT ?",
+                (user, name, artifact_type, limit),
+            ).fetchall()
+        return [(int(v), str(s), str(m)) for v, s, m in rows]
 
     def pending_upload_secret(self, version: Version) -> str | None:
         """The upload secret of a pending version (None once its file is there)."""

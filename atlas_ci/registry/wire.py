@@ -211,10 +211,17 @@ def artifact_json(artifact: Artifact) -> dict[str, object]:
 
 def version_json(version: Version, upload_path: str | None = None) -> dict[str, object]:
     """The flat version object; ``upload_path`` only in the answer that created it (and in a
-    search with ``include_pending``, for a version still waiting for its file)."""
+    search with ``include_pending``, for a version still waiting for its file).
+
+    The keys are atlas-go's ``ArtifactVersion`` (``username``, ``name``, ``tag``,
+    ``artifact_type``, ``id``, ``version``, ``metadata``, ``file``, ``slug``, ``upload_path``;
+    Go matches them case-insensitively) plus the registry's own extras.
+    """
     obj: dict[str, object] = {
         "username": version.user,
         "name": version.name,
+        # atlas-go reads Tag (user/name); Terraform's atlas_artifact built its id from it.
+        "tag": f"{version.user}/{version.name}",
         "artifact_type": version.type,
         "id": version.id,
         "version": version.version,

@@ -93,3 +93,28 @@ def test_search_on_a_missing_artifact_is_404_and_on_an_unknown_type_empty(
     assert api(registry, "GET", "/api/v1/artifacts/u/n/t/search").status_code == 404
     create_artifact(registry)
     assert search(registry, "u/n/never.used") == []
+
+
+def test_metadata_search_is_exact_whatever_the_characters(registry: RegistryProcess) -> None:
+    create_artifact(registry)
+    odd = {"k%_!": 'a_b!c"d é\\', "plain": "Value"}
+    publish(registry, b"odd", metadata=odd)
+    publish(registry, b"near", metadata={"k%_!": 'aXb!c"d é\\', "kx_!": "v", "plain": "value"})
+    publish(registry, b"last", metadata={"other": "k%_!"})
+
+    def found(*pairs: tuple[str, str | None]) -> list[int]:
+        params = {"version": "any"}
+        for i, (key, value) in enumerate(pairs, 1):
+            params[f"metadata.{i}.key"] = key
+            if value is not None:
+                params[f"metadata.{i}.value"] = value
+        return _numbers(registry, **params)
+
+    assert found(("k%_!", 'a_b!c"d é\\')) == [1]
+    assert found(("k%_!", None)) == [2, 1]
+    assert found(("K%_!", None)) == []  # keys are case-sensitive
+    assert found(("plain", "value")) == [2]
+    assert found(("plain", "VALUE")) == []
+    assert found(("k%_!", "a%")) == []  # no wildcard reaches the query
+    assert found(("k%_!", None), ("plain", "Value")) == [1]
+    assert _numbers(registry, **{"metadata.1.key": "k%_!"}) == [2]  # latest

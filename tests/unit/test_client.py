@@ -171,7 +171,12 @@ def test_only_first_json_value_is_read() -> None:
         (422, {"errors": ["metadata must be strings"]}, RegistryRefused, "metadata must be"),
         (422, "garbage", RegistryRefused, "could not be decoded"),
         (401, {}, AuthError, "authentication failed"),
-        (403, {}, AuthError, "authentication failed"),
+        (
+            403,
+            {"errors": ["user alice has no write access to organization acme"]},
+            AuthError,
+            "permission denied \\(403\\) during the version creation: user alice has no write",
+        ),
         (404, {}, NotFound, "not found"),
         (409, {}, RegistryRefused, "409 Conflict"),
         (418, {}, RegistryRefused, "418"),
@@ -184,6 +189,20 @@ def test_status_table(status: int, body: Any, exc: type[Exception], text: str) -
     with pytest.raises(exc, match=text):
         client().create_version("acme", "web", "t", {}, file=False)
     assert len(responses.calls) == 1  # never retried
+
+
+@responses.activate
+def test_403_names_the_organization_to_join() -> None:
+    responses.post(
+        f"{BASE}/api/v1/artifacts/acme/web/t",
+        status=403,
+        json={"errors": ["user alice has no write access to organization acme"]},
+    )
+    with pytest.raises(AuthError) as err:
+        client().create_version("acme", "web", "t", {}, file=False)
+    assert err.value.exit_code == 4
+    assert "write member of organization acme" in err.value.one_line()
+    assert TOKEN not in err.value.one_line()
 
 
 @responses.activate

@@ -57,8 +57,12 @@ def test_routes_decode_segments_and_keep_the_query() -> None:
     assert route.name == "search"
     assert dict(route.params) == {"user": "my user", "name": "web", "type": "amazon.ami"}
     assert route.query == "version=2"
-    assert route.needs_token
-    assert not resolve("PUT", ["binstore", "abc"], "").needs_token
+    assert route.operation == "read"
+    assert resolve("PUT", ["binstore", "abc"], "").operation is None
+    assert resolve("POST", ["api", "v1", "artifacts"], "").operation == "write"
+    catalog = resolve("HEAD", ["acme", "web"], "")
+    assert (catalog.name, catalog.operation) == ("box_catalog", "read")
+    assert dict(catalog.params) == {"user": "acme", "name": "web"}
 
 
 def test_log_target_cuts_everything_after_binstore() -> None:

@@ -1,0 +1,82 @@
+"""May this identity do this to this namespace? One pure function, :func:`decide`.
+
+- An administrator may do everything.
+- Reading (artifact lookup, search, downloads, the box catalog) a **public** artifact needs
+  nothing; a private one needs a ``read`` or ``write`` role in its namespace (a user's own
+  name counts as ``write``). Without any token it is 401; a token that cannot read it gets
+  404, as if it did not exist, so a private artifact's existence does not leak.
+- Writing (creating an artifact or a version, which hands out the upload URL) needs a token
+  that is not read-only and a ``write`` role in the namespace; otherwise 403 with the reason.
+
+The server calls it for every routed request (:mod:`.server`); routes never decide access.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from atlas_ci.registry.accounts import Kind, Visibility
+from atlas_ci.registry.identity import Identity
+
+Operation = Literal["read", "write"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Namespace:
+    """The first path segment of an artifact, and whether a user or an organization owns it."""
+
+    name: str
+    kind: Kind | None = None
+
+    def described(self) -> str:
+        if self.kind == "organization":
+            return f"organization {self.name}"
+        if self.kind == "user":
+            return f"user {self.name}'s namespace"
+        return f"namespace {self.name}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """``status`` 0 allows; otherwise the HTTP status and the reason to send."""
+
+    status: int = 0
+    reason: str = ""
+
+    @property
+    def allowed(self) -> bool:
+        return self.status == 0
+
+
+ALLOW = Decision()
+
+
+def decide(
+    identity: Identity,
+    operation: Operation,
+    namespace: Namespace | None,
+    visibility: Visibility = "private",
+) -> Decision:
+    """The decision for ``operation`` on an artifact of ``namespace`` with ``visibility``.
+
+    ``namespace`` None asks only what does not depend on it (before a request body naming
+    the namespace was read): may this identity write anywhere at all?
+    """
+    if identity.admin:
+        return ALLOW
+    if operation == "read":
+        if visibility == "public":
+            return ALLOW
+        if identity.anonymous:
+            return Decision(401, "authentication required: pass a token (X-Atlas-Token)")
+        if namespace is None or namespace.name in identity.roles:
+            return ALLOW
+        return Decision(404, "not found")
+    if identity.anonymous:
+        return Decision(401, "authentication required: pass a token (X-Atlas-Token)")
+    if identity.read_only:
+        return Decision(403, f"the token of user {identity.name} is read-only")
+    if namespace is None or identity.roles.get(namespace.name) == "write":
+        return ALLOW
+    return Decision(403, f"user {identity.name} has no write access to {namespace.described()}")

@@ -1,0 +1,71 @@
+"""The access policy as a table: (identity, operation, namespace, visibility) -> status."""
+
+from __future__ import annotations
+
+import pytest
+
+from atlas_ci.registry.identity import ADMIN, ANONYMOUS, Identity, presented_token
+from atlas_ci.registry.policy import Namespace, decide
+
+ALICE = Identity(user="alice", roles={"alice": "write", "hashicorp": "write", "acme": "read"})
+ALICE_RO = Identity(user="alice", read_only=True, roles=ALICE.roles)
+HASHICORP = Namespace("hashicorp", "organization")
+ACME = Namespace("acme", "organization")
+OTHER = Namespace("other", "organization")
+OWN = Namespace("alice", "user")
+BOB = Namespace("bob", "user")
+
+TABLE = [
+    # who, operation, namespace, visibility, status (0 = allowed)
+    (ALICE, "write", OWN, "private", 0),
+    (ALICE, "write", HASHICORP, "private", 0),
+    (ALICE, "write", ACME, "private", 403),
+    (ALICE, "write", OTHER, "private", 403),
+    (ALICE, "write", BOB, "public", 403),
+    (ALICE, "read", OWN, "private", 0),
+    (ALICE, "read", ACME, "private", 0),
+    (ALICE, "read", OTHER, "private", 404),
+    (ALICE, "read", OTHER, "public", 0),
+    (ALICE_RO, "read", HASHICORP, "private", 0),
+    (ALICE_RO, "write", OWN, "private", 403),
+    (ALICE_RO, "write", HASHICORP, "private", 403),
+    (ANONYMOUS, "read", OTHER, "public", 0),
+    (ANONYMOUS, "read", OTHER, "private", 401),
+    (ANONYMOUS, "write", OTHER, "public", 401),
+    (ADMIN, "write", OTHER, "private", 0),
+    (ADMIN, "read", Namespace("nobody"), "private", 0),
+    # Before the namespace is known (a body names it): only what the identity alone decides.
+    (ALICE, "write", None, "private", 0),
+    (ALICE_RO, "write", None, "private", 403),
+    (ANONYMOUS, "write", None, "private", 401),
+]
+
+
+@pytest.mark.parametrize(("who", "operation", "namespace", "visibility", "status"), TABLE)
+def test_policy_table(
+    who: Identity, operation: str, namespace: Namespace | None, visibility: str, status: int
+) -> None:
+    decision = decide(who, operation, namespace, visibility)  # type: ignore[arg-type]
+    assert decision.status == status
+    assert decision.allowed == (status == 0)
+    assert bool(decision.reason) == (status != 0)
+
+
+def test_refusals_say_why() -> None:
+    assert (
+        decide(ALICE, "write", ACME).reason == "user alice has no write access to organization acme"
+    )
+    assert (
+        decide(ALICE, "write", BOB).reason
+        == "user alice has no write access to user bob's namespace"
+    )
+    assert "read-only" in decide(ALICE_RO, "write", OWN).reason
+
+
+def test_token_headers() -> None:
+    assert presented_token("a", "Bearer b") == "a"
+    assert presented_token(None, "Bearer b") == "b"
+    assert presented_token("", "bearer  b ") == "b"
+    assert presented_token(None, "Basic Zm9vOmJhcg==") is None
+    assert presented_token(None, "Bearer ") is None
+    assert presented_token(None, None) is None
