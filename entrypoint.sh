@@ -6,7 +6,7 @@
 # `docker top`, and logs an ERROR unless the process is already `cat`. Python takes 90-180 ms
 # to start and hand over; dash execs within a millisecond and forks nothing on this path.
 #
-# Dispatch (README, "Plain docker run"):
+# Dispatch (docs/ci.md, "Plain docker run"):
 #   upload, search, serve, registry, -anything, or no arguments -> entrypoint.py (atlas-ci, or
 #     the action when GITHUB_ACTIONS=true and there are no arguments);
 #   a path (holds a /) to an executable file, or a name found on PATH -> exec'd;
