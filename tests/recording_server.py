@@ -168,7 +168,9 @@ class RecordingServer:
     ) -> None:
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.state = State(idempotency=idempotency, hostile=dict(hostile or {}))
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def url(self) -> str:

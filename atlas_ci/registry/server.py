@@ -192,8 +192,23 @@ def loggable_target(raw_segments: list[str], query: str) -> str:
             return "/" + "/".join([*raw_segments[: index + 1], "<redacted>"])
     target = "/" + "/".join(raw_segments)
     if query:
-        target += "?" + query
+        target += "?" + _loggable_query(query)
     return _printable(target)
+
+
+_LOGGED_PARAMS = re.compile(r"version|build|include_pending|metadata\.[0-9]+\.(key|value)")
+
+
+def _loggable_query(query: str) -> str:
+    """The query with the value of every parameter this registry does not read cut out: a
+    client may send its credential there (Vagrant Cloud's ``access_token``, a signed URL)."""
+    pieces = []
+    for piece in query.split("&"):
+        name, sep, _value = piece.partition("=")
+        if sep and not _LOGGED_PARAMS.fullmatch(urllib.parse.unquote_plus(name)):
+            piece = f"{name}=<redacted>"
+        pieces.append(piece)
+    return "&".join(pieces)
 
 
 def _printable(text: str) -> str:
