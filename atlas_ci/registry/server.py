@@ -38,6 +38,7 @@ from atlas_ci.registry.identity import (
     ANONYMOUS,
     Identity,
     Unauthenticated,
+    grant_holder,
     identify,
     presented_token,
 )
@@ -314,7 +315,9 @@ class RegistryHandler(BaseHTTPRequestHandler):
                     # No token, no hint at which endpoints exist.
                     raise HTTPError(401, _AUTH_REQUIRED) from None
                 raise
-            if route.name != "upload":  # the upload URL is its own credential
+            if route.name == "upload":  # the upload URL is its own credential
+                self._authorize_upload(route)
+            else:
                 self.identity = self._identify()
                 self._authorize(route)
             getattr(self, "do_route_" + route.name)(route)
@@ -420,6 +423,25 @@ class RegistryHandler(BaseHTTPRequestHandler):
         else:
             decision = self._decide(operation, user, name)
         self._refuse_unless(decision, f"artifact {user}/{name} not found")
+
+    def _authorize_upload(self, route: Route) -> None:
+        """An upload URL carries the write access of the token it was handed to, as that
+        access is now: revoking the token, or the membership, ends the URL too."""
+        storage = self.server.storage
+        try:
+            version = storage.version_for_secret(route.params["secret"])
+        except NotFound as exc:
+            raise HTTPError(404, str(exc)) from None
+        except Conflict as exc:
+            raise HTTPError(409, str(exc)) from None
+        refused = "this upload URL no longer carries write access: "
+        try:
+            self.identity = grant_holder(storage.upload_grantee(version), self.server.accounts)
+        except Unauthenticated as exc:
+            raise HTTPError(403, refused + str(exc)) from None
+        decision = self._decide("write", version.user, None)
+        if not decision.allowed:
+            raise HTTPError(403, refused + decision.reason)
 
     def authorize_write(self, user: str) -> None:
         """For a route whose namespace is in its body: may the identity write into ``user``?"""
@@ -650,6 +672,7 @@ class RegistryHandler(BaseHTTPRequestHandler):
                 file=new.file,
                 upload_secret=secret,
                 idempotency_key=key,
+                grantee=self.identity.grantee,
             )
         except NotFound as exc:
             raise HTTPError(404, str(exc)) from None
