@@ -443,6 +443,14 @@ class RegistryHandler(BaseHTTPRequestHandler):
         if not decision.allowed:
             raise HTTPError(403, refused + decision.reason)
 
+    def _may_resume(self, version: Version) -> bool:
+        """May the identity be handed ``version``'s upload URL (see :func:`policy.decide`)?"""
+        if self.identity.admin:
+            return True  # no lookups for the administrator
+        grantee = self.server.storage.upload_grantee(version)
+        namespace = policy.Namespace(version.user, self.server.accounts.kind(version.user))
+        return policy.decide(self.identity, "resume", namespace, grantee=grantee).allowed
+
     def authorize_write(self, user: str) -> None:
         """For a route whose namespace is in its body: may the identity write into ``user``?"""
         self._refuse_unless(self._decide("write", user, None), "")
@@ -701,12 +709,14 @@ class RegistryHandler(BaseHTTPRequestHandler):
         if not search.include_pending:
             self.send_json(200, {"versions": [wire.version_json(v) for v in found]})
             return
-        # Whoever may write here may finish a pending upload: hand its upload_path back (the
-        # uploader adopts a version its failed POST created this way). A reader sees no URL.
-        may_write = self._decide("write", route.params["user"], None).allowed
+        # The token a pending upload was handed to may finish it: its upload_path comes back
+        # (the uploader adopts a version its failed POST created this way). Nobody else,
+        # a reader or another writer, sees the URL.
         versions = []
         for v in found:
-            secret = storage.pending_upload_secret(v) if may_write else None
+            secret = None
+            if v.state == "pending" and self._may_resume(v):
+                secret = storage.pending_upload_secret(v)
             upload_path = None if secret is None else f"{self._public_base()}/binstore/{secret}"
             versions.append({**wire.version_json(v, upload_path), "state": v.state})
         self.send_json(200, {"versions": versions, "pending_listed": True})

@@ -148,6 +148,33 @@ def test_another_writer_replaying_a_key_gets_a_version_of_its_own(
     assert by_admin["version"] not in (first["version"], replayed.json()["version"])
 
 
+def test_a_search_hands_a_pending_upload_url_only_to_its_token(registry: RegistryProcess) -> None:
+    """The uploader adopts its own pending version by searching with include_pending; another
+    writer of the organization sees the version, not the URL (nor a read token of its user)."""
+    owner, other = member(registry, "olga"), member(registry, "peggy")
+    owner_ro = new_token(registry, "olga", "--read-only")
+    create_artifact(registry, "hashicorp", "searched")
+    slug = "hashicorp/searched/vagrant.box"
+    upload_path = pending_upload(registry, owner, slug)
+
+    def listed(token: str) -> list[dict[str, object]]:
+        found = requests.get(
+            f"{registry.url}/api/v1/artifacts/{slug}/search",
+            params={"version": "any", "include_pending": "1"},
+            headers={"X-Atlas-Token": token},
+            timeout=TIMEOUT,
+        )
+        assert found.status_code == 200, found.text
+        versions: list[dict[str, object]] = found.json()["versions"]
+        return versions
+
+    assert [v.get("upload_path") for v in listed(owner)] == [upload_path]
+    assert [v.get("upload_path") for v in listed(registry.token)] == [upload_path]
+    for token in (other, owner_ro):
+        [version] = listed(token)
+        assert version["state"] == "pending" and "upload_path" not in version
+
+
 def test_a_read_token_or_an_outsider_replaying_a_key_gets_nothing(
     registry: RegistryProcess,
 ) -> None:
