@@ -35,6 +35,9 @@ LAST_USED_STEP = datetime.timedelta(seconds=60)
 """``last_used`` is written at most once a minute per token: a read stays a read."""
 RESERVED = frozenset({"api", "binstore"})
 """First path segments the server routes itself; no namespace may take them."""
+ADMIN_NAME = "atlas-ci"
+"""The user name an administrator token authenticates as (what the registry always said); no
+user may take it, so a name in an answer or a message is never ambiguous."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS namespaces (
@@ -146,6 +149,8 @@ def validate_namespace(kind: str, name: str) -> None:
         )
     if folded(name) in RESERVED:
         raise Invalid(f"{kind} name {name!r} is reserved (the server routes /{name}/ itself)")
+    if folded(name) == ADMIN_NAME:
+        raise Invalid(f"{kind} name {name!r} is reserved: it names the administrator tokens")
 
 
 class Accounts:

@@ -12,10 +12,7 @@ import dataclasses
 import hmac
 from collections.abc import Mapping, Sequence
 
-from atlas_ci.registry.accounts import Accounts, Expired, Role
-
-ADMIN_NAME = "atlas-ci"
-"""The user name an administrator token authenticates as (what the registry always said)."""
+from atlas_ci.registry.accounts import ADMIN_NAME, Accounts, Expired, Role
 
 ADMIN_GRANTEE = "admin"
 TOKEN_GRANTEE = "token:"  # noqa: S105 (a prefix, not a secret)

@@ -387,9 +387,10 @@ class RegistryHandler(BaseHTTPRequestHandler):
 
     def _identify(self) -> Identity:
         try:
+            # Each header once: a proxy in front could act on the other copy.
             return identify(
                 presented_token(
-                    self.headers.get("X-Atlas-Token"), self.headers.get("Authorization")
+                    self._single_header("X-Atlas-Token"), self._single_header("Authorization")
                 ),
                 self.server.config.tokens,
                 self.server.accounts,

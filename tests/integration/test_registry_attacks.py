@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from tests.integration.http_raw import exchange
 from tests.integration.registry_admin import admin, new_token
 from tests.integration.registry_api import TIMEOUT, api, create_artifact
 from tests.registry_proc import RegistryProcess
@@ -191,6 +192,36 @@ def test_a_read_token_or_an_outsider_replaying_a_key_gets_nothing(
         assert "upload_path" not in replay.text
 
 
+# -- one token per request, beyond doubt ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        "X-Atlas-Token: {reader}\r\nX-Atlas-Token: {writer}",
+        "Authorization: Bearer {reader}\r\nAuthorization: Bearer {writer}",
+    ],
+)
+def test_a_repeated_token_header_is_400(registry: RegistryProcess, headers: str) -> None:
+    """A proxy in front may read the other copy than the registry: refuse the doubt."""
+    reader, writer = member(registry, "reed", "read"), member(registry, "wade")
+    name = headers.split(":", 1)[0]
+    create_artifact(registry, "hashicorp", name)
+    sent = headers.format(reader=reader, writer=writer)
+    body = json.dumps(BODY).encode()
+    [answer], _ = exchange(
+        registry.port,
+        f"POST /api/v1/artifacts/hashicorp/{name}/t HTTP/1.1\r\nHost: x\r\n{sent}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n".encode()
+        + body,
+    )
+    assert answer.status == 400, answer.body
+    assert json.loads(answer.body) == {"errors": [f"send the {name} header once"]}
+    assert reader not in answer.body.decode() and writer not in answer.body.decode()
+    still_pending(registry, f"hashicorp/{name}/t")
+
+
 # -- names: one namespace per name as a reader sees it --------------------------------------
 
 
@@ -201,6 +232,7 @@ def test_a_read_token_or_an_outsider_replaying_a_key_gets_nothing(
         ("org", "HASHICORP"),
         ("user", "\uff48ashicorp"),  # a fullwidth h, folded by NFKC
         ("user", "hashicorp\u200b"),  # an invisible zero-width space
+        ("user", "Atlas-CI"),  # what an administrator token authenticates as
     ],
 )
 def test_a_name_that_reads_as_an_existing_one_is_refused(
