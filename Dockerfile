@@ -36,10 +36,12 @@ RUN pip install --no-cache-dir -r /tmp/atlas-ci/requirements-build.txt \
  && grep -q -m 1 '^#!/[^ ]*python[0-9.]* -I$' "$script" \
  && atlas-ci --version
 
-# The entrypoint outside the package: `python -I` runs it by path and it imports only the
-# installed package.
-COPY entrypoint.py /app/entrypoint.py
+# The entrypoints outside the package: entrypoint.sh execs a program on PATH (Jenkins' `cat`,
+# GitLab's `sh`) within a millisecond, as Jenkins checks with `docker top` right after
+# `docker run`; everything else it hands to `python -I entrypoint.py`, which imports only the
+# installed package (-I ignores PYTHONPATH, PYTHON* and the user's site-packages that the
+# runner may forward from the workflow's env).
+COPY entrypoint.sh entrypoint.py /app/
 
-# Exec form with absolute paths (no shell, no PATH lookup); -I ignores PYTHONPATH, PYTHON*
-# and the user's site-packages that the runner may forward from the workflow's env.
-ENTRYPOINT ["/usr/local/bin/python", "-I", "/app/entrypoint.py"]
+# Exec form with absolute paths (no PATH lookup); sh reads the script, so no mode bit matters.
+ENTRYPOINT ["/bin/sh", "/app/entrypoint.sh"]

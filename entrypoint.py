@@ -1,5 +1,9 @@
 """The container's entrypoint: the action, the ``atlas-ci`` command, or any other program.
 
+The image starts ``entrypoint.sh`` first, which execs a program on PATH (``cat``, ``sh``)
+without starting Python and hands everything else to this file. The same rules live here, so
+this file alone behaves the same:
+
 - no arguments and ``GITHUB_ACTIONS=true``: the GitHub Action (``atlas_ci.action``);
 - a subcommand of ``atlas-ci`` or an option (``upload ...``, ``--help``): ``atlas-ci`` itself;
 - any other program (``cat`` from Jenkins' ``docker.image().inside``, ``sh -c`` from GitLab):

@@ -10,6 +10,7 @@ reading two pipes.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -20,7 +21,7 @@ from typing import TextIO
 from atlas_ci import __version__, github, reporters
 from atlas_ci.console import one_line
 from atlas_ci.errors import AtlasCIError, ConfigError, ExitStatus, InputFileError
-from atlas_ci.redaction import redact_url, register
+from atlas_ci.redaction import redact_data, redact_url, register
 from atlas_ci.result import Result
 from atlas_ci.settings import DEFAULT_MANIFEST, Inputs, Settings, split_lines
 
@@ -88,7 +89,8 @@ def outputs(result: Result) -> dict[str, str]:
     return {
         "version": "" if result.version is None else str(result.version),
         "id": result.id or "",
-        "versions": json.dumps(result.versions(), separators=(",", ":")),
+        # Cut before encoding: JSON escapes a secret holding " or \\ out of the redactor's sight.
+        "versions": json.dumps(redact_data(result.versions()), separators=(",", ":")),
         "file_sha256": last.file.sha256 if last.file else "",
         "file_size": str(last.file.size) if last.file else "",
     }
@@ -116,6 +118,9 @@ class _Stream:
         self.stream = stream
 
     def emit(self, line: str) -> None:
+        # A path that is not UTF-8 (a lone surrogate from os.fsdecode) must not crash a
+        # strict stdout: show its escape instead.
+        line = line.encode("utf-8", "backslashreplace").decode("utf-8")
         self.stream.write(line + "\n")
         self.stream.flush()
 
@@ -158,7 +163,10 @@ class _AnnotationReport:
         title = f"atlas-ci: {error.exit_code.title}"
         self.out.emit(github.error(error.one_line(), title=title, file=file))
         if self.summary:
-            github.write_error_summary(self.summary, error.message, error.hint)
+            write = functools.partial(
+                github.write_error_summary, self.summary, error.message, error.hint
+            )
+            _best_effort_summary(self.out, self.summary, write)
 
     def interrupted(self, signum: int) -> None:
         title = f"atlas-ci: {ExitStatus.from_signal(signum).title}"
@@ -174,6 +182,26 @@ class _AnnotationReport:
 
         for line in "".join(traceback.format_exception(error)).splitlines():
             self.out.debug(line)
+
+
+def _best_effort_summary(out: _Stream, path: str, write: Callable[[], None]) -> None:
+    """Write the job summary, or say in a warning why it could not be written.
+
+    The summary is a courtesy: the step's result is its exit code and outputs. A summary
+    that fails after a version was made must not fail the step (a re-run would make the
+    version again), nor turn a failed run's real error into a traceback.
+    """
+    try:
+        write()
+    except (OSError, ValueError) as exc:  # ValueError: text the file's encoding refused
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        out.emit(
+            github.warning(
+                f"the job summary could not be written to GITHUB_STEP_SUMMARY {path!r}: "
+                f"{reason}; the step's result and outputs do not depend on it",
+                title="atlas-ci: job summary",
+            )
+        )
 
 
 def _run(environ: Mapping[str, str], out: _Stream, summary: str | None) -> int:
@@ -199,7 +227,7 @@ def _run(environ: Mapping[str, str], out: _Stream, summary: str | None) -> int:
     else:
         out.emit(github.warning("GITHUB_OUTPUT is not set: the step's outputs cannot be written"))
     if summary:
-        github.write_summary(summary, result)
+        _best_effort_summary(out, summary, functools.partial(github.write_summary, summary, result))
     for name, value in values.items():
         out.log(f"output {name}={value}")
     return int(ExitStatus.OK)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, cast
 
 from atlas_ci.errors import ConfigError, InputFileError
-from atlas_ci.textfile import describe_mode, quoted
+from atlas_ci.textfile import describe_mode, open_regular, quoted
 
 if TYPE_CHECKING:
     import tarfile
@@ -56,7 +56,9 @@ class Payload:
 def is_gzip(path: Path) -> bool:
     """True if ``path`` starts with a complete, well-formed gzip member header."""
     try:
-        with open(path, "rb") as handle:
+        # O_NONBLOCK first: a file swapped for a FIFO since it was checked must not hang.
+        fd = open_regular(path)
+        with os.fdopen(fd, "rb") as handle:
             return _gzip_header_ok(handle)
     except OSError as exc:
         raise InputFileError(

@@ -191,7 +191,10 @@ def _upload(ns: argparse.Namespace, console: Console) -> int:
         except OSError as exc:
             raise reporters.written_after_upload("--dotenv", settings.dotenv, result, exc) from None
     if settings.json:
-        print(json.dumps(result.to_json(), separators=(",", ":")), flush=True)
+        from atlas_ci.redaction import redact_data
+
+        # Cut before encoding: JSON escapes a secret holding " or \\ out of the redactor's sight.
+        print(json.dumps(redact_data(result.to_json()), separators=(",", ":")), flush=True)
     return ExitStatus.OK
 
 
@@ -207,8 +210,8 @@ def _search(ns: argparse.Namespace, console: Console) -> int:
         params["include_pending"] = "1"
     from atlas_ci.client import AtlasClient
 
-    client = AtlasClient(settings, log=console.info, debug=console.debug)
-    answer = client.search(settings.user, settings.name, settings.artifact_type, params)
+    with AtlasClient(settings, log=console.info, debug=console.debug) as client:
+        answer = client.search(settings.user, settings.name, settings.artifact_type, params)
     if answer is None:
         from atlas_ci.errors import RegistryRefused
 
@@ -225,10 +228,11 @@ def _search(ns: argparse.Namespace, console: Console) -> int:
     if ns.pending and not answer.pending_listed:
         console.warn("the registry does not list pending versions; only ready ones are shown")
     if settings.json:
-        from atlas_ci.redaction import redact
+        from atlas_ci.redaction import redact_data
 
-        # What the registry echoes back (metadata, ids) may quote a secret: cut it here too.
-        print(redact(json.dumps({"versions": versions}, separators=(",", ":"))), flush=True)
+        # What the registry echoes back (metadata, ids) may quote a secret: cut it from the
+        # data, before JSON escapes a secret holding " or \\ out of the redactor's sight.
+        print(json.dumps(redact_data({"versions": versions}), separators=(",", ":")), flush=True)
     else:
         for v in versions:
             console.info(_version_line(v))

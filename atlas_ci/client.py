@@ -7,16 +7,35 @@ Every request the tool makes is made here (the file PUT's body is streamed by
 
 from __future__ import annotations
 
+import http.client
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import requests.adapters
+import urllib3.exceptions
 
 from atlas_ci import USER_AGENT
+from atlas_ci.answers import (
+    IDEMPOTENCY_EXTENSION,
+    IDEMPOTENCY_HEADER,
+    Ambiguous,
+    Answer,
+    NotFound,
+    SearchAnswer,
+    UploadConflict,
+    UploadFailed,
+    Version,
+    errors_text,
+    extensions_of,
+    first_json,
+    first_json_or_none,
+    parse_version,
+    printable,
+)
 from atlas_ci.digest import FileDigest
 from atlas_ci.errors import (
     AtlasCIError,
@@ -25,123 +44,46 @@ from atlas_ci.errors import (
     InputFileError,
     RegistryRefused,
     RegistryUnavailable,
+    TransportError,
 )
-from atlas_ci.redaction import origin_of, redact, redact_url, register_url
-from atlas_ci.retry import NOT_PROCESSED_STATUSES, RETRY_STATUSES, RetryPolicy
+from atlas_ci.redaction import redact_url, register_url
+from atlas_ci.retry import NOT_PROCESSED_STATUSES, RETRY_STATUSES, RetryPolicy, Tries
 from atlas_ci.settings import Settings
+from atlas_ci.transport import (
+    BadEncoding,
+    BodyTooLarge,
+    Deadline,
+    DeadlineAdapter,
+    from_requests,
+    read_body,
+    timed_out,
+    tls_verify_argument,
+)
+
+# The answers' classes are used through this module by callers that speak to a registry.
+__all__ = [
+    "MAX_ANSWER",
+    "Ambiguous",
+    "AtlasClient",
+    "NotFound",
+    "SearchAnswer",
+    "UploadConflict",
+    "UploadFailed",
+    "Version",
+    "first_json",
+    "parse_version",
+    "tls_verify_argument",
+]
+
+if TYPE_CHECKING:
+    from atlas_ci.transfer import PutOutcome, PutResponse
 
 Log = Callable[[str], None]
 _MAX_REDIRECTS = 5
-
-
-class NotFound(RegistryRefused):
-    """404: drives create-if-missing; anywhere else it is a refusal."""
-
-
-class Ambiguous(RegistryUnavailable):
-    """A non-replayable request failed in a way that leaves unknown whether it was processed.
-
-    ``reason`` is the short cause (``500 Internal Server Error``, ``connection reset``) for
-    the retry line; ``unreadable`` when the registry said 2xx but its answer was unusable.
-    ``settled`` when whatever the server did is over: it answered (500, an unreadable 2xx).
-    After a timeout, a reset, a 502 or a 504 the request may still be running behind the
-    failure, so a version missing from a search now may appear later.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        hint: str = "",
-        *,
-        reason: str,
-        unreadable: bool = False,
-        settled: bool = False,
-    ):
-        super().__init__(message, hint)
-        self.reason = reason
-        self.unreadable = unreadable
-        self.settled = settled or unreadable
-
-
-class UploadConflict(RegistryRefused):
-    """409 to the file PUT: the registry says the file is already there.
-
-    ``after_retry``: an earlier try of this run sent the whole file and lost its answer,
-    so the file there is most likely ours.
-    """
-
-    def __init__(self, message: str, hint: str = "", *, after_retry: bool = False):
-        super().__init__(message, hint)
-        self.after_retry = after_retry
-
-
-class UploadFailed(RegistryUnavailable):
-    """The file PUT kept failing; ``maybe_delivered`` if a try may have stored it anyway."""
-
-    def __init__(self, message: str, hint: str = "", *, maybe_delivered: bool = False):
-        super().__init__(message, hint)
-        self.maybe_delivered = maybe_delivered
-
-
-@dataclass(frozen=True)
-class SearchAnswer:
-    """Versions found; ``pending_listed`` when the registry said it included pending ones."""
-
-    versions: list[Mapping[str, Any]]
-    pending_listed: bool
-
-
-@dataclass(frozen=True)
-class Version:
-    """The part of a version object the flow uses."""
-
-    version: int
-    upload_path: str | None
-    raw: Mapping[str, Any]
-
-
-def first_json(body: bytes) -> Any:
-    """The first JSON value of ``body`` (atlas-wire §4: trailing data is ignored)."""
-    text = body.decode("utf-8", errors="replace").lstrip()
-    value, _ = json.JSONDecoder().raw_decode(text)
-    return value
-
-
-def _transport_was_sent(exc: BaseException) -> bool:
-    """Whether a transport failure may have happened after the request reached the server."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return False
-    if isinstance(exc, requests.ConnectionError):
-        text = repr(exc.args)
-        never_sent = (
-            "NewConnectionError",
-            "NameResolutionError",
-            "Failed to establish a new connection",
-            "ConnectTimeoutError",
-            "cannot connect to",  # transfer's own sendfile path
-        )
-        return not any(marker in text for marker in never_sent)
-    return True
-
-
-def _describe_transport(exc: BaseException) -> str:
-    if isinstance(exc, requests.Timeout):
-        return "timed out"
-    if isinstance(exc, requests.exceptions.SSLError):
-        return "TLS verification failed"
-    text = repr(exc)
-    for marker, words in (
-        ("Connection refused", "connection refused"),
-        ("NameResolutionError", "host name not found"),
-        ("Connection reset", "connection reset"),
-        ("RemoteDisconnected", "connection closed without a response"),
-        ("BrokenPipe", "connection closed while sending"),
-        ("Broken pipe", "connection closed while sending"),
-        ("IncompleteRead", "response cut short"),
-    ):
-        if marker in text:
-            return words
-    return type(exc).__name__
+MAX_ANSWER = 8 << 20
+"""The most an API answer may hold, after decompression: a search of thousands of versions
+fits many times over; a registry that sends more is answering outside the contract."""
+ERROR_BODY = 64 << 10  # an error answer is read only for its message
 
 
 class AtlasClient:
@@ -158,8 +100,13 @@ class AtlasClient:
     ) -> None:
         self.settings = settings
         self.session = session or requests.Session()
+        for prefix in ("http://", "https://"):
+            # Only requests' own adapter is swapped: a test's or a caller's stays.
+            if type(self.session.get_adapter(prefix)) is requests.adapters.HTTPAdapter:
+                self.session.mount(prefix, DeadlineAdapter())
         self.session.headers["User-Agent"] = USER_AGENT
-        # Accept-Encoding/Accept are requests' defaults; the contract sends no Accept.
+        # Only what read_body can undo with a cap; the contract sends no Accept.
+        self.session.headers["Accept-Encoding"] = "gzip, deflate"
         self.session.headers.pop("Accept", None)
         self.policy = policy or RetryPolicy(retries=settings.retries, max_wait=settings.max_wait)
         self._log = log or (lambda _line: None)
@@ -167,6 +114,30 @@ class AtlasClient:
         base = urlsplit(settings.atlas_url)
         self._origin = (base.scheme, base.hostname, base.port)
         self._verify = tls_verify_argument(settings.verify)
+        self._idempotency: bool | None = None
+
+    def __enter__(self) -> AtlasClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the session's connections (``with AtlasClient(...) as api:`` does)."""
+        self.session.close()
+
+    @property
+    def idempotent(self) -> bool:
+        """Whether the registry honours ``Idempotency-Key`` on the version POST.
+
+        It says so on its 2xx API answers; one that does not say it (a mixed fleet behind a
+        balancer, say) turns the extension off for the rest of the run.
+        """
+        return self._idempotency is True
+
+    def tries(self, what: str) -> Tries:
+        """A fresh count of tries for a request the flow retries itself."""
+        return self.policy.tries(what, self._log)
 
     # --- the calls ------------------------------------------------------------------
 
@@ -177,12 +148,12 @@ class AtlasClient:
     def get_artifact(self, user: str, name: str) -> Mapping[str, Any] | None:
         """The artifact object, or None on 404 exactly."""
         try:
-            resp = self._call(
+            answer = self._call(
                 "GET", self.settings.endpoint("artifacts", user, name), what="artifact lookup"
             )
         except NotFound:
             return None
-        body = self._json(resp, "artifact lookup")
+        body = self._json(answer, "artifact lookup")
         if not isinstance(body, dict):
             raise RegistryRefused(
                 "the registry answered the artifact lookup with something other than a JSON object",
@@ -200,23 +171,22 @@ class AtlasClient:
             return False
         self._log(f"Creating artifact: {user}/{name}")
         payload = {"artifact": {"username": user, "name": name}}
-        attempt = 0
+        tries = self.tries("artifact creation")
         while True:
-            attempt += 1
             try:
-                resp = self._call(
+                answer = self._call(
                     "POST",
                     self.settings.endpoint("artifacts"),
                     body=payload,
                     what="artifact creation",
                     replayable=False,
+                    tries=tries,
                 )
-                if isinstance(_first_json_or_none(resp.content), dict):
+                if isinstance(first_json_or_none(answer.content), dict):
                     return True
                 # A 2xx we cannot read (a proxy's page?): as unknown as a lost answer.
                 raise Ambiguous(
-                    f"the registry's answer to the artifact creation is not JSON "
-                    f"({resp.status_code})",
+                    f"the registry's answer to the artifact creation is not JSON ({answer.status})",
                     "check that atlas_url points at an Atlas-compatible registry",
                     reason="answer not JSON",
                     unreadable=True,
@@ -229,23 +199,44 @@ class AtlasClient:
             except Ambiguous as exc:
                 if self.get_artifact(user, name) is not None:
                     return False  # our own request went through
-                if attempt > self.policy.retries:
+                if not tries.again(f"{exc.reason}; not created"):
                     cls = RegistryRefused if exc.unreadable else RegistryUnavailable
                     raise cls(
-                        f"artifact creation failed ({exc.reason}) {_tries(attempt)}; the "
+                        f"artifact creation failed ({exc.reason}) after {tries.text}; the "
                         f"registry holds no artifact {user}/{name}",
                         exc.hint if exc.unreadable else "nothing was created; re-run later",
                     ) from None
-                self._retry_line("artifact creation", f"{exc.reason}; not created", attempt, None)
 
     def create_version(
-        self, user: str, name: str, artifact_type: str, body: Mapping[str, Any], *, file: bool
+        self,
+        user: str,
+        name: str,
+        artifact_type: str,
+        body: Mapping[str, Any],
+        *,
+        file: bool,
+        idempotency_key: str | None = None,
+        tries: Tries | None = None,
     ) -> Version:
-        """``POST /api/v1/artifacts/{user}/{name}/{type}``: never sent twice on a guess."""
+        """``POST /api/v1/artifacts/{user}/{name}/{type}``: never sent twice on a guess.
+
+        With ``idempotency_key`` and a registry that honours it (atlas-wire §11) the POST
+        is replayed like a read: the registry answers a repeat with the version the first
+        one created.
+        """
         url = self.settings.endpoint("artifacts", user, name, artifact_type)
-        resp = self._call("POST", url, body=body, what="version creation", replayable=False)
+        headers = {IDEMPOTENCY_HEADER: idempotency_key} if idempotency_key else {}
+        answer = self._call(
+            "POST",
+            url,
+            body=body,
+            what="version creation",
+            replayable=bool(idempotency_key) and self.idempotent,
+            headers=headers,
+            tries=tries,
+        )
         try:
-            return parse_version(self._json(resp, "version creation"), file=file)
+            return parse_version(self._json(answer, "version creation"), file=file)
         except RegistryRefused as exc:
             # 2xx: the registry says it created a version we cannot use; the caller looks
             # for it rather than posting a second one.
@@ -254,15 +245,21 @@ class AtlasClient:
             ) from None
 
     def search(
-        self, user: str, name: str, artifact_type: str, params: Mapping[str, str]
+        self,
+        user: str,
+        name: str,
+        artifact_type: str,
+        params: Mapping[str, str],
+        *,
+        tries: Tries | None = None,
     ) -> SearchAnswer | None:
         """Terraform's read-back (atlas-wire §10); None when the server has no search."""
         url = self.settings.endpoint("artifacts", user, name, artifact_type, "search")
         try:
-            resp = self._call("GET", url, params=params, what="version search")
+            answer = self._call("GET", url, params=params, what="version search", tries=tries)
         except NotFound:
             return None
-        body = self._json(resp, "version search")
+        body = self._json(answer, "version search")
         versions = body.get("versions") if isinstance(body, dict) else None
         if not isinstance(versions, list) or not all(isinstance(v, dict) for v in versions):
             raise RegistryRefused(
@@ -283,51 +280,28 @@ class AtlasClient:
         *,
         progress: Callable[[int], None] | None = None,
         digest: FileDigest | None = None,
+        tries: Tries | None = None,
     ) -> str | None:
         """PUT the file to ``upload_path`` (no token, streamed, retried from offset 0).
 
         Returns the sha256 of the bytes sent (from ``digest`` when the caller started one).
+        ``tries`` is shared with the caller's own re-sends: the PUT is one request.
         """
-        from atlas_ci import transfer
-
+        tries = tries or self.tries("file upload")
         # Whether some try may have left the whole file with the registry (its answer lost):
         # then "the version stays pending" would be a guess, and the caller asks instead.
         # Progress is reported too sparsely to tell a cut body from a lost answer, so any
         # failure after the connection was made counts.
         maybe_delivered = False
-        attempt = 0
         while True:
-            attempt += 1
             try:
-                outcome = transfer.put_file(
-                    upload_path,
-                    path,
-                    size,
-                    session=self.session,
-                    verify=self._verify,
-                    timeout=self.settings.timeout,
-                    progress=progress,
-                    digest=digest,
-                )
-            except (requests.RequestException, OSError) as exc:
-                if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
-                    raise InputFileError(
-                        f"cannot read the file to upload: {exc.strerror or type(exc).__name__}",
-                        "the archive must stay in place until the upload ends; re-run",
-                    ) from None
-                reason = _describe_transport(exc)
-                if isinstance(exc, requests.exceptions.SSLError):
-                    raise UploadFailed(
-                        f"file upload failed: {reason} for {origin_of(upload_path)}",
-                        "pass the upload host's CA with --ca-file or ATLAS_CAFILE; the version "
-                        "stays pending",
-                    ) from None
-                maybe_delivered |= _transport_was_sent(exc)
-                if attempt <= self.policy.retries:
-                    self._retry_line("file upload", reason, attempt, None)
+                outcome = self._put_once(upload_path, path, size, progress, digest)
+            except TransportError as exc:
+                maybe_delivered |= exc.sent
+                if tries.again(exc.reason):
                     continue
                 raise UploadFailed(
-                    f"file upload failed: {reason} (after {_tries(attempt)})",
+                    f"file upload failed: {exc.reason} (after {tries.text})",
                     "the version stays pending; check the network and re-run",
                     maybe_delivered=maybe_delivered,
                 ) from None
@@ -336,36 +310,67 @@ class AtlasClient:
                 return outcome.sha256
             if status in RETRY_STATUSES:
                 maybe_delivered |= status not in NOT_PROCESSED_STATUSES
-                if attempt <= self.policy.retries:
-                    self._retry_line(
-                        "file upload",
-                        f"{status} {outcome.response.reason}",
-                        attempt,
-                        outcome.response.headers.get("Retry-After"),
-                    )
+                reason = f"{status} {outcome.response.reason}"
+                if tries.again(reason, outcome.response.headers.get("Retry-After")):
                     continue
                 raise UploadFailed(
-                    f"the file upload failed: {status} {outcome.response.reason} "
-                    f"(after {_tries(attempt)})",
+                    f"the file upload failed: {reason} (after {tries.text})",
                     "the version stays pending; try again later",
                     maybe_delivered=maybe_delivered,
                 )
-            if status == 409:
-                raise UploadConflict(
-                    "the upload URL answered 409: the registry already holds a file for "
-                    "this version",
-                    "look at the version with atlas-ci search before re-running",
-                    after_retry=attempt > 1,
-                )
-            if 300 <= status < 400:
-                raise RegistryRefused(
-                    f"the upload URL answered {status} (a redirect), which is not followed "
-                    "for a file upload",
-                    "the registry must return the final upload URL in upload_path",
-                )
-            raise self._status_error(
-                status, outcome.response.reason, outcome.response.body, "file upload"
+            raise self._put_refused(outcome.response, after_retry=tries.count > 1)
+
+    def _put_once(
+        self,
+        upload_path: str,
+        path: Path,
+        size: int,
+        progress: Callable[[int], None] | None,
+        digest: FileDigest | None,
+    ) -> PutOutcome:
+        """One try of the PUT; a TransportError other than TLS is the caller's to retry."""
+        from atlas_ci import transfer
+
+        try:
+            return transfer.put_file(
+                upload_path,
+                path,
+                size,
+                session=self.session,
+                verify=self._verify,
+                timeout=self.settings.timeout,
+                progress=progress,
+                digest=digest,
             )
+        except TransportError as exc:
+            if exc.tls:
+                raise UploadFailed(
+                    f"file upload failed: {exc.reason} for {exc.where}",
+                    "pass the upload host's CA with --ca-file or ATLAS_CAFILE; the version "
+                    "stays pending",
+                ) from None
+            raise
+        except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+            raise InputFileError(
+                f"cannot read the file to upload: {exc.strerror or type(exc).__name__}",
+                "the archive must stay in place until the upload ends; re-run",
+            ) from None
+
+    def _put_refused(self, response: PutResponse, *, after_retry: bool) -> AtlasCIError:
+        status = response.status
+        if status == 409:
+            return UploadConflict(
+                "the upload URL answered 409: the registry already holds a file for this version",
+                "look at the version with atlas-ci search before re-running",
+                after_retry=after_retry,
+            )
+        if 300 <= status < 400:
+            return RegistryRefused(
+                f"the upload URL answered {status} (a redirect), which is not followed "
+                "for a file upload",
+                "the registry must return the final upload URL in upload_path",
+            )
+        return self._status_error(status, response.reason, response.body, "file upload")
 
     # --- one request, with the status table and retries ------------------------------
 
@@ -378,60 +383,52 @@ class AtlasClient:
         body: Mapping[str, Any] | None = None,
         params: Mapping[str, str] | None = None,
         replayable: bool = True,
-    ) -> requests.Response:
+        headers: Mapping[str, str] | None = None,
+        tries: Tries | None = None,
+    ) -> Answer:
         data = None
-        headers: dict[str, str] = {}
+        send_headers = dict(headers or {})
         if body is not None:
             data = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-            headers["Content-Type"] = "application/json"
-        attempt = 0
+            send_headers["Content-Type"] = "application/json"
+        tries = tries or self.tries(what)
         while True:
-            attempt += 1
             try:
-                resp = self._send(method, url, data, headers, params)
-            except requests.RequestException as exc:
-                if isinstance(
-                    exc, requests.exceptions.InvalidHeader | requests.exceptions.InvalidURL
-                ):
-                    # Nothing was sent and nothing will change on a retry: it is our input.
-                    raise ConfigError(
-                        f"{what}: the request cannot be made ({type(exc).__name__})",
-                        "check atlas_url and ATLAS_TOKEN for stray characters",
-                    ) from None
-                reason = _describe_transport(exc)
-                if isinstance(exc, requests.exceptions.SSLError):
+                answer = self._send(method, url, data, send_headers, params, what)
+            except TransportError as exc:
+                if exc.tls:
                     raise RegistryUnavailable(
-                        f"{what} failed: {reason} for {redact_url(url)}",
+                        f"{what} failed: {exc.reason} for {exc.where}",
                         "pass the registry's CA with --ca-file or ATLAS_CAFILE",
                     ) from None
-                sent = _transport_was_sent(exc)
-                if (replayable or not sent) and attempt <= self.policy.retries:
-                    self._retry_line(what, reason, attempt, None)
+                tries.maybe_processed |= exc.sent
+                if (replayable or not exc.sent) and tries.again(exc.reason):
                     continue
-                message = f"{what} failed: {reason} ({redact_url(url)}, {_tries(attempt)})"
+                message = f"{what} failed: {exc.reason} ({exc.where}, {tries.text})"
                 hint = "check that the registry is up and reachable, then re-run"
-                if sent and not replayable:
-                    raise Ambiguous(message, hint, reason=reason) from None
+                if exc.sent and not replayable:
+                    raise Ambiguous(message, hint, reason=exc.reason) from None
                 raise RegistryUnavailable(message, hint) from None
-            status = resp.status_code
+            status = answer.status
             if 200 <= status < 300:
-                return resp
+                return answer
             if status in RETRY_STATUSES:
                 safe = replayable or status in NOT_PROCESSED_STATUSES
-                if safe and attempt <= self.policy.retries:
-                    self._retry_line(
-                        what, f"{status} {resp.reason}", attempt, resp.headers.get("Retry-After")
-                    )
+                tries.maybe_processed |= status not in NOT_PROCESSED_STATUSES
+                reason = f"{status} {answer.reason}"
+                if safe and tries.again(reason, answer.headers.get("Retry-After")):
                     continue
                 if not safe:
                     raise Ambiguous(
-                        f"{what} failed: {status} {resp.reason}; the registry may or may not "
-                        "have processed it",
+                        f"{what} failed: {reason}; the registry may or may not have processed it",
                         "check the registry before re-running",
-                        reason=f"{status} {resp.reason}",
+                        reason=reason,
                         settled=status == 500,  # the server's own answer; gateways say 502/504
                     )
-            raise self._status_error(status, resp.reason, resp.content, what)
+                raise self._status_error(
+                    status, answer.reason, answer.content, what, f" (after {tries.text})"
+                )
+            raise self._status_error(status, answer.reason, answer.content, what)
 
     def _send(
         self,
@@ -440,69 +437,171 @@ class AtlasClient:
         data: bytes | None,
         headers: dict[str, str],
         params: Mapping[str, str] | None,
-    ) -> requests.Response:
+        what: str,
+    ) -> Answer:
         """One request; follows redirects itself so the token never leaves the origin."""
-        for _ in range(_MAX_REDIRECTS + 1):
+        for hop in range(_MAX_REDIRECTS + 1):
             send_headers = dict(headers)
             token = self.settings.token
             if token and self._same_origin(url):
                 send_headers["X-Atlas-Token"] = token.reveal()
             self._debug(f"{method} {redact_url(url)}")
-            resp = self.session.request(
-                method,
-                url,
-                data=data,
-                headers=send_headers,
-                params=params,
-                timeout=self.settings.timeout,
-                verify=self._verify,
-                allow_redirects=False,
-            )
-            self._debug(f"{method} {redact_url(url)} -> {resp.status_code}")
-            if not resp.is_redirect:
-                return resp
-            location = resp.headers.get("Location", "")
-            target = urljoin(url, location)
-            if method != "GET" or resp.status_code not in (301, 302, 303, 307, 308):
+            answer, location = self._exchange(method, url, data, send_headers, params, what, hop)
+            self._debug(f"{method} {redact_url(url)} -> {answer.status}")
+            if location is None:
+                if 200 <= answer.status < 300 and self._same_origin(url):
+                    announced = IDEMPOTENCY_EXTENSION in extensions_of(answer.headers)
+                    self._idempotency = announced and self._idempotency is not False
+                return answer
+            target = _redirect_target(method, url, location)
+            if method != "GET" or answer.status not in (301, 302, 303, 307, 308):
                 raise RegistryRefused(
                     f"the registry redirected {method} {redact_url(url)} to "
                     f"{redact_url(target)}; writes are not redirected",
                     "set atlas_url to the registry's final address",
                 )
-            resp.close()
             url, params = target, None
         raise RegistryRefused(
             f"too many redirects from {redact_url(url)}", "set atlas_url to the final address"
         )
 
-    def _same_origin(self, url: str) -> bool:
-        parts = urlsplit(url)
-        return (parts.scheme, parts.hostname, parts.port) == self._origin
+    def _exchange(
+        self,
+        method: str,
+        url: str,
+        data: bytes | None,
+        headers: dict[str, str],
+        params: Mapping[str, str] | None,
+        what: str,
+        hop: int,
+    ) -> tuple[Answer, str | None]:
+        """One request and its whole answer within ``--timeout``; a redirect's Location."""
+        seconds = self.settings.read_timeout
+        prepared = self._prepare(method, url, data, headers, params, what, hop)
+        with Deadline(seconds) as deadline:
+            try:
+                # What requests.Session.request adds to send: proxies and CA from the
+                # environment, which the caller's settings (verify) override.
+                env = self.session.merge_environment_settings(
+                    prepared.url, {}, True, self._verify, None
+                )
+                resp = self.session.send(
+                    prepared, allow_redirects=False, timeout=self.settings.timeout, **env
+                )
+                with resp:
+                    if resp.is_redirect:
+                        location: str | None = resp.headers.get("Location", "")
+                        answer = _answer(resp, b"")
+                    else:
+                        location, answer = None, _answer(resp, self._read(resp, what))
+            except (
+                requests.RequestException,
+                urllib3.exceptions.HTTPError,
+                http.client.HTTPException,
+                OSError,
+                ValueError,
+            ) as exc:
+                raise self._failure(exc, deadline, url, what) from None
+        if deadline.expired:
+            # An answer cut short by the deadline can parse as a whole one (a head ended by
+            # the close, a body read to "the end"): none of it is trusted.
+            raise timed_out(seconds, redact_url(url))
+        return answer, location
 
-    def retry_line(self, what: str, reason: str, attempt: int) -> None:
-        """Log why ``what`` is tried again and when, then wait (for the flow's own retries)."""
-        self._retry_line(what, reason, attempt, None)
-
-    def _retry_line(self, what: str, reason: str, attempt: int, retry_after: str | None) -> None:
-        wait = self.policy.delay(attempt, retry_after)
-        self._log(f"{what} failed ({reason}); retry {attempt}/{self.policy.retries} in {wait:.1f}s")
-        self.policy.pause(wait)
-
-    def _json(self, resp: requests.Response, what: str) -> Any:
+    def _prepare(
+        self,
+        method: str,
+        url: str,
+        data: bytes | None,
+        headers: dict[str, str],
+        params: Mapping[str, str] | None,
+        what: str,
+        hop: int,
+    ) -> requests.PreparedRequest:
+        """The request as it will be sent; one that cannot be made is refused here."""
+        request = requests.Request(method, url, data=data, headers=headers, params=params)
         try:
-            return first_json(resp.content)
-        except ValueError:
+            return self.session.prepare_request(request)
+        except (requests.RequestException, ValueError):
+            if hop == 0:
+                # Nothing was sent and nothing will change on a retry: it is our input.
+                raise ConfigError(
+                    f"{what}: the request cannot be made",
+                    "check atlas_url and ATLAS_TOKEN for stray characters",
+                ) from None
             raise RegistryRefused(
-                f"the registry's answer to the {what} is not JSON ({resp.status_code})",
+                f"the registry redirected the {what} to an address that cannot be used",
+                "set atlas_url to the registry's final address",
+            ) from None
+
+    def _failure(self, exc: Exception, deadline: Deadline, url: str, what: str) -> AtlasCIError:
+        """What a request that raised ``exc`` failed with, as this tool reports it."""
+        where = redact_url(url)
+        if deadline.expired:
+            return timed_out(self.settings.read_timeout, where)
+        if isinstance(exc, requests.exceptions.InvalidHeader | requests.exceptions.InvalidURL):
+            # Raised while sending or reading: the answer's headers (two Content-Lengths,
+            # say), not ours, which _prepare has checked.
+            return RegistryRefused(
+                f"the registry's answer to the {what} is malformed ({type(exc).__name__})",
+                "check that atlas_url points at an Atlas-compatible registry",
+            )
+        if isinstance(exc, requests.RequestException):
+            return from_requests(exc, where)
+        if isinstance(exc, ValueError) and not isinstance(exc, urllib3.exceptions.HTTPError):
+            # requests parses a redirect's Location even when it follows none: one it
+            # cannot parse ("http://[::1") raises ValueError from inside send.
+            return RegistryRefused(
+                f"the registry's answer to the {what} is malformed (a Location that is not a URL?)",
+                "check that atlas_url points at an Atlas-compatible registry",
+            )
+        # Reading the body: the request went out whole.
+        return from_requests(requests.ConnectionError(exc), where)
+
+    def _read(self, resp: requests.Response, what: str) -> bytes:
+        if not 200 <= resp.status_code < 300:
+            try:
+                return read_body(resp, ERROR_BODY, truncate=True)
+            except BadEncoding:
+                return b""  # only read for its message: "could not be decoded"
+        try:
+            return read_body(resp, MAX_ANSWER)
+        except BodyTooLarge:
+            raise RegistryRefused(
+                f"the registry's answer to the {what} is larger than {MAX_ANSWER >> 20} MiB "
+                "(the most the uploader reads)",
+                "check that atlas_url points at an Atlas-compatible registry",
+            ) from None
+        except BadEncoding as exc:
+            raise RegistryRefused(
+                f"the registry's answer to the {what} cannot be read: {exc}",
                 "check that atlas_url points at an Atlas-compatible registry",
             ) from None
 
-    def _status_error(self, status: int, reason: str, content: bytes, what: str) -> AtlasCIError:
+    def _same_origin(self, url: str) -> bool:
+        try:
+            parts = urlsplit(url)
+            return (parts.scheme, parts.hostname, parts.port) == self._origin
+        except ValueError:
+            return False
+
+    def _json(self, answer: Answer, what: str) -> Any:
+        try:
+            return first_json(answer.content)
+        except ValueError:
+            raise RegistryRefused(
+                f"the registry's answer to the {what} is not JSON ({answer.status})",
+                "check that atlas_url points at an Atlas-compatible registry",
+            ) from None
+
+    def _status_error(
+        self, status: int, reason: str, content: bytes, what: str, tries: str = ""
+    ) -> AtlasCIError:
         if status == 403:
             # The namespace is the slug's first part: a user, or an organization to join.
             namespace = self.settings.user
             return AuthError(
-                f"permission denied (403) during the {what}: {_errors_text(content)}",
+                f"permission denied (403) during the {what}: {errors_text(content)}",
                 f"the token's user needs write access to {namespace!r} (its own name, or a "
                 f"write member of organization {namespace}) and a token that is not read-only",
             )
@@ -517,123 +616,44 @@ class AtlasClient:
                 "check the artifact name and that atlas_url points at the registry's API",
             )
         if status in (400, 422):
-            detail = _errors_text(content)
+            detail = errors_text(content)
             return RegistryRefused(
                 f"the registry refused the {what}: {detail}",
                 "fix what the registry names and re-run",
             )
         if status == 429:
             return RegistryUnavailable(
-                f"the registry kept refusing the {what} as too many requests (429)",
+                f"the registry kept refusing the {what} as too many requests (429){tries}",
                 "the registry is rate limiting; try again later or raise --retries/--max-wait",
             )
         if status >= 500:
             return RegistryUnavailable(
-                f"the registry failed the {what}: {status} {reason}",
+                f"the registry failed the {what}: {status} {reason}{tries}",
                 "the registry is failing; try again later",
             )
         return RegistryRefused(f"{what}: {status} {reason}", "see the registry's documentation")
 
 
-_CA_BUNDLES: dict[str, str] = {}
+def _answer(resp: requests.Response, content: bytes) -> Answer:
+    return Answer(resp.status_code, printable(resp.reason or "", 80), resp.headers, content)
 
 
-def tls_verify_argument(verify: bool | str) -> bool | str:
-    """What requests needs for ``verify``: a CA directory becomes one bundle file.
-
-    OpenSSL reads a CA directory only through hash-named links (``c_rehash``); Go's
-    ``ATLAS_CAPATH``, which users bring along, took every PEM file in it. The bundle is a
-    private temp file removed at exit. ``False`` also silences urllib3's per-request
-    warning: the run already warned once, in one line.
-    """
-    if verify is False:
-        import warnings
-
-        from urllib3.exceptions import InsecureRequestWarning
-
-        warnings.filterwarnings("ignore", category=InsecureRequestWarning)
-        return False
-    if not isinstance(verify, str) or not Path(verify).is_dir():
-        return verify
-    if verify in _CA_BUNDLES:
-        return _CA_BUNDLES[verify]
-    import atexit
-    import os
-    import tempfile
-
-    pems = []
-    for entry in sorted(Path(verify).iterdir()):
-        try:
-            text = entry.read_text("ascii", errors="replace") if entry.is_file() else ""
-        except OSError:
-            continue
-        if "-----BEGIN CERTIFICATE-----" in text:
-            pems.append(text.strip() + "\n")
-    if not pems:
-        raise ConfigError(
-            f"the CA directory {verify!r} holds no PEM certificate",
-            "put the registry's CA certificate (PEM) in it, or pass --ca-file",
+def _redirect_target(method: str, url: str, location: str) -> str:
+    """Where a redirect points; only an absolute http(s) address is ever followed."""
+    try:
+        target = urljoin(url, location)
+        parts = urlsplit(target)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises on a port that is not a number or out of range
+    except ValueError:
+        usable, target = False, ""
+    if not usable:
+        scheme = target.partition(":")[0] if ":" in target else ""
+        odd = scheme.isalnum() and scheme not in ("http", "https")
+        shown = f"a {scheme}: address" if odd else "an unusable address"
+        raise RegistryRefused(
+            f"the registry redirected {method} {redact_url(url)} to {shown}; only http(s) "
+            "redirects are followed",
+            "set atlas_url to the registry's final address",
         )
-    fd, bundle = tempfile.mkstemp(prefix="atlas-ci-ca-", suffix=".pem")
-    with os.fdopen(fd, "w") as fh:
-        fh.write("".join(pems))
-    atexit.register(lambda: Path(bundle).unlink(missing_ok=True))
-    _CA_BUNDLES[verify] = bundle
-    return bundle
-
-
-def _tries(n: int) -> str:
-    return "1 try" if n == 1 else f"{n} tries"
-
-
-def _first_json_or_none(content: bytes) -> Any:
-    try:
-        return first_json(content)
-    except ValueError:
-        return None
-
-
-def _errors_text(content: bytes) -> str:
-    try:
-        body = first_json(content)
-    except ValueError:
-        body = None
-    errors = body.get("errors") if isinstance(body, dict) else None
-    if isinstance(errors, list) and errors:
-        text = ", ".join(str(e) for e in errors)
-        return redact(" ".join(text.split()))[:500]
-    return "its error body could not be decoded"
-
-
-def parse_version(body: Any, *, file: bool) -> Version:
-    """The version POST's answer: flat (the contract) or wrapped in ``{"version": {...}}``."""
-    hint = "the registry does not answer as atlas-wire.md §3.5 says; check atlas_url"
-    if not isinstance(body, dict):
-        raise RegistryRefused("the version answer is not a JSON object", hint)
-    fields = {str(k).lower(): v for k, v in body.items()}
-    if isinstance(fields.get("version"), dict):
-        fields = {str(k).lower(): v for k, v in fields["version"].items()}
-    number = fields.get("version")
-    if not isinstance(number, int) or isinstance(number, bool):
-        raise RegistryRefused("the version answer has no integer 'version'", hint)
-    upload_path = fields.get("upload_path")
-    if isinstance(upload_path, str) and upload_path:
-        register_url(upload_path)  # a presigned URL is a credential: never print it
-    if file:
-        if not isinstance(upload_path, str) or not upload_path.strip():
-            raise RegistryRefused(
-                f"the registry created version {number} but gave no upload_path for its file",
-                hint,
-            )
-        scheme = urlsplit(upload_path).scheme
-        if scheme not in ("http", "https") or not urlsplit(upload_path).hostname:
-            raise RegistryRefused(
-                f"the registry gave version {number} an upload_path that is not an absolute "
-                "http(s) URL",
-                hint,
-            )
-    return Version(
-        version=number,
-        upload_path=upload_path if isinstance(upload_path, str) else None,
-        raw=fields,
-    )
+    return target

@@ -10,8 +10,10 @@ from atlas_ci.redaction import redact
 
 def one_line(text: str) -> str:
     """Collapse newlines and control characters so a line cannot smuggle a second one."""
+    # Secrets first: blanking a character of one would leave the rest unrecognised.
+    text = redact(text)
     cleaned = "".join(ch if ch.isprintable() else " " for ch in text)
-    return redact(" ".join(cleaned.split()) if "\n" in text or "\r" in text else cleaned)
+    return " ".join(cleaned.split()) if "\n" in text or "\r" in text else cleaned
 
 
 class Console:

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from atlas_ci.errors import InputFileError
+from atlas_ci.textfile import open_regular
 
 __all__ = ["CHUNK", "HASH_READ", "SWITCH_INTERVAL", "FileDigest"]
 
@@ -101,7 +102,8 @@ class FileDigest:
     def start(cls, path: Path | str, size: int) -> FileDigest:
         """Open ``path`` and start hashing it; the thread closes the file when done."""
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            # O_NONBLOCK first: a file swapped for a FIFO since it was checked must not hang.
+            fd = open_regular(path)
         except OSError as e:
             raise InputFileError(f"cannot open {path}: {e.strerror}", path=str(path)) from None
         actual = os.fstat(fd).st_size

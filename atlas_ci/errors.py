@@ -158,3 +158,30 @@ class Interrupted(AtlasCIError):
     def __init__(self, message: str, hint: str = "", signum: int = 2) -> None:
         super().__init__(message, hint)
         self.exit_code = ExitStatus.from_signal(signum)
+
+
+class TransportError(RegistryUnavailable):
+    """A request got no usable HTTP answer: refused, reset, timed out, TLS failed.
+
+    ``reason`` is the short cause for a retry line (``connection reset``), ``where`` the
+    address it happened at (scheme, host, port, path: never an upload URL's path or query).
+    ``sent`` says whether the request may have reached the server (a connection was made):
+    then a write may have been processed. ``tls`` marks a failed certificate check, which no
+    retry mends; ``timeout`` a read timeout or the request's overall deadline.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        where: str,
+        *,
+        sent: bool,
+        tls: bool = False,
+        timeout: bool = False,
+    ) -> None:
+        super().__init__(f"{reason} ({where})")
+        self.reason = reason
+        self.where = where
+        self.sent = sent
+        self.tls = tls
+        self.timeout = timeout

@@ -65,12 +65,13 @@ def add_mask(value: str) -> list[str]:
 def _annotation(
     kind: str, message: str, title: str | None, file: str | None, line: int | None
 ) -> str:
-    # A secret must not reach an annotation even if a message carried one by mistake.
+    # A secret must not reach an annotation even if a message carried one by mistake; cut
+    # before the workflow-command escaping, which would hide a secret holding % : , from it.
     return command(
         kind,
         redact(message),
         title=None if title is None else redact(title),
-        file=file,
+        file=None if file is None else redact(file),
         line=line,
     )
 
@@ -105,7 +106,7 @@ def debug(message: str) -> str:
 def group(title: str, stream: TextIO | None = None) -> Iterator[None]:
     """Fold what is written inside into one collapsible log section."""
     out = stream or sys.stdout
-    out.write(command("group", title) + "\n")
+    out.write(command("group", redact(title)) + "\n")
     out.flush()
     try:
         yield
@@ -158,7 +159,8 @@ def _delimiter(value: str) -> str:
 
 
 def format_output(name: str, value: str) -> str:
-    """One output in the ``$GITHUB_OUTPUT`` file format."""
+    """One output in the ``$GITHUB_OUTPUT`` file format; a secret in ``value`` is cut."""
+    value = redact(value)
     if not name or any(ch in name for ch in "=\r\n") or "<<" in name:
         raise ValueError(f"invalid output name {name!r}")
     if "\n" not in value and "\r" not in value:
@@ -178,13 +180,17 @@ def write_outputs(path: str | Path, mapping: Mapping[str, str]) -> None:
 
 
 def _cell(text: str) -> str:
-    """Table cell text: no HTML, no line break, no column break."""
-    flat = " ".join(text.split())
+    """Table cell text: no secret, no HTML, no line break, no column break.
+
+    Secrets are cut first: HTML escaping turns a token holding ``&``, ``<`` or ``>`` into a
+    form the redactor would not see, and GitHub renders it back as the token.
+    """
+    flat = " ".join(redact(text).split())
     return html.escape(flat, quote=False).replace("|", "\\|")
 
 
 def _code(text: str) -> str:
-    return f"<code>{html.escape(text)}</code>"
+    return f"<code>{html.escape(redact(text))}</code>"
 
 
 def _row(build: BuildResult, dry_run: bool) -> str:

@@ -20,7 +20,7 @@ from atlas_ci import jsontext
 from atlas_ci.errors import ConfigError, InputFileError
 from atlas_ci.jsontext import is_text, kind
 from atlas_ci.metadata import metadata_from_mapping
-from atlas_ci.textfile import MiB, describe_mode, quoted, read_text
+from atlas_ci.textfile import MiB, describe_mode, quoted, read_text, unsendable
 
 MAX_MANIFEST_BYTES = 64 * MiB
 MAX_ARTIFACT_JSON_BYTES = 64 * MiB
@@ -168,6 +168,8 @@ def load_artifact_json(
             'write "files": ["path/to/file", ...]',
             path=path,
         )
+    for number, name in enumerate(raw_files, start=1):
+        _check_sendable(str(name), f'{label}: "files" entry #{number} {quoted(name)}', path)
     raw_metadata = data.get("metadata")
     metadata: dict[str, str] | None = None
     if raw_metadata is not None:
@@ -224,7 +226,22 @@ def _optional_str(data: dict[str, Any], key: str, label: str, path: str) -> str:
             f'write "{key}": "..."',
             path=path,
         )
+    _check_sendable(str(value), f'{label}: "{key}"', path)
     return str(value)
+
+
+def _check_sendable(text: str, where: str, path: str) -> None:
+    """Refuse text with no UTF-8 form (a lone surrogate from a ``\\u`` escape) at input time.
+
+    Sent on, it would fail on the wire or at the registry after the run had begun.
+    """
+    problem = unsendable(text)
+    if problem:
+        raise InputFileError(
+            f"{where} {problem}",
+            "write it as valid UTF-8 text (a \\ud800-\\udfff escape needs its pair)",
+            path=path,
+        )
 
 
 def _parse_build(index: int, raw: object, label: str, path: str) -> _Build:
@@ -240,6 +257,7 @@ def _parse_build(index: int, raw: object, label: str, path: str) -> _Build:
         if not isinstance(value, str):
             got = "missing" if key not in raw else f"a {kind(value)}"
             raise InputFileError(f'{where}: "{key}" is {got}, not a string', hint, path=path)
+        _check_sendable(value, f'{where}: "{key}"', path)
         return value
 
     name = text("name", required=True)
@@ -261,6 +279,7 @@ def _parse_build(index: int, raw: object, label: str, path: str) -> _Build:
             raise InputFileError(
                 f'{where}: file #{number} is not an object with a string "name"', hint, path=path
             )
+        _check_sendable(entry["name"], f"{where}: file #{number} {quoted(entry['name'])}", path)
         names.append(entry["name"])
     return _Build(index, name, builder_type, artifact_id, tuple(names), run_uuid)
 

@@ -4,13 +4,23 @@ A :class:`Secret` prints as ``***`` in ``str``, ``repr`` and f-strings; only
 :meth:`Secret.reveal` gives the value, and the one caller that needs it is the HTTP layer.
 Every value wrapped in a Secret is also registered with the process-wide redactor, so a
 server that echoes the token back in an error body still cannot make us print it.
+
+Redaction runs on text before it is encoded for an output (HTML for the job summary, JSON for
+``--json``, the workflow-command escapes, the outputs file); :func:`redact_data` does it for a
+structure about to be serialised. A secret is also registered in the forms those encoders
+(and a server quoting it back) would give it: HTML-escaped, JSON-escaped, percent-encoded,
+workflow-escaped and as Python's ``repr`` shows it in a traceback, so none of them can slip
+through a line that was encoded first.
 """
 
 from __future__ import annotations
 
+import html
+import json
 import re
 import threading
-from urllib.parse import unquote, urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import quote, quote_plus, unquote, urlsplit, urlunsplit
 
 _MASK = "***"
 _lock = threading.Lock()
@@ -53,8 +63,40 @@ def register(value: str) -> None:
     # Very short values would blank out ordinary words; they are still never printed on
     # purpose, so only the accidental-echo protection is skipped for them.
     if len(value) >= 4:
+        forms = _encoded_forms(value)
         with _lock:
-            _secrets.add(value)
+            _secrets.update(forms)
+
+
+def _encoded_forms(value: str) -> set[str]:
+    """``value`` and every form an output encoder or an echoing server could turn it into."""
+    forms = {
+        value,
+        html.escape(value),
+        html.escape(value, quote=False),
+        html.escape(value).replace("&#x27;", "&#39;"),
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        repr(value)[1:-1],
+        repr(value + '"')[1:-2],  # repr picks the other quote when the text holds one
+        # surrogatepass: a value with a lone surrogate must still be registered, not crash.
+        quote(value, safe="", errors="surrogatepass"),
+        quote(value, errors="surrogatepass"),
+        quote_plus(value, errors="surrogatepass"),
+    }
+    # GitHub workflow commands: data escapes %, CR, LF; property values also : and ,.
+    data = value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    forms |= {data, data.replace(":", "%3A").replace(",", "%2C")}
+    # Both cases of percent escapes: encoders differ (%2f, %2F).
+    forms |= {_lower_escapes(form) for form in forms}
+    return {form for form in forms if form}
+
+
+_ESCAPE = re.compile(r"%[0-9A-F]{2}")
+
+
+def _lower_escapes(text: str) -> str:
+    return _ESCAPE.sub(lambda m: m.group(0).lower(), text)
 
 
 def register_url(url: str) -> None:
@@ -88,6 +130,21 @@ def redact(text: str) -> str:
         if value in text:
             text = text.replace(value, _MASK)
     return text
+
+
+def redact_data(data: Any) -> Any:
+    """A copy of a JSON-like structure with every secret cut from its strings and keys.
+
+    For output that is about to be serialised: redacting the JSON text afterwards would miss
+    a secret the encoder escaped (a ``"`` or ``\\`` in it).
+    """
+    if isinstance(data, str):
+        return redact(data)
+    if isinstance(data, dict):
+        return {redact_data(key): redact_data(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [redact_data(item) for item in data]
+    return data
 
 
 def redact_url(url: str) -> str:

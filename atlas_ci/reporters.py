@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from atlas_ci.errors import AtlasCIError, ConfigError, InputFileError
+from atlas_ci.redaction import redact
 
 if TYPE_CHECKING:
     from atlas_ci.result import Result
@@ -54,7 +55,8 @@ def write_dotenv(path: str | Path, result: Result) -> None:
     later steps on the host can still replace or delete it.
     """
     target = Path(path)
-    target.write_text(format_dotenv(dotenv_values(result)), encoding="utf-8")
+    values = {name: redact(value) for name, value in dotenv_values(result).items()}
+    target.write_text(format_dotenv(values), encoding="utf-8")
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         owner = target.resolve().parent.stat()
         if (owner.st_uid, owner.st_gid) != (0, 0):

@@ -21,6 +21,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from atlas_ci.errors import ConfigError
 from atlas_ci.redaction import Secret, redact_url, register
+from atlas_ci.textfile import control_character, quoted, unsendable
 
 if TYPE_CHECKING:
     import argparse
@@ -96,7 +97,7 @@ class Inputs:
             "--max-wait", metavar="SECONDS", help="longest wait between retries (default 60)"
         )
         p.add_argument(
-            "--timeout", metavar="SECONDS", help="read timeout of a request (default 60)"
+            "--timeout", metavar="SECONDS", help="time limit of each try of a request (default 60)"
         )
         p.add_argument("--json", action="store_true", help="print one JSON result line on stdout")
 
@@ -216,6 +217,8 @@ def _build(inputs: Inputs, env: Mapping[str, str]) -> Settings:
     sources: dict[str, str] = {}
     artifact = _artifact(inputs, sources)
     artifact_type = _text(inputs.artifact_type)
+    if artifact_type is not None:
+        check_artifact_type(artifact_type)
     sources["artifact_type"] = inputs.given_as if artifact_type else "inferred"
     token = _token_of(inputs, env, sources)
     atlas_url = _atlas_url(inputs, env, sources)
@@ -323,17 +326,45 @@ def _text(value: object) -> str | None:
     return text or None
 
 
+_SLUG_HINT = (
+    "give the artifact as USER/NAME: exactly one '/', neither part empty, '.' or '..', "
+    "no control characters"
+)
+_TYPE_HINT = "give the type as one word with no '/', such as vagrant.box or amazon.ami"
+
+
+def segment_problem(text: str) -> str | None:
+    """Why ``text`` cannot be one segment of an API path, or None when it can.
+
+    The user, name and type become path segments of every request: a ``/`` or a ``..`` would
+    send the request elsewhere (``x/../search`` made a version of type ``search``), and a
+    control character or a lone surrogate cannot be sent at all.
+    """
+    if not text:
+        return "is empty"
+    if text in (".", ".."):
+        return f"is {text!r}, which a URL path resolves away"
+    if "/" in text:
+        return "holds a '/'"
+    return unsendable(text) or control_character(text)
+
+
 def _check_slug(artifact: str) -> None:
     user, sep, name = artifact.partition("/")
+    shown = f'"{artifact}"' if artifact.isprintable() else repr(artifact)
     if not sep or "/" in name or not user or not name:
-        raise ConfigError(
-            f'malformed slug "{artifact}"',
-            "give the artifact as USER/NAME with exactly one '/' and both parts non-empty",
-        )
-    if any(ch in artifact for ch in "\r\n\0"):
-        raise ConfigError(
-            f"malformed slug {artifact!r}", "the artifact name cannot hold control characters"
-        )
+        raise ConfigError(f"malformed slug {shown}", _SLUG_HINT)
+    for part, value in (("user", user), ("name", name)):
+        problem = segment_problem(value)
+        if problem:
+            raise ConfigError(f"malformed slug {shown}: the {part} {problem}", _SLUG_HINT)
+
+
+def check_artifact_type(artifact_type: str) -> None:
+    """The type is one segment of the version's path (atlas-wire section 8)."""
+    problem = segment_problem(artifact_type)
+    if problem:
+        raise ConfigError(f"artifact_type {quoted(artifact_type)} {problem}", _TYPE_HINT)
 
 
 def _metadata(inputs: Inputs, sources: dict[str, str]) -> dict[str, str] | None:
@@ -422,6 +453,12 @@ def normalise_base_url(raw: str, source: str = "atlas_url") -> str:
         shown = redact_url(text)
     else:
         shown = text.replace(userinfo + "@", "***@", 1) if userinfo else text
+    problem = unsendable(text) or control_character(text)
+    if problem:
+        raise ConfigError(
+            f"atlas_url {shown!r} ({source}) {problem}",
+            "write it as https://atlas.example.com (punycode for an international host)",
+        )
     if "://" not in text:
         raise ConfigError(
             f"atlas_url {shown!r} ({source}) has no scheme",

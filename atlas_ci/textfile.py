@@ -7,8 +7,10 @@ way the user wrote it; the file is size-checked before it is read and a FIFO nev
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import stat
+import unicodedata
 from pathlib import Path
 
 from atlas_ci.errors import InputFileError
@@ -23,6 +25,31 @@ def quoted(text: str, limit: int = 200) -> str:
     return repr(text)
 
 
+def unsendable(text: str) -> str | None:
+    """Why ``text`` has no UTF-8 form, or None when it has one.
+
+    A lone surrogate (``"\\ud800"`` in JSON; on a command line, a byte that is not UTF-8)
+    cannot be encoded: refused where it is read, it cannot fail later on the wire or at the
+    registry, after the run has begun.
+    """
+    for ch in text:
+        if 0xD800 <= ord(ch) <= 0xDFFF:
+            if 0xDC80 <= ord(ch) <= 0xDCFF:  # how Python decodes a non-UTF-8 byte of argv
+                byte = ord(ch) - 0xDC00
+                return f"holds {ch!r}: a lone surrogate, or the byte 0x{byte:02x}, not UTF-8"
+            return f"holds a lone surrogate ({ch!r}), which is not UTF-8 text"
+    return None
+
+
+def control_character(text: str) -> str | None:
+    """Why ``text`` cannot stay one honest line, or None: a control character, a line or
+    paragraph separator, or an invisible format character (a bidi override, say)."""
+    for ch in text:
+        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+            return f"holds a control character ({ch!r})"
+    return None
+
+
 def describe_mode(mode: int) -> str:
     """What kind of non-regular file ``mode`` is, for messages."""
     if stat.S_ISDIR(mode):
@@ -34,6 +61,28 @@ def describe_mode(mode: int) -> str:
     if stat.S_ISSOCK(mode):
         return "a socket"
     return "not a regular file"
+
+
+def open_regular(path: str | Path, *, hint: str = "artifact files must be regular files") -> int:
+    """A read-only descriptor of ``path``, which must be a regular file; a FIFO never blocks.
+
+    Opened with ``O_NONBLOCK`` so a file swapped for a FIFO (or a device) after it was
+    validated fails here at once instead of waiting for a writer for ever; checked with
+    ``fstat`` on the descriptor itself (no race with the name), then the flag is cleared so
+    reads of the regular file behave as usual. OSError from ``open`` is the caller's to word.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise InputFileError(
+                f"file {quoted(str(path))} is {describe_mode(mode)}", hint, path=str(path)
+            )
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def read_text(path: str, *, what: str, limit: int, cwd: Path | None = None) -> str:

@@ -14,17 +14,19 @@ Two ways to send, one result:
 Both read the file from offset 0 on every call, so a retry only has to call again. The
 file is never read whole.
 
+Time. The body must make progress within the read timeout (a multi-GB file may take
+longer than ``--timeout`` in all, and should); from its last byte on (or from the server's
+early answer) the whole answer must arrive within the read timeout, ``100 Continue`` lines
+and a drip of one byte a second included (:class:`atlas_ci.transport.Deadline`).
+
 Errors. ``put_file`` raises only these, and none of their messages holds the URL's path or
 query string (a presigned URL carries a credential there):
 
-* ``requests.exceptions.ConnectTimeout`` - no connection within the connect timeout;
-* ``requests.exceptions.ReadTimeout`` - no progress sending, or no answer, within the read
-  timeout;
-* ``requests.exceptions.ConnectionError`` (and its ``SSLError`` / ``ProxyError``
-  subclasses) - refused, reset, closed without an answer, TLS failure, bad response;
-* ``requests.exceptions.InvalidURL`` - the URL cannot be sent to;
-* :class:`atlas_ci.errors.InputFileError` - the file cannot be opened, or its size is not
-  ``size``.
+* :class:`atlas_ci.errors.TransportError` - no connection (``sent`` False), or refused,
+  reset, closed without an answer, timed out, TLS failure (``tls``), bad response;
+* :class:`atlas_ci.errors.RegistryRefused` - the URL is not an absolute http(s) URL;
+* :class:`atlas_ci.errors.InputFileError` - the file cannot be opened, is not a regular
+  file, or its size is not ``size``.
 
 A status that is not 2xx (3xx included: redirects are never followed on this write) is
 not an error here: it comes back in :class:`PutResponse` for the caller to judge.
@@ -39,6 +41,7 @@ import mmap
 import os
 import select
 import socket
+import stat
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -48,11 +51,14 @@ from pathlib import Path
 import requests
 import requests.adapters
 import requests.utils
+import urllib3.exceptions
 from requests.structures import CaseInsensitiveDict
 
 from atlas_ci import USER_AGENT
+from atlas_ci.answers import printable
 from atlas_ci.digest import CHUNK, FileDigest
-from atlas_ci.errors import InputFileError
+from atlas_ci.errors import InputFileError, RegistryRefused, TransportError
+from atlas_ci.transport import Deadline, describe, from_requests, timed_out
 
 __all__ = ["ProgressFn", "PutOutcome", "PutResponse", "put_file"]
 
@@ -135,6 +141,9 @@ def put_file(
 
 # -- the URL ----------------------------------------------------------------------------
 
+_NOT_A_URL = "the upload URL is not an absolute http(s) URL"
+_NOT_A_URL_HINT = "the registry must return an absolute upload_path"
+
 
 @dataclass(frozen=True)
 class _Target:
@@ -155,11 +164,9 @@ class _Target:
             port = parts.port
             host = parts.hostname
         except (requests.RequestException, ValueError):
-            raise requests.exceptions.InvalidURL(
-                "the upload URL is not an absolute http(s) URL"
-            ) from None
+            raise RegistryRefused(_NOT_A_URL, _NOT_A_URL_HINT) from None
         if parts.scheme not in ("http", "https") or not host:
-            raise requests.exceptions.InvalidURL("the upload URL is not an absolute http(s) URL")
+            raise RegistryRefused(_NOT_A_URL, _NOT_A_URL_HINT)
         default_port = 80 if parts.scheme == "http" else 443
         shown_host = f"[{host}]" if ":" in host else host
         host_header = shown_host if port in (None, default_port) else f"{shown_host}:{port}"
@@ -191,14 +198,28 @@ class _Target:
 
 
 def _open_exact(path: Path, size: int) -> io.FileIO:
-    """``path`` opened unbuffered, after checking it still holds ``size`` bytes."""
+    """``path`` opened unbuffered, after checking it is still a file of ``size`` bytes.
+
+    O_NONBLOCK: a FIFO put where the file was after it was checked would block the open
+    until a writer comes, that is for ever; opened this way it is seen and refused.
+    """
     try:
-        file = io.FileIO(path, "r")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as e:
         raise InputFileError(
             f"cannot open {path} for upload: {e.strerror}", path=str(path)
         ) from None
-    actual = os.fstat(file.fileno()).st_size
+    file = io.FileIO(fd, "r", closefd=True)
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        file.close()
+        raise InputFileError(
+            f"{path} is no longer a regular file",
+            hint="something replaced the file during the upload; run again",
+            path=str(path),
+        )
+    os.set_blocking(fd, True)
+    actual = info.st_size
     if actual != size:
         file.close()
         raise InputFileError(
@@ -237,13 +258,11 @@ def _put_sendfile(
     try:
         sock = socket.create_connection((target.host, target.port), timeout=connect_timeout)
     except TimeoutError:
-        raise requests.exceptions.ConnectTimeout(
-            f"no connection to {target.where} within {connect_timeout:g}s"
+        raise TransportError(
+            f"no connection within {connect_timeout:g}s", target.where, sent=False, timeout=True
         ) from None
     except OSError as e:
-        raise requests.exceptions.ConnectionError(
-            f"cannot connect to {target.where}: {_os_reason(e)}"
-        ) from None
+        raise TransportError(f"cannot connect: {_os_reason(e)}", target.where, sent=False) from None
     with sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         head = (
@@ -263,16 +282,29 @@ def _put_sendfile(
         except (BrokenPipeError, ConnectionResetError) as e:
             cut = e  # hung up before the body: an answer (a 401, say) may still be there
         except TimeoutError:
-            raise requests.exceptions.ReadTimeout(
-                f"{target.where} took no upload data for {read_timeout:g}s"
+            raise TransportError(
+                f"timed out (no upload data taken for {read_timeout:g}s)",
+                target.where,
+                sent=True,
+                timeout=True,
             ) from None
         except OSError as e:
-            raise requests.exceptions.ConnectionError(
-                f"sending the upload to {target.where} failed: {_os_reason(e)}"
+            raise TransportError(
+                f"sending failed: {_os_reason(e)}", target.where, sent=True
             ) from None
         if progress is not None and sent == size:
             progress(sent)
-        return _read_response(sock, target, read_timeout, sent, size, cut), sent
+        with Deadline(read_timeout) as deadline:
+            deadline.watch(lambda: sock)
+            try:
+                response = _read_response(sock, target, read_timeout, sent, size, cut)
+            except TransportError:
+                if deadline.expired:
+                    raise timed_out(read_timeout, target.where) from None
+                raise
+            if deadline.expired:  # cut short, however whole it looks
+                raise timed_out(read_timeout, target.where)
+            return response, sent
 
 
 def _sendfile_body(
@@ -366,21 +398,28 @@ def _read_response(
         finally:
             response.close()
     except TimeoutError:
-        raise requests.exceptions.ReadTimeout(
-            f"{target.where} did not answer the upload within {read_timeout:g}s"
+        raise TransportError(
+            f"timed out (no answer to the upload within {read_timeout:g}s)",
+            target.where,
+            sent=True,
+            timeout=True,
         ) from None
     except (http.client.HTTPException, OSError) as e:
-        what = "closed the connection" if sent < size else "sent no valid answer"
         # After a reset the send met first, the read sees a plain end: the reset is the news.
         cause: BaseException = cut if cut is not None else e
-        detail = _os_reason(cause) if isinstance(cause, OSError) else type(cause).__name__
-        raise requests.exceptions.ConnectionError(
-            f"{target.where} {what} after {sent} of {size} upload bytes ({detail})"
+        words = describe(cause)
+        if words is None:
+            what = "closed the connection" if sent < size else "sent no valid answer"
+            detail = _os_reason(cause) if isinstance(cause, OSError) else type(cause).__name__
+            words = f"{what} ({detail})"
+        raise TransportError(
+            f"{words} after {sent} of {size} upload bytes", target.where, sent=True
         ) from None
     headers: CaseInsensitiveDict[str] = CaseInsensitiveDict()
     for key, value in response.getheaders():
         headers[key] = f"{headers[key]}, {value}" if key in headers else value
-    return PutResponse(status=response.status, reason=response.reason, headers=headers, body=body)
+    reason = printable(response.reason, 80)
+    return PutResponse(status=response.status, reason=reason, headers=headers, body=body)
 
 
 def _os_reason(e: OSError) -> str:
@@ -401,7 +440,14 @@ class _Body:
     whatever urllib3's block size. ``tell``/``seek`` let urllib3 rewind on its own retries.
     """
 
-    def __init__(self, file: io.FileIO, size: int, progress: ProgressFn | None) -> None:
+    def __init__(
+        self,
+        file: io.FileIO,
+        size: int,
+        progress: ProgressFn | None,
+        deadline: Deadline | None = None,
+    ) -> None:
+        self._deadline = deadline
         self._file = file
         self._size = size
         self._pos = 0
@@ -428,6 +474,8 @@ class _Body:
         want = self._size - self._pos if n is None or n < 0 else max(n, CHUNK)
         want = min(want, CHUNK, self._size - self._pos)
         if want <= 0:
+            if self._deadline is not None:
+                self._deadline.arm()  # the body is out: the answer is due within the timeout
             return self._view[:0]
         got = self._file.readinto(self._view[:want])
         if not got:
@@ -453,7 +501,8 @@ def _put_session(
     verify: bool | str | None,
     proxy: str | None,
 ) -> tuple[PutResponse, int]:
-    body = _Body(file, size, progress)
+    deadline = Deadline(timeout[1], armed=False)
+    body = _Body(file, size, progress, deadline)
     # None drops a header the session would add: the token belongs to API calls only.
     headers: dict[str, str | None] = {
         "User-Agent": USER_AGENT,
@@ -468,55 +517,58 @@ def _put_session(
             prepared.headers.get("Content-Length") != str(size)
         ):
             raise AssertionError("requests did not frame the upload with Content-Length")
-        response = session.send(
-            prepared,
-            allow_redirects=False,
-            stream=True,
-            timeout=timeout,
-            verify=verify,
-            # requests would pick the same one again; passing only it keeps NO_PROXY's verdict
-            proxies={target.scheme: proxy} if proxy else {},
-            cert=session.cert,
-        )
-        with response:
-            kept = bytearray()
-            for piece in response.iter_content(BODY_KEEP):
-                kept += piece
-                if len(kept) >= BODY_KEEP:
-                    break
-    except requests.exceptions.RequestException as e:
-        raise _scrubbed(e, target) from None
+        with deadline:
+            response = session.send(
+                prepared,
+                allow_redirects=False,
+                stream=True,
+                timeout=timeout,
+                verify=verify,
+                # requests would pick the same one again; passing only it keeps NO_PROXY's
+                # verdict
+                proxies={target.scheme: proxy} if proxy else {},
+                cert=session.cert,
+            )
+            deadline.arm()  # an early answer: the rest of it is due within the timeout too
+            with response:
+                # Undecoded: only its start is kept, and a gzip bomb must not inflate here.
+                kept = response.raw.read(BODY_KEEP, decode_content=False) or b""
+    except (
+        requests.exceptions.RequestException,
+        urllib3.exceptions.HTTPError,
+        http.client.HTTPException,
+        OSError,
+        ValueError,
+    ) as e:
+        raise _session_failure(e, deadline, target) from None
+    if deadline.expired:  # cut short, however whole it looks
+        raise timed_out(timeout[1], target.where)
     sent = body.sent
     if progress is not None and sent == size:
         progress(sent)
     return (
         PutResponse(
             status=response.status_code,
-            reason=response.reason or "",
+            reason=printable(response.reason or "", 80),
             headers=response.headers,
-            body=bytes(kept[:BODY_KEEP]),
+            body=bytes(kept),
         ),
         sent,
     )
 
 
-def _scrubbed(e: requests.exceptions.RequestException, target: _Target) -> Exception:
-    """The same kind of requests error, with a message free of the URL's path and query."""
-    reason: object = e
-    # requests wraps urllib3's MaxRetryError, whose .reason is the actual failure.
-    while isinstance(reason, Exception) and reason.args:
-        inner = getattr(reason.args[0], "reason", None)
-        if inner is None or inner is reason:
-            break
-        reason = inner
-    text = target.scrub(str(reason))
-    if isinstance(e, requests.exceptions.ConnectTimeout):
-        message = f"no connection to {target.where} within the connect timeout"
-    elif isinstance(e, requests.exceptions.Timeout):
-        message = f"{target.where} timed out during the upload"
-    elif isinstance(e, requests.exceptions.ConnectionError):
-        message = f"the upload to {target.where} failed: {text}"
-    else:
-        message = f"the upload to {target.where} failed ({type(e).__name__})"
-    kind = type(e) if type(e).__module__.startswith("requests") else requests.ConnectionError
-    return kind(message)
+def _session_failure(e: Exception, deadline: Deadline, target: _Target) -> Exception:
+    """What a PUT through requests that raised ``e`` failed with (no URL path in it)."""
+    if deadline.expired:
+        return timed_out(deadline.seconds, target.where)
+    if isinstance(e, requests.exceptions.RequestException):
+        return from_requests(e, target.where)
+    if isinstance(e, ValueError) and not isinstance(e, urllib3.exceptions.HTTPError):
+        # requests parses a redirect's Location even when it follows none, and raises
+        # ValueError from inside send on one that is not a URL.
+        return RegistryRefused(
+            f"the answer of {target.where} to the upload is malformed (a Location that is "
+            "not a URL?)",
+            "the registry must return the final upload URL in upload_path",
+        )
+    return from_requests(requests.ConnectionError(e), target.where)  # reading the answer

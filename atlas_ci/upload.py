@@ -9,24 +9,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from atlas_ci import archive, manifest, plan
+from atlas_ci.delivery import Job, VersionBody
 from atlas_ci.digest import FileDigest
 from atlas_ci.errors import (
-    AtlasCIError,
     ConfigError,
     Interrupted,
-    RegistryRefused,
-    RegistryUnavailable,
 )
 from atlas_ci.manifest import Artifact
 from atlas_ci.settings import Settings
 
 if TYPE_CHECKING:
-    from atlas_ci.result import BuildResult, Result
+    from atlas_ci.answers import Version
+    from atlas_ci.archive import Payload
+    from atlas_ci.client import AtlasClient
+    from atlas_ci.delivery import Delivery
+    from atlas_ci.result import BuildResult, FileInfo, Result
 
 # What only the upload itself needs (tempfile, tarfile, the result classes) is imported
 # where it is used: the hash of a pass-through file starts ~12 ms sooner without it.
@@ -36,19 +37,6 @@ _INFERRED = (
     "amazon-* -> amazon.ami, a single .box file -> vagrant.box, docker -> docker.image, "
     "googlecompute -> googlecompute.image"
 )
-
-
-@dataclass(frozen=True)
-class Job:
-    """One build to upload: what Packer built plus what we will send for it."""
-
-    artifact: Artifact
-    artifact_type: str
-    metadata: dict[str, str] | None
-
-    @property
-    def label(self) -> str:
-        return self.artifact.build or self.artifact.id or "artifact"
 
 
 def load_artifacts(settings: Settings) -> list[Artifact]:
@@ -97,7 +85,7 @@ def plan_jobs(settings: Settings, artifacts: list[Artifact], log: Log) -> list[J
     return jobs
 
 
-def version_body(settings: Settings, job: Job, has_file: bool) -> dict[str, Any]:
+def version_body(settings: Settings, job: Job, has_file: bool) -> VersionBody:
     """The exact ``artifact_version`` body of atlas-wire §3.5."""
     return {
         "artifact_version": {
@@ -143,296 +131,141 @@ def run_upload(
     *,
     debug: Log | None = None,
     interactive: bool = False,
-    client: Any = None,
+    client: AtlasClient | None = None,
 ) -> Result:
     """Do what Packer's atlas post-processor did, for every selected build."""
     say: Log = log or (lambda _line: None)
-    state = _State()
     artifacts = load_artifacts(settings)
     jobs = plan_jobs(settings, artifacts, say)
     digests = Digests()
     try:
         if jobs:
             digests.start_passthrough(jobs[0].artifact.files)
-        return _run(settings, jobs, digests, say, debug, interactive, client, state)
+        from atlas_ci.client import AtlasClient  # imports requests: after the hash has started
+
+        api = client or AtlasClient(settings, log=say, debug=debug)
+        try:
+            api.policy.for_builds(len(jobs))
+            return _Flow(settings, api, say, digests, interactive=interactive).run(jobs)
+        finally:
+            if client is None:
+                api.close()  # a caller's client is the caller's to close
     finally:
         digests.cancel()
 
 
-def _run(
-    settings: Settings,
-    jobs: list[Job],
-    digests: Digests,
-    say: Log,
-    debug: Log | None,
-    interactive: bool,
-    client: Any,
-    state: _State,
-) -> Result:
-    import tempfile
+class _Flow:
+    """One run's uploads: what they share, and what the registry holds so far."""
 
-    from atlas_ci.client import AtlasClient  # imports requests: after the hash has started
-    from atlas_ci.result import Result
+    def __init__(
+        self,
+        settings: Settings,
+        api: AtlasClient,
+        say: Log,
+        digests: Digests,
+        *,
+        interactive: bool,
+    ) -> None:
+        from atlas_ci.delivery import Delivery
 
-    api = client or AtlasClient(settings, log=say, debug=debug)
-    user, name = settings.user, settings.name
-    try:
-        api.authenticate()
-        if settings.dry_run:
-            exists = api.get_artifact(user, name) is not None
-            say(f"Artifact {settings.artifact} {'exists' if exists else 'would be created'}")
-        elif api.create_artifact(user, name):
-            state.created_artifact = True
-        builds = []
-        with tempfile.TemporaryDirectory(prefix="atlas-ci-") as tmp:
-            for job in jobs:
-                builds.append(_one(settings, api, job, Path(tmp), say, interactive, state, digests))
-    except KeyboardInterrupt as exc:
-        signum = int(getattr(exc, "signum", 2))
-        raise Interrupted(f"interrupted; {state.describe(settings)}", signum=signum) from None
-    return Result(builds=tuple(builds), dry_run=settings.dry_run)
+        self.settings = settings
+        self.api = api
+        self.say = say
+        self.digests = digests
+        self.interactive = interactive
+        self.state = _State()
+        self.delivery: Delivery = Delivery(settings, api, say)
 
+    def run(self, jobs: list[Job]) -> Result:
+        import tempfile
 
-def _latest_number(api: Any, settings: Settings, artifact_type: str) -> int | None:
-    """The newest version number the registry lists (0 for none); None if it cannot tell."""
-    found = api.search(
-        settings.user, settings.name, artifact_type, {"version": "latest", "include_pending": "1"}
-    )
-    if found is None:
-        return None
-    numbers = [v.get("version") for v in found.versions]
-    return max((n for n in numbers if isinstance(n, int)), default=0)
+        from atlas_ci.result import Result
 
-
-def create_version_once(
-    settings: Settings, api: Any, job: Job, body: dict[str, Any], has_file: bool, say: Log
-) -> Any:
-    """The version POST, which is not idempotent: never sent a second time on a guess.
-
-    Before it, remember the newest version; after a failure that leaves unknown whether the
-    registry acted (reset or timeout after sending, 500/502/504, a 2xx we cannot read), look
-    for a version newer than that with the same id and metadata. Exactly one: adopt it.
-    None, the registry listed every version (pending ones too) and the failure was the
-    server's own answer (so nothing is still running): nothing was created, and the POST
-    may go again (within ``--retries``). Otherwise stop and say what may exist.
-    """
-    from atlas_ci.client import Ambiguous, Version
-
-    slug = f"{settings.artifact}/{job.artifact_type}"
-    try:
-        baseline = _latest_number(api, settings, job.artifact_type)
-    except AtlasCIError:
-        baseline = None  # a registry without search: adoption will not be possible
-    attempt = 0
-    while True:
-        attempt += 1
+        settings, api, say = self.settings, self.api, self.say
         try:
-            return api.create_version(
-                settings.user, settings.name, job.artifact_type, body, file=has_file
-            )
-        except Ambiguous as exc:
-            failure = exc
-        say(f"Version creation for {slug} failed ({failure.reason}); checking the registry")
-        try:
-            found = api.search(
-                settings.user,
-                settings.name,
-                job.artifact_type,
-                {"version": "any", "include_pending": "1"},
-            )
-        except AtlasCIError:
-            found = None
-        newer = [
-            v
-            for v in (found.versions if found else [])
-            if isinstance(v.get("version"), int)
-            and not isinstance(v.get("version"), bool)
-            and v["version"] > (baseline or 0)
-            and v.get("id", "") == job.artifact.id
-            and (v.get("metadata") or None) == (job.metadata or None)
-        ]
-        # A version with a file can only be finished if the registry hands its upload_path
-        # back (ours does for the token holder when asked for pending versions).
-        adoptable = [
-            v
-            for v in newer
-            if not has_file
-            or (v.get("state") == "pending" and isinstance(v.get("upload_path"), str))
-        ]
-        if found is not None and baseline is not None and len(newer) == 1 and adoptable:
-            v = adoptable[0]
-            say(f"Adopting {slug} version {v['version']}, created by the failed request")
-            return Version(version=v["version"], upload_path=v.get("upload_path"), raw=v)
-        complete = found is not None and (found.pending_listed or not has_file)
-        since = f"newer than version {baseline}" if baseline is not None else "new"
-        look = (
-            f"atlas-ci search --artifact {settings.artifact} --artifact-type "
-            f"{job.artifact_type} --version any --pending"
+            api.authenticate()
+            if settings.dry_run:
+                exists = api.get_artifact(settings.user, settings.name) is not None
+                say(f"Artifact {settings.artifact} {'exists' if exists else 'would be created'}")
+            elif api.create_artifact(settings.user, settings.name):
+                self.state.created_artifact = True
+            builds = []
+            with tempfile.TemporaryDirectory(prefix="atlas-ci-") as tmp:
+                for job in jobs:
+                    builds.append(self.one(job, Path(tmp)))
+        except KeyboardInterrupt as exc:
+            signum = int(getattr(exc, "signum", 2))
+            where = self.state.describe(settings)
+            raise Interrupted(f"interrupted; {where}", signum=signum) from None
+        return Result(builds=tuple(builds), dry_run=settings.dry_run)
+
+    def one(self, job: Job, tmp: Path) -> BuildResult:
+        """Archive, create the version, deliver the file: one build."""
+        from atlas_ci.pgzip import open_gzip_writer
+        from atlas_ci.result import FileInfo
+
+        started = time.monotonic()
+        slug = f"{self.settings.artifact}/{job.artifact_type}"
+        payload = archive.prepare_payload(
+            job.artifact.files, tmp, level=6, gzip_writer=open_gzip_writer
         )
-        if complete and baseline is not None and not newer:
-            if failure.settled:
-                # The server answered, so it is done, and it lists every version with none
-                # of ours: the POST did not happen and sending it again makes no second one.
-                if attempt <= api.policy.retries:
-                    api.retry_line("version creation", f"{failure.reason}; not created", attempt)
-                    continue
-                raise RegistryUnavailable(
-                    f"version creation failed ({failure.reason}) {attempt} times; the "
-                    f"registry holds no new version of {slug}",
-                    "nothing was created; re-run when the registry is healthy",
-                ) from None
-            # A timeout, a reset, a 502/504: the request may still be running on the
-            # server, so absence now proves nothing and a second POST could make a twin.
-            raise RegistryUnavailable(
-                f"version creation failed ({failure.reason}); no new version of {slug} is "
-                "listed yet, but the request may still complete",
-                f"wait a minute, then check with: {look}, and re-run only if none has id "
-                f"{job.artifact.id!r}",
-            ) from None
-        cls = RegistryRefused if failure.unreadable else RegistryUnavailable
-        raise cls(
-            f"{failure.message}; a {since} version of {slug} with id {job.artifact.id!r} may "
-            "exist and the registry cannot tell",
-            f"check with: {look}, before re-running",
-        ) from None
-
-
-def confirm_file(settings: Settings, api: Any, job: Job, number: int, sha256: str, say: Log) -> str:
-    """What the registry says of version ``number``'s file.
-
-    ``ready`` or ``pending``; ``unsupported`` when the registry has no way to say (no search,
-    a plain search that does not list the version); ``unknown`` when asking kept failing
-    (an unusable answer is asked again up to ``--retries`` times). A ready file whose
-    sha256 the registry reports and that differs from ``sha256`` is an error: the stored
-    file is not ours.
-    """
-    attempt = 0
-    while True:
-        attempt += 1
-        state = _file_state(settings, api, job, number, sha256)
-        if state == "failing":
-            return "unknown"
-        if state != "unknown" or attempt > api.policy.retries:
-            return state
-        api.retry_line(f"checking the file of version {number}", "no usable answer", attempt)
-
-
-def _file_state(settings: Settings, api: Any, job: Job, number: int, sha256: str) -> str:
-    try:
-        found = api.search(
-            settings.user,
-            settings.name,
-            job.artifact_type,
-            {"version": str(number), "include_pending": "1"},
-        )
-    except RegistryUnavailable:
-        return "failing"  # the search already used up its retries
-    except AtlasCIError:
-        return "unknown"
-    if found is None:
-        return "unsupported"
-    listed = [v for v in found.versions if v.get("version") == number]
-    if len(listed) != 1:
-        # A registry that lists pending versions must list ours; a plain one hides it
-        # until its file is there, which is what we are asking.
-        return "unknown" if found.pending_listed else "unsupported"
-    v = listed[0]
-    state = v.get("state")
-    if state is None and not found.pending_listed:
-        state = "ready"  # a plain search lists only versions whose file is there
-    if state not in ("ready", "pending"):
-        return "unknown"
-    stored = v.get("sha256")
-    if state == "ready" and isinstance(stored, str) and stored and stored != sha256:
-        raise RegistryRefused(
-            f"the registry holds a file for {settings.artifact}/{job.artifact_type} version "
-            f"{number} with sha256 {stored}, not the {sha256} uploaded",
-            "the file was changed on the way; re-run to upload a new version",
-        )
-    return str(state)
-
-
-def put_confirmed(
-    settings: Settings,
-    api: Any,
-    job: Job,
-    version: Any,
-    payload: Any,
-    digest: FileDigest,
-    progress: Any,
-    say: Log,
-) -> str:
-    """PUT the file, then ask the registry whether it holds it; returns the sha256 sent.
-
-    A 2xx the registry did not act on (it still waits for the file) is sent again; a
-    failure after which the registry holds our file (a try that went through but whose
-    answer was lost) is a success.
-    """
-    from atlas_ci.client import UploadConflict, UploadFailed
-
-    slug = f"{settings.artifact}/{job.artifact_type} version {version.version}"
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            sha = api.upload(
-                version.upload_path, payload.path, payload.size, progress=progress, digest=digest
-            )
-        except (UploadConflict, UploadFailed) as exc:
-            local = digest.result()
-            state = confirm_file(settings, api, job, version.version, local, say)
-            if state == "ready":
-                say(f"The registry holds the file of {slug}: an earlier try went through")
-                return local
-            running = isinstance(exc, UploadFailed) and exc.maybe_delivered
-            if state == "pending" and not running:
-                raise exc from None  # nothing can still arrive: "stays pending" is the truth
-            if isinstance(exc, UploadConflict) and exc.after_retry:
-                # Only this run has the upload URL, and the registry keeps no partial file:
-                # the 409 says one of our whole tries was stored.
-                say(
-                    f"The registry says the file of {slug} arrived with an earlier try (409); "
-                    "it cannot confirm the checksum"
+        digest = self.digests.start(payload.path, payload.size) if payload is not None else None
+        if self.settings.dry_run:
+            file_info = None
+            if payload is not None and digest is not None:
+                file_info = FileInfo(size=payload.size, sha256=digest.result())
+                self.say(
+                    f"Dry run: would upload {slug} ({payload.size} bytes, "
+                    f"sha256 {file_info.sha256})"
                 )
-                return local
-            if state == "pending":
-                # A try that timed out or was reset may still be finishing on the server.
-                raise type(exc)(
-                    f"{exc.message}; {slug} is still pending, but a try may still complete",
-                    "wait a minute, then " + _check_hint(settings, job, version.version),
-                ) from None
-            if isinstance(exc, UploadConflict) or running:
-                raise type(exc)(
-                    f"{exc.message}; the file of {slug} may have arrived and the registry "
-                    "cannot tell",
-                    _check_hint(settings, job, version.version),
-                ) from None
-            raise exc from None
-        if sha is None:
-            sha = digest.result()
-        state = confirm_file(settings, api, job, version.version, sha, say)
-        if state in ("ready", "unsupported"):
-            return str(sha)
-        if state == "unknown":
-            raise RegistryUnavailable(
-                f"the file upload of {slug} was answered with success but the registry could "
-                "not confirm it holds the file",
-                _check_hint(settings, job, version.version),
-            )
-        if attempt > api.policy.retries:
-            raise RegistryUnavailable(
-                f"the file upload of {slug} was answered with success but the registry "
-                "never stored the file",
-                "the version stays pending; check what sits between you and the registry",
-            )
-        api.retry_line("file upload", "answered, but the registry has no file", attempt)
+            else:
+                self.say(f"Dry run: would create a version of {slug} without a file")
+            return self._result(job, None, file_info, started)
+        body = version_body(self.settings, job, payload is not None)
+        if payload is not None:
+            self.say(f"Uploading artifact {slug} ({payload.size} bytes)")
+        self.state.creating = slug
+        version = self.delivery.create_version(job, body, payload is not None)
+        self.state.creating = None
+        file_info = None
+        if payload is not None and digest is not None:
+            self.state.pending = f"{slug} version {version.version}"
+            file_info = self._deliver(job, version, payload, digest)
+            self.state.pending = None
+        self.say(f"Uploaded {slug} version {version.version}")
+        self.state.done.append(f"{slug} version {version.version}")
+        return self._result(job, version.version, file_info, started)
 
+    def _deliver(
+        self, job: Job, version: Version, payload: Payload, digest: FileDigest
+    ) -> FileInfo:
+        from atlas_ci.progress import Progress, human_bytes
+        from atlas_ci.result import FileInfo
 
-def _check_hint(settings: Settings, job: Job, number: int) -> str:
-    return (
-        f"check with: atlas-ci search --artifact {settings.artifact} --artifact-type "
-        f"{job.artifact_type} --version {number} --pending, before re-running"
-    )
+        progress = Progress(payload.size, self.say, interactive=self.interactive)
+        put_started = time.monotonic()
+        sha = self.delivery.put_file(job, version, payload, digest, progress)
+        seconds = max(time.monotonic() - put_started, 1e-9)
+        rate = human_bytes(payload.size / seconds)
+        self.say(f"  sent {human_bytes(payload.size)} in {seconds:.1f}s ({rate}/s), sha256 {sha}")
+        if payload.temporary:
+            payload.path.unlink(missing_ok=True)
+        return FileInfo(size=payload.size, sha256=sha)
+
+    def _result(
+        self, job: Job, version: int | None, file_info: FileInfo | None, started: float
+    ) -> BuildResult:
+        from atlas_ci.result import BuildResult
+
+        return BuildResult(
+            build=job.label,
+            artifact=self.settings.artifact,
+            artifact_type=job.artifact_type,
+            version=version,
+            file=file_info,
+            seconds=time.monotonic() - started,
+            metadata=job.metadata,
+        )
 
 
 class _State:
@@ -460,72 +293,3 @@ class _State:
             created = "only the artifact was created" if self.created_artifact else ""
             parts.append(created or "nothing was created on the registry")
         return "; ".join(parts) + "; re-run to upload what is missing"
-
-
-def _one(
-    settings: Settings,
-    api: Any,
-    job: Job,
-    tmp: Path,
-    say: Log,
-    interactive: bool,
-    state: _State,
-    digests: Digests,
-) -> BuildResult:
-    started = time.monotonic()
-    slug = f"{settings.artifact}/{job.artifact_type}"
-    from atlas_ci.pgzip import open_gzip_writer
-    from atlas_ci.progress import Progress, human_bytes
-    from atlas_ci.result import BuildResult, FileInfo
-
-    payload = archive.prepare_payload(
-        job.artifact.files, tmp, level=6, gzip_writer=open_gzip_writer
-    )
-    file_info: FileInfo | None = None
-    digest = digests.start(payload.path, payload.size) if payload is not None else None
-    if settings.dry_run:
-        if payload is not None and digest is not None:
-            file_info = FileInfo(size=payload.size, sha256=digest.result())
-            say(f"Dry run: would upload {slug} ({payload.size} bytes, sha256 {file_info.sha256})")
-        else:
-            say(f"Dry run: would create a version of {slug} without a file")
-        return BuildResult(
-            build=job.label,
-            artifact=settings.artifact,
-            artifact_type=job.artifact_type,
-            version=None,
-            file=file_info,
-            seconds=time.monotonic() - started,
-            metadata=job.metadata,
-        )
-    body = version_body(settings, job, payload is not None)
-    if payload is not None:
-        say(f"Uploading artifact {slug} ({payload.size} bytes)")
-    state.creating = slug
-    version = create_version_once(settings, api, job, body, payload is not None, say)
-    state.creating = None
-    if payload is not None:
-        state.pending = f"{slug} version {version.version}"
-        assert version.upload_path is not None
-        progress = Progress(payload.size, say, interactive=interactive)
-        put_started = time.monotonic()
-        assert digest is not None
-        sha = put_confirmed(settings, api, job, version, payload, digest, progress, say)
-        seconds = max(time.monotonic() - put_started, 1e-9)
-        file_info = FileInfo(size=payload.size, sha256=sha)
-        rate = human_bytes(payload.size / seconds)
-        say(f"  sent {human_bytes(payload.size)} in {seconds:.1f}s ({rate}/s), sha256 {sha}")
-        if payload.temporary:
-            payload.path.unlink(missing_ok=True)
-        state.pending = None
-    say(f"Uploaded {slug} version {version.version}")
-    state.done.append(f"{slug} version {version.version}")
-    return BuildResult(
-        build=job.label,
-        artifact=settings.artifact,
-        artifact_type=job.artifact_type,
-        version=version.version,
-        file=file_info,
-        seconds=time.monotonic() - started,
-        metadata=job.metadata,
-    )

@@ -26,6 +26,12 @@ Faults (``Fault.kind``):
 - ``slow``: forward the body at ``rate`` bytes/s (a slow sink); ``proxy.slow_started`` is set
   once the first bytes went through.
 
+``proxy.hide_headers`` (lower-case names) are dropped from every answer relayed: the
+client sees a registry without, say, ``X-Atlas-Extensions``.
+
+``Fault(..., before=fn)`` calls ``fn()`` when the fault fires, before it acts: a test makes
+something happen on the registry at that very moment (another job's request, say).
+
 It also serves as ``HTTP_PROXY`` (absolute-form targets are forwarded to the upstream) and as
 ``HTTPS_PROXY`` (``CONNECT`` to a 127.0.0.1 port is spliced through, untouched).
 """
@@ -41,6 +47,7 @@ import ssl
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import BinaryIO
@@ -70,6 +77,7 @@ class Fault:
     seconds: float = 5.0
     after_bytes: int = 0
     rate: int = 256 * 1024
+    before: Callable[[], None] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -243,6 +251,8 @@ class _Handler(socketserver.BaseRequestHandler):
     def _one(self, proxy: FaultProxy, sock: socket.socket, request: _Request) -> bool:
         fault = proxy._match(request.method, request.path)
         proxy._record(request, fault)
+        if fault is not None and fault.before is not None:
+            fault.before()
         if fault is None:
             response = self._forward(proxy, request, None)
             return self._relay(sock, response)
@@ -359,6 +369,8 @@ class _Handler(socketserver.BaseRequestHandler):
                     length = int(value.strip())
                 if name.strip().lower() in (b"connection", b"keep-alive"):
                     continue
+                if name.strip().lower().decode("latin-1") in proxy.hide_headers:
+                    continue
                 lines.append(raw.rstrip(b"\r\n"))
             body = reader.read(length) if length else b""
         finally:
@@ -410,6 +422,7 @@ class FaultProxy:
         self.rules: list[Rule] = []
         self.seen: list[Seen] = []
         self.upload_paths: set[str] = set()
+        self.hide_headers: set[str] = set()
         self.slow_started = threading.Event()
         self.upstream: tuple[str, int] | None = None
         self._lock = threading.Lock()

@@ -2,12 +2,20 @@
 
 Used by the wire tests to pin what ``atlas-ci upload`` sends, byte for byte. It is not the
 registry (``atlas-ci serve`` is); it exists to observe the client from the outside.
+
+``RecordingServer(idempotency=True)`` honours ``Idempotency-Key`` on the version POST the
+way atlas-wire §11 says (and announces it in ``X-Atlas-Extensions``). ``hostile`` maps
+``"METHOD /path-regex"`` to a function that answers a matching request in its own way
+(see ``tests/hostile_registry.py``): the request is recorded first, body read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -31,6 +39,11 @@ class State:
     artifacts: set[str] = field(default_factory=set)
     versions: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    idempotency: bool = False
+    # Idempotency-Key -> (the body it came with, the answer it got)
+    keyed: dict[str, tuple[bytes, dict[str, Any]]] = field(default_factory=dict)
+    hostile: dict[str, Callable[[_Handler], None]] = field(default_factory=dict)
+    stopping: threading.Event = field(default_factory=threading.Event)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -48,16 +61,31 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.state.requests.append(rec)
         return rec
 
+    def _hostile(self, rec: Recorded) -> bool:
+        """Answer ``rec`` the hostile way if a rule says so (and close the connection)."""
+        for rule, behave in self.server.state.hostile.items():
+            method, _, pattern = rule.partition(" ")
+            if method == rec.method and re.search(pattern, rec.path.split("?")[0]):
+                self.close_connection = True
+                with contextlib.suppress(OSError):  # the client hung up, as it should
+                    behave(self)
+                return True
+        return False
+
     def _send(self, status: int, payload: Any) -> None:
         data = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
+        if self.server.state.idempotency:
+            self.send_header("X-Atlas-Extensions", "other-thing, Idempotency-Key")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
 
     def do_GET(self) -> None:
         rec = self._record()
+        if self._hostile(rec):
+            return
         parts = rec.path.split("?")[0].strip("/").split("/")
         if parts == ["api", "v1", "authenticate"]:
             self._send(200, {"user": {"username": "tester"}})
@@ -72,8 +100,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         rec = self._record()
+        if self._hostile(rec):
+            return
         parts = rec.path.strip("/").split("/")
         state = self.server.state
+        idem = self.headers.get("Idempotency-Key") if state.idempotency else None
+        if idem is not None and len(parts) >= 6:
+            with state.lock:
+                known = state.keyed.get(idem)
+            if known is not None:
+                if known[0] != rec.body:
+                    self._send(422, {"errors": ["Idempotency-Key reused with another body"]})
+                else:
+                    self._send(201, known[1])
+                return
         if parts == ["api", "v1", "artifacts"]:
             art = rec.json()["artifact"]
             state.artifacts.add(f"{art['username']}/{art['name']}")
@@ -100,13 +140,16 @@ class _Handler(BaseHTTPRequestHandler):
                 answer["upload_path"] = (
                     f"http://{host}/binstore/{number}?sig=presigned-secret-{number}"
                 )
+            if idem is not None:
+                with state.lock:
+                    state.keyed[idem] = (rec.body, answer)
             self._send(201, answer)
         else:
             self._send(404, {"errors": ["no such path"]})
 
     def do_PUT(self) -> None:
-        self._record()
-        self._send(200, {})
+        if not self._hostile(self._record()):
+            self._send(200, {})
 
 
 class _Server(ThreadingHTTPServer):
@@ -117,10 +160,17 @@ class _Server(ThreadingHTTPServer):
 class RecordingServer:
     """``with RecordingServer() as srv:`` then ``srv.url`` and ``srv.requests``."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        idempotency: bool = False,
+        hostile: dict[str, Callable[[_Handler], None]] | None = None,
+    ) -> None:
         self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.state = State()
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._server.state = State(idempotency=idempotency, hostile=dict(hostile or {}))
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -141,6 +191,7 @@ class RecordingServer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._server.state.stopping.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)

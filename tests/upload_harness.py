@@ -190,6 +190,15 @@ def file_sha256(registry: RegistryProcess, slug: str, number: int) -> str | None
     return hashlib.sha256(response.content).hexdigest()
 
 
+def honours_idempotency_key(registry: RegistryProcess) -> bool:
+    """Whether the registry announces ``Idempotency-Key`` support (atlas-wire §11)."""
+    response = requests.get(
+        f"{registry.url}/api/v1/authenticate", headers=registry.headers, timeout=10
+    )
+    tokens = response.headers.get("X-Atlas-Extensions", "").lower().split(",")
+    return "idempotency-key" in [t.strip() for t in tokens]
+
+
 def ready_duplicates(found: list[dict[str, Any]]) -> int:
     """How many ready versions repeat the id and metadata of another ready one."""
     keys = [

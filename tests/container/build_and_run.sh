@@ -6,10 +6,12 @@
 #   1. apt-installs docker.io and debootstrap when missing; starts a private dockerd under a
 #      temp dir (no iptables, no bridge) and stops it by its pid on exit;
 #   2. builds a stand-in for python:3.12-slim-bookworm with debootstrap + this machine's pyenv
-#      CPython 3.12 (or Debian's python3), cached as a tar in $CACHE between runs, plus the
+#      CPython 3.12 (or Debian's python3) from the Debian mirror of this machine's apt sources
+#      (none there: a clear failure), cached as a tar in $CACHE between runs, plus the
 #      pinned wheels and an /etc/pip.conf that points pip at them;
 #   3. `docker build --network none` of the real Dockerfile with only BASE_IMAGE swapped;
 #   4. runs it: pass-through and --help as root and as uid 1234, Jenkins' `cat` + `docker exec`,
+#      `docker top` right after `docker run` showing `cat` / `sh` (Jenkins' check),
 #      a hostile PYTHONPATH, the action mode as the runner starts it (/github/workspace and
 #      /github/file_commands mounts, INPUT_* env); then real uploads to `atlas-ci serve` on
 #      127.0.0.1.
@@ -108,20 +110,48 @@ start_dockerd() {
 
 # --- 2. the stand-in base image ----------------------------------------------------------------
 
-mirror() {
-  # The Debian mirror apt already uses here (deb822 or one-line form).
-  local url
-  url=$(awk '/^URIs:/ {u=$2} /^Suites:/ && / '"$SUITE"'( |$)/ && u {print u; exit}' \
-    /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
-  [ -n "$url" ] || url=$(awk '$1=="deb" && $3=="'"$SUITE"'" {print $2; exit}' \
-    /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null || true)
-  echo "${url:-http://deb.debian.org/debian}"
+apt_mirror() {
+  # The Debian mirror apt already uses on this machine for $SUITE, from its sources only (a
+  # literal host would hide a machine whose apt points at a private mirror or at nothing).
+  # deb822 stanzas (*.sources: Types/URIs/Suites, Enabled: no skipped) first, then one-line
+  # `deb [options] URI SUITE COMPONENTS...` entries; the first match wins.
+  local file found
+  for file in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$file" ] || continue
+    found=$(awk -v suite="$SUITE" '
+      function flush() {
+        if (deb && hit && on && uri != "") { print uri; done = 1; exit }
+        deb = 0; hit = 0; on = 1; uri = ""
+      }
+      BEGIN { on = 1 }
+      /^[ \t]*$/ { flush(); next }
+      /^[ \t]*#/ { next }
+      tolower($1) == "types:" { for (i = 2; i <= NF; i++) if ($i == "deb") deb = 1 }
+      tolower($1) == "uris:" { uri = $2 }
+      tolower($1) == "suites:" { for (i = 2; i <= NF; i++) if ($i == suite) hit = 1 }
+      tolower($1) == "enabled:" && tolower($2) == "no" { on = 0 }
+      END { if (!done) flush() }
+    ' "$file")
+    if [ -n "$found" ]; then echo "$found" && return 0; fi
+  done
+  for file in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [ -f "$file" ] || continue
+    found=$(awk -v suite="$SUITE" '
+      $1 == "deb" {
+        i = 2
+        if ($i ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
+        if ($(i + 1) == suite) { print $i; exit }
+      }
+    ' "$file")
+    if [ -n "$found" ]; then echo "$found" && return 0; fi
+  done
+  return 0
 }
 
-make_rootfs() { # make_rootfs ROOT PYENV_PYTHON_DIR|"" PYV
-  local root=$1 pyenv_py=$2 pyv=$3
+make_rootfs() { # make_rootfs ROOT PYENV_PYTHON_DIR|"" PYV MIRROR
+  local root=$1 pyenv_py=$2 pyv=$3 mirror=$4
   if [ -n "$pyenv_py" ]; then
-    debootstrap --variant=minbase --include="$LIBS" "$SUITE" "$root" "$(mirror)" >"$W/debootstrap.log" 2>&1 ||
+    debootstrap --variant=minbase --include="$LIBS" "$SUITE" "$root" "$mirror" >"$W/debootstrap.log" 2>&1 ||
       { tail -20 "$W/debootstrap.log" >&2; fail "debootstrap failed"; }
     # The official image's layout: CPython under /usr/local, libpython found by ld.so there
     # (the build's rpath names pyenv's tree, which the image does not have).
@@ -143,7 +173,7 @@ make_rootfs() { # make_rootfs ROOT PYENV_PYTHON_DIR|"" PYV
     done
   else
     debootstrap --variant=minbase --include="$LIBS,python3,python3-pip,python-is-python3" \
-      "$SUITE" "$root" "$(mirror)" >"$W/debootstrap.log" 2>&1 ||
+      "$SUITE" "$root" "$mirror" >"$W/debootstrap.log" 2>&1 ||
       { tail -20 "$W/debootstrap.log" >&2; fail "debootstrap failed"; }
     rm -f "$root"/usr/lib/python3*/EXTERNALLY-MANAGED
     ln -sf /usr/bin/python3 "$root/usr/local/bin/python"
@@ -155,7 +185,7 @@ make_rootfs() { # make_rootfs ROOT PYENV_PYTHON_DIR|"" PYV
 }
 
 standin_base() {
-  local pyenv_py="" pyv flavour rootfs_tar key wheels
+  local pyenv_py="" pyv flavour rootfs_tar key wheels mirror
   if command -v pyenv >/dev/null; then
     pyenv_py=$(find "$(pyenv root)/versions" -maxdepth 1 -name '3.12.*' | sort -V | tail -n 1)
   fi
@@ -163,8 +193,10 @@ standin_base() {
   rootfs_tar="$CACHE/rootfs-$SUITE-$flavour-v2.tar"
   mkdir -p "$CACHE"
   if [ ! -s "$rootfs_tar" ]; then
-    say "debootstrap $SUITE (minbase) from $(mirror) with $flavour; cached as $rootfs_tar"
-    make_rootfs "$W/rootfs" "$pyenv_py" "$pyv"
+    mirror=$(apt_mirror)
+    [ -n "$mirror" ] || fail "no Debian $SUITE mirror in this machine's apt sources (/etc/apt/sources.list, /etc/apt/sources.list.d/*.sources and *.list): add the mirror this machine may use for $SUITE there, or run with CONTAINER_BASE=real on a machine whose Docker engine can pull"
+    say "debootstrap $SUITE (minbase) from $mirror with $flavour; cached as $rootfs_tar"
+    make_rootfs "$W/rootfs" "$pyenv_py" "$pyv" "$mirror"
     tar --numeric-owner -C "$W/rootfs" -cf "$rootfs_tar.tmp" . && mv "$rootfs_tar.tmp" "$rootfs_tar"
     rm -rf "$W/rootfs"
   else
@@ -254,6 +286,24 @@ docker exec "$CID" sh -c 'atlas-ci --version && echo "HOME=$HOME uid=$(id -u)"' 
 docker rm -f "$CID" >/dev/null
 grep -q '^atlas-ci [0-9]' "$W/out" || fail "Jenkins-style exec printed: $(cat "$W/out")"
 ok "cat kept the container up; docker exec ran atlas-ci as uid 1234"
+
+say "Jenkins and GitLab: the container's process is cat / sh right after docker run (5 runs each)"
+# Jenkins runs `docker run -t -d ... IMAGE cat`, then at once `docker top` and logs "ERROR: The
+# container started but didn't run the expected command" unless the process is cat. The
+# entrypoint's own shell shows as `/bin/sh /app/entrypoint.sh cat` until it execs, Python as
+# `python ...`: only the bare command passes.
+top_args() { docker top "$1" -eo pid,args | awk 'NR > 1 { $1 = ""; sub(/^ /, ""); print }'; }
+for i in 1 2 3 4 5; do
+  CID=$(docker run -t -i -d -u 1234:1234 -w "$JWS" -v "$JWS:$JWS" "$IMAGE" cat)
+  seen=$(top_args "$CID")
+  docker rm -f "$CID" >/dev/null
+  [ "$seen" = cat ] || fail "run $i: docker top right after docker run showed '$seen', not cat (Jenkins would log a false ERROR)"
+  CID=$(docker run -i -d "$IMAGE" sh)
+  seen=$(top_args "$CID")
+  docker rm -f "$CID" >/dev/null
+  [ "$seen" = sh ] || fail "run $i: docker top right after docker run showed '$seen', not sh"
+done
+ok "docker top right after docker run: cat (-t -i -d, uid 1234) and sh, 5 runs each"
 
 say "GitHub: the runner's docker run, inputs missing"
 WS="$W/workspace" FC="$W/file_commands"

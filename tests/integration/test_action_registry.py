@@ -155,3 +155,58 @@ def test_entrypoint_runs_the_action_from_the_environment_alone(
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert read_outputs(tmp_path / "file_commands" / "output")["file_sha256"] == sha
+
+
+def _run_entrypoint(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "entrypoint.py")],
+        env={**env, "PYTHONPATH": str(ROOT)},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+SUMMARY_WARNING = (
+    "::warning title=atlas-ci%3A job summary::the job summary could not be written to "
+    "GITHUB_STEP_SUMMARY '{path}': No such file or directory; the step's result and outputs "
+    "do not depend on it"
+)
+
+
+def test_an_unwritable_summary_does_not_hide_a_failed_run_s_error(
+    tmp_path: Path, registry: Any
+) -> None:
+    # A 401 used to become a traceback (the error summary's write raised in the handler).
+    ws, _ = workspace(tmp_path)
+    env = runner_env(tmp_path, ws, registry.url, "tok-wrong-000000000")
+    env["GITHUB_STEP_SUMMARY"] = str(tmp_path / "missing-dir" / "summary.md")
+    proc = _run_entrypoint(env, ws)
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert proc.stderr == ""
+    lines = proc.stdout.splitlines()
+    assert lines[-2].startswith("::error title=atlas-ci%3A authentication failed::")
+    assert lines[-1] == SUMMARY_WARNING.format(path=env["GITHUB_STEP_SUMMARY"])
+
+
+def test_an_unwritable_summary_does_not_fail_a_successful_upload(
+    tmp_path: Path, registry: Any
+) -> None:
+    # The version was made: failing the step now ("internal error") invites a re-run that
+    # makes a second version.
+    ws, sha = workspace(tmp_path)
+    env = runner_env(tmp_path, ws, registry.url, registry.token)
+    env["GITHUB_STEP_SUMMARY"] = str(tmp_path / "missing-dir" / "summary.md")
+    proc = _run_entrypoint(env, ws)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert "internal error" not in proc.stdout
+    assert SUMMARY_WARNING.format(path=env["GITHUB_STEP_SUMMARY"]) in proc.stdout.splitlines()
+    outputs = read_outputs(tmp_path / "file_commands" / "output")
+    assert (outputs["version"], outputs["file_sha256"]) == ("1", sha)
+    assert not (tmp_path / "missing-dir").exists()
+    search = f"{registry.url}/api/v1/artifacts/acme/web/vagrant.box/search"
+    assert [v["version"] for v in json.loads(get(search, registry.token))["versions"]] == [1]

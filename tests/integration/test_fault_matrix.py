@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.faults import Fault, FaultProxy
 from tests.registry_proc import RegistryProcess
@@ -21,6 +22,7 @@ from tests.upload_harness import (
     ami_build,
     box_build,
     file_sha256,
+    honours_idempotency_key,
     ready_duplicates,
     run_upload_cli,
     versions,
@@ -52,7 +54,8 @@ FAULTS = {
 }
 
 # The cells that do not end in success, and the documented end: (exit code, words).
-# Everything else must succeed.
+# Everything else must succeed. A registry that honours Idempotency-Key (atlas-wire §11)
+# gets a failed version POST again with its key, so every version_post cell succeeds there.
 EXPECTED_ERRORS: dict[tuple[str, str], tuple[int, str]] = {
     ("artifact_get", "malformed"): (5, "not JSON"),
     ("artifact_get", "malformed_after"): (5, "not JSON"),
@@ -74,11 +77,23 @@ def _cells() -> Iterator[tuple[str, str, str]]:
             yield "version_post", fault, "ami"  # a version without a file
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RegistryProcess, FaultProxy]]:
+@pytest.fixture(scope="module", params=["as-it-says", "extension-hidden"])
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[RegistryProcess, FaultProxy]]:
+    """The registry behind the proxy; a second time with ``X-Atlas-Extensions`` cut from its
+    answers, so the client takes the search-based path a registry without the key needs."""
     data = tmp_path_factory.mktemp("matrix-registry")
     with RegistryProcess(data, TOKEN) as registry, FaultProxy(registry.url) as proxy:
+        if request.param == "extension-hidden":
+            proxy.hide_headers.add("x-atlas-extensions")
         yield registry, proxy
+
+
+def _keyed(stack: tuple[RegistryProcess, FaultProxy]) -> bool:
+    """Whether the client sees a registry that honours Idempotency-Key."""
+    registry, proxy = stack
+    return honours_idempotency_key(registry) and not proxy.hide_headers
 
 
 def _upload(proxy: FaultProxy, cwd: Path, artifact: str) -> Outcome:
@@ -122,7 +137,10 @@ def test_fault_cell(
     slug = f"{user}/{name}/{artifact_type}"
     method, path = CALLS[call]
     rule = proxy.add(method, path, FAULTS[fault])
+    keyed = _keyed(stack)
 
+    # With a registry that honours Idempotency-Key no baseline search is taken: the fault
+    # meets the search that confirms the file instead.
     first = _upload(proxy, tmp_path, f"{user}/{name}")
     assert rule.fired == 1, f"the fault never fired: {proxy.seen}"
     for seen in proxy.seen:  # the token goes to the API only, never with the file
@@ -132,7 +150,7 @@ def test_fault_cell(
     for secret in proxy.upload_paths:
         assert secret not in first.stderr + first.stdout
 
-    expected = EXPECTED_ERRORS.get((call, fault))
+    expected = None if keyed and call == "version_post" else EXPECTED_ERRORS.get((call, fault))
     if expected is None:
         assert first.code == 0, first.stderr
         number = first.result["version"]
@@ -184,6 +202,15 @@ PERSISTENT = {
 }
 
 
+# The same faults against a registry that honours Idempotency-Key: the POST is sent again
+# with its key until --retries runs out, and the registry keeps any version it made.
+PERSISTENT_KEYED = {
+    "version-post-500": (6, "may exist"),
+    "version-lost-no-search": (6, "may exist"),
+    "version-unreadable-no-search": (5, "may exist"),
+}
+
+
 @pytest.mark.parametrize("case", list(PERSISTENT))
 def test_persistent_fault_ends_in_its_documented_error_and_a_rerun_finishes(
     stack: tuple[RegistryProcess, FaultProxy], tmp_path: Path, case: str
@@ -198,6 +225,8 @@ def test_persistent_fault_ends_in_its_documented_error_and_a_rerun_finishes(
         method, path = CALLS[call]
         proxy.add(method, path, FAULTS[fault], occurrences=None)
 
+    if _keyed(stack) and case in PERSISTENT_KEYED:
+        code, words = PERSISTENT_KEYED[case]
     first = _upload(proxy, tmp_path, f"matrix/{name}")
     assert first.code == code, first.stderr
     [line] = first.error_lines()
@@ -214,3 +243,52 @@ def test_persistent_fault_ends_in_its_documented_error_and_a_rerun_finishes(
     found = versions(registry, slug)
     assert [v["state"] for v in found].count("ready") == 1, found
     assert file_sha256(registry, slug, again.result["version"]) == sha
+
+
+def test_a_version_another_job_made_meanwhile_is_never_adopted(
+    stack: tuple[RegistryProcess, FaultProxy], tmp_path: Path
+) -> None:
+    # Job B (build 999) creates a version with the same id and metadata at the very moment
+    # job A's (build 111) version POST is lost. A must not put its file under B's version.
+    registry, proxy = stack
+    proxy.clear()
+    name = "adopt-other-build"
+    _, sha = box_build(tmp_path, "web", 64 * 1024, seed=zlib.crc32(name.encode()))
+    slug = f"matrix/{name}/vagrant.box"
+    theirs = {
+        "build_id": 999,
+        "compile_id": 0,
+        "file": True,
+        "id": "virtualbox",
+        "metadata": {"provider": "virtualbox"},
+    }
+
+    def job_b() -> None:
+        requests.post(
+            f"{registry.url}/api/v1/artifacts/{slug}",
+            json={"artifact_version": theirs},
+            headers=registry.headers,
+            timeout=10,
+        ).raise_for_status()
+
+    method, path = CALLS["version_post"]
+    proxy.add(method, path, Fault("reset_before", before=job_b))
+    args = ["--artifact", f"matrix/{name}", "--atlas-url", proxy.url, "--retries", "3"]
+    first = run_upload_cli(
+        [*args, "--max-wait", "0", "--timeout", str(TIMEOUT), "--json"],
+        {"ATLAS_TOKEN": TOKEN, "ATLAS_BUILD_ID": "111"},
+        tmp_path,
+    )
+    found = {v["build_id"]: v for v in versions(registry, slug)}
+    assert found[999]["state"] == "pending", found  # B's version never got A's file
+    assert not any("Adopting" in line for line in first.stderr.splitlines())
+    if _keyed(stack):
+        # The lost POST is sent again with its key and makes A's own version.
+        assert first.code == 0, first.stderr
+        assert found[111]["state"] == "ready"
+        assert file_sha256(registry, slug, found[111]["version"]) == sha
+    else:
+        assert first.code == 6, first.stderr
+        [line] = first.error_lines()
+        assert "may still complete" in line
+        assert 111 not in found

@@ -81,3 +81,24 @@ def test_each_request_is_one_line_with_method_path_status_bytes_duration(
     assert ("GET", "/api/v1/artifacts/u/n/t/file", "200", "1000") in seen
     assert ("GET", "/nope%1B%5B31m", "404") in [s[:3] for s in seen]
     assert len(lines) == 6
+
+
+def test_a_credential_in_the_query_string_never_reaches_the_log(registry: RegistryProcess) -> None:
+    """Vagrant Cloud's clients could send ``?access_token=``; a signed URL its signature."""
+    secret = "Tk&<>-query-secret-4f1c"
+    quoted = urllib.parse.quote(secret, safe="")
+    for target in (
+        f"/api/v1/authenticate?access_token={quoted}",
+        f"/acme/web?X-Amz-Signature={quoted}&version=1",
+        f"/api/v1/artifacts/acme/web/vagrant.box/search?version=latest&token={quoted}",
+    ):
+        requests.get(registry.url + target, timeout=TIMEOUT)
+    create_artifact(registry)
+    search(registry, version="latest", **{"metadata.1.key": "provider"})
+
+    assert registry.stop() == 0
+    log = registry.stderr_text()
+    assert secret not in log
+    assert quoted not in log
+    assert "access_token=<redacted>" in log
+    assert "version=latest" in log  # the parameters the registry reads are still logged

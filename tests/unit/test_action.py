@@ -284,3 +284,14 @@ def test_no_token_anywhere_is_a_config_error(
     assert code == 2
     assert not lines[0].startswith("::add-mask::")
     assert "ATLAS_TOKEN" in lines[-1]
+
+
+def test_a_path_that_is_not_utf8_does_not_crash_a_strict_stdout(tmp_path: Path) -> None:
+    # On a runner whose locale is not C/C.UTF-8, stdout refuses the lone surrogate a
+    # non-UTF-8 byte of a path decodes to; the annotation used to crash with exit 1.
+    env = runner_env(tmp_path, manifest="x\udcffy.json")
+    raw = io.BytesIO()
+    out = io.TextIOWrapper(raw, encoding="utf-8", errors="strict", write_through=True)
+    assert action.run(env, stream=out) == 3
+    last = raw.getvalue().decode("utf-8").splitlines()[-1]
+    assert last.startswith("::error title=atlas-ci%3A input file,file=x\\udcffy.json::manifest")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import io
 import os
 import struct
+import subprocess
+import sys
 import tarfile
 import zlib
 from pathlib import Path
@@ -15,6 +18,7 @@ import pytest
 
 from atlas_ci.archive import Payload, common_prefix, is_gzip, prepare_payload
 from atlas_ci.errors import ConfigError, InputFileError
+from atlas_ci.textfile import open_regular
 from tests.ids import short_id
 
 
@@ -387,3 +391,48 @@ def test_gzip_with_name_header_passes_through(tmp_path: Path, work: Path) -> Non
 def test_unreadable_file_in_is_gzip_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputFileError, match="cannot be read"):
         is_gzip(tmp_path / "missing")
+
+
+def _in_a_child(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a child with a generous timeout: a blocked open would hang the suite."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_is_gzip_on_a_file_swapped_for_a_fifo_fails_at_once(tmp_path: Path) -> None:
+    # Validated as a regular file, then replaced by a FIFO no one writes: a plain open()
+    # for reading waits for a writer for ever.
+    fifo = tmp_path / "web.box"
+    os.mkfifo(fifo)
+    proc = _in_a_child(
+        "from pathlib import Path\n"
+        "from atlas_ci.archive import is_gzip\n"
+        "from atlas_ci.errors import InputFileError\n"
+        "try:\n"
+        "    is_gzip(Path('web.box'))\n"
+        "except InputFileError as exc:\n"
+        "    print(exc.one_line())\n",
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == (
+        "file 'web.box' is a FIFO (named pipe); artifact files must be regular files"
+    )
+
+
+def test_open_regular_clears_o_nonblock_on_a_regular_file(tmp_path: Path) -> None:
+    box = tmp_path / "a.box"
+    box.write_bytes(gzip.compress(b"x"))
+    fd = open_regular(box)
+    try:
+        assert not fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NONBLOCK
+        assert os.read(fd, 3) == b"\x1f\x8b\x08"
+    finally:
+        os.close(fd)
+    assert is_gzip(box)

@@ -1,16 +1,20 @@
 from __future__ import annotations
 
+import gzip
 import json
+import ssl
+import zlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 import responses
+import urllib3.exceptions
 from responses import matchers
 
 from atlas_ci import USER_AGENT
-from atlas_ci.client import AtlasClient, NotFound, parse_version
+from atlas_ci.client import Ambiguous, AtlasClient, NotFound, parse_version
 from atlas_ci.errors import AuthError, RegistryRefused, RegistryUnavailable
 from atlas_ci.retry import RetryPolicy
 from atlas_ci.settings import Settings
@@ -233,11 +237,12 @@ def test_get_retries_5xx_and_429_with_backoff_then_succeeds() -> None:
     responses.get(url, status=502)
     responses.get(url, status=200)
     lines: list[str] = []
-    c = client(lines)
-    c.authenticate()
+    slept: list[float] = []
+    policy = RetryPolicy(retries=3, max_wait=10, sleep=slept.append, rand=lambda: 0.5)
+    AtlasClient(settings(), policy=policy, log=lines.append).authenticate()
     assert len(responses.calls) == 4
     # full jitter at rand=0.5 of caps 0.5, 1, 2; Retry-After 3 beats the second
-    assert c.policy.waits == [0.25, 3.0, 1.0]
+    assert slept == [0.25, 3.0, 1.0]
     assert len(lines) == 3 and "retry 1/3" in lines[0] and "503" in lines[0]
 
 
@@ -250,15 +255,33 @@ def test_get_gives_up_after_retries_with_exit_6() -> None:
     assert len(responses.calls) == 4
 
 
+def refused() -> requests.ConnectionError:
+    """What requests raises when nobody listens: the refusal is in the chain, not the text."""
+    failure = urllib3.exceptions.NewConnectionError(None, "Failed to establish a connection")  # type: ignore[arg-type]
+    failure.__cause__ = ConnectionRefusedError(111, "Connection refused")
+    return requests.ConnectionError(urllib3.exceptions.MaxRetryError(None, "/", failure))  # type: ignore[arg-type]
+
+
 @responses.activate
 def test_connection_refused_is_retried_and_reported_as_unreachable() -> None:
-    responses.get(
-        f"{BASE}/api/v1/authenticate",
-        body=requests.ConnectionError("Failed to establish a new connection: Connection refused"),
-    )
+    responses.get(f"{BASE}/api/v1/authenticate", body=refused())
     with pytest.raises(RegistryUnavailable, match="connection refused"):
         client().authenticate()
     assert len(responses.calls) == 4
+
+
+@responses.activate
+def test_a_version_post_that_never_left_is_sent_again_but_one_that_did_is_not() -> None:
+    url = f"{BASE}/api/v1/artifacts/acme/web/t"
+    responses.post(url, body=refused())
+    responses.post(url, status=201, json={"version": 2})
+    assert client().create_version("acme", "web", "t", {}, file=False).version == 2
+    responses.reset()
+    # A connection reset names no refusal in its chain: it may have been processed.
+    responses.post(url, body=requests.ConnectionError(ConnectionResetError(104, "reset")))
+    with pytest.raises(Ambiguous, match="connection reset"):
+        client().create_version("acme", "web", "t", {}, file=False)
+    assert len(responses.calls) == 1
 
 
 @responses.activate
@@ -356,3 +379,145 @@ def test_version_json_of_request_is_what_the_wire_doc_says() -> None:
     assert (
         json.dumps(body, sort_keys=True, separators=(",", ":")) == '{"a":{"y":{},"z":null},"b":1}'
     )
+
+
+# --- what a registry sends is bounded and checked ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("encoding", "packed"),
+    [
+        ("gzip", gzip.compress(b'{"artifact": {"name": "web"}}')),
+        ("deflate", zlib.compress(b'{"artifact": {"name": "web"}}')),
+        ("deflate", zlib.compress(b'{"artifact": {"name": "web"}}')[2:-4]),  # raw deflate
+        ("gzip", gzip.compress(b'{"artifact": ') + gzip.compress(b'{"name": "web"}}')),
+    ],
+)
+@responses.activate
+def test_compressed_answers_are_read(encoding: str, packed: bytes) -> None:
+    responses.get(
+        f"{BASE}/api/v1/artifacts/acme/web", body=packed, headers={"Content-Encoding": encoding}
+    )
+    assert client().get_artifact("acme", "web") == {"artifact": {"name": "web"}}
+    assert responses.calls[0].request.headers["Accept-Encoding"] == "gzip, deflate"
+
+
+@responses.activate
+def test_a_gzip_bomb_is_refused_at_the_cap_after_inflation() -> None:
+    bomb = gzip.compress(bytes(64 << 20), compresslevel=9)  # 64 MiB of zeros, ~64 KiB sent
+    responses.get(
+        f"{BASE}/api/v1/artifacts/acme/web", body=bomb, headers={"Content-Encoding": "gzip"}
+    )
+    with pytest.raises(RegistryRefused, match="larger than 8 MiB") as err:
+        client().get_artifact("acme", "web")
+    assert err.value.exit_code == 5
+
+
+@responses.activate
+def test_an_answer_over_the_cap_is_refused_and_one_in_an_unasked_encoding_too() -> None:
+    url = f"{BASE}/api/v1/artifacts/acme/web/t/search"
+    responses.get(url, body=b" " * (8 << 20) + b"{}")
+    with pytest.raises(RegistryRefused, match="larger than 8 MiB"):
+        client().search("acme", "web", "t", {"version": "any"})
+    responses.replace(responses.GET, url, body=b"xx", headers={"Content-Encoding": "br"})
+    with pytest.raises(RegistryRefused, match="encoding not asked for"):
+        client().search("acme", "web", "t", {"version": "any"})
+
+
+@pytest.mark.parametrize("where", ["artifact", "version"])
+@responses.activate
+def test_json_nested_past_the_parser_is_a_bad_answer_not_a_crash(where: str) -> None:
+    nested = "[" * 100_000 + "]" * 100_000
+    if where == "artifact":
+        responses.get(f"{BASE}/api/v1/artifacts/acme/web", body=nested)
+        with pytest.raises(RegistryRefused, match="not JSON") as err:
+            client().get_artifact("acme", "web")
+        assert err.value.exit_code == 5
+    else:
+        responses.post(f"{BASE}/api/v1/artifacts/acme/web/t", status=201, body=nested)
+        with pytest.raises(Ambiguous) as amb:  # the flow then says what may exist
+            client().create_version("acme", "web", "t", {}, file=False)
+        assert amb.value.unreadable
+
+
+@pytest.mark.parametrize(
+    ("location", "words"),
+    [
+        ("file:///etc/passwd", "a file: address"),
+        ("ftp://elsewhere.example/x", "a ftp: address"),
+        ("http://[::1/x", "malformed"),
+        ("http://elsewhere.example:99999/x", "an unusable address"),
+        ("http:///no-host", "an unusable address"),
+    ],
+)
+@responses.activate
+def test_a_redirect_to_anything_but_http_is_refused_at_once(location: str, words: str) -> None:
+    responses.get(f"{BASE}/api/v1/authenticate", status=302, headers={"Location": location})
+    with pytest.raises(RegistryRefused, match=words) as err:
+        client().authenticate()
+    assert err.value.exit_code == 5
+    assert len(responses.calls) == 1  # not retried as a network error
+
+
+@pytest.mark.parametrize("upload_path", ["http://[::1/put", "http://h:99999999999/put"])
+def test_an_upload_path_that_is_no_url_is_refused_not_a_crash(upload_path: str) -> None:
+    with pytest.raises(RegistryRefused):
+        parse_version({"version": 3, "upload_path": upload_path}, file=True)
+
+
+@responses.activate
+def test_the_idempotency_extension_counts_only_while_every_2xx_announces_it() -> None:
+    announce = {"X-Atlas-Extensions": "Something-Else , IDEMPOTENCY-KEY"}
+    responses.get(f"{BASE}/api/v1/authenticate", json={}, headers=announce)
+    responses.get(f"{BASE}/api/v1/artifacts/acme/web", json={}, headers=announce)
+    c = client()
+    assert not c.idempotent
+    c.authenticate()
+    assert c.idempotent
+    c.get_artifact("acme", "web")
+    assert c.idempotent
+    responses.replace(responses.GET, f"{BASE}/api/v1/artifacts/acme/web", json={})
+    c.get_artifact("acme", "web")  # a node that does not honour it: off for the run
+    assert not c.idempotent
+    c.authenticate()
+    assert not c.idempotent
+
+
+@responses.activate
+def test_a_keyed_version_post_is_replayed_only_when_the_registry_honours_the_key() -> None:
+    announce = {"X-Atlas-Extensions": "idempotency-key"}
+    url = f"{BASE}/api/v1/artifacts/acme/web/t"
+    responses.get(f"{BASE}/api/v1/authenticate", json={}, headers=announce)
+    responses.post(url, status=502)
+    responses.post(url, status=201, json={"version": 5}, headers=announce)
+    c = client()
+    c.authenticate()
+    v = c.create_version("acme", "web", "t", {}, file=False, idempotency_key="k-123")
+    assert v.version == 5
+    posts = [call.request for call in responses.calls if call.request.method == "POST"]
+    assert [p.headers["Idempotency-Key"] for p in posts] == ["k-123", "k-123"]
+
+
+def test_the_client_closes_its_session_as_a_context_manager() -> None:
+    closed: list[bool] = []
+    session = requests.Session()
+    session.close = lambda: closed.append(True)  # type: ignore[method-assign]
+    with AtlasClient(settings(), session=session) as c:
+        assert c.session is session and not closed
+    assert closed == [True]
+
+
+@responses.activate
+def test_only_a_certificate_failure_is_final_another_tls_error_may_have_been_sent() -> None:
+    url = f"{BASE}/api/v1/artifacts/acme/web/t"
+    bad_cert = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    responses.post(url, body=requests.exceptions.SSLError(bad_cert))
+    with pytest.raises(RegistryUnavailable, match="TLS verification failed") as err:
+        client().create_version("acme", "web", "t", {}, file=False)
+    assert not isinstance(err.value, Ambiguous)
+    assert len(responses.calls) == 1
+    responses.reset()
+    broken = ssl.SSLError(1, "decryption failed or bad record mac")
+    responses.post(url, body=requests.exceptions.SSLError(broken))
+    with pytest.raises(Ambiguous, match="TLS error"):  # the POST may have been processed
+        client().create_version("acme", "web", "t", {}, file=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -157,3 +158,30 @@ def test_a_switch_interval_changed_while_a_digest_runs_is_kept(tmp_path: Path) -
         assert sys.getswitchinterval() == pytest.approx(0.002)
     finally:
         sys.setswitchinterval(before)
+
+
+def test_start_on_a_file_swapped_for_a_fifo_fails_at_once(tmp_path: Path) -> None:
+    # The size was measured on a regular file; a FIFO put in its place must not block the
+    # open (a plain os.open waits for a writer for ever). In a child, so a hang cannot stall
+    # the suite.
+    os.mkfifo(tmp_path / "web.box")
+    code = (
+        "from atlas_ci.digest import FileDigest\n"
+        "from atlas_ci.errors import InputFileError\n"
+        "try:\n"
+        "    FileDigest.start('web.box', 10)\n"
+        "except InputFileError as exc:\n"
+        "    print(exc.one_line())\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == (
+        "file 'web.box' is a FIFO (named pipe); artifact files must be regular files"
+    )

@@ -12,13 +12,13 @@ import responses
 
 from atlas_ci.archive import Payload
 from atlas_ci.client import Ambiguous, AtlasClient, UploadConflict, Version
+from atlas_ci.delivery import Delivery, Job
 from atlas_ci.digest import FileDigest
 from atlas_ci.errors import InputFileError, RegistryRefused, RegistryUnavailable
 from atlas_ci.manifest import Artifact
 from atlas_ci.redaction import redact
 from atlas_ci.retry import RetryPolicy
 from atlas_ci.settings import Settings
-from atlas_ci.upload import Job, create_version_once, put_confirmed
 
 BASE = "https://atlas.example"
 ART = f"{BASE}/api/v1/artifacts/acme/web"
@@ -50,18 +50,29 @@ def job() -> Job:
 
 
 def _version(number: int, **extra: Any) -> dict[str, Any]:
+    """A version as the registry lists it; by default the one ``_create`` asks for."""
     return {
         "version": number,
         "id": "us-east-1:ami-1",
         "metadata": {"region.us-east-1": "ami-1"},
+        "build_id": 111,
+        "compile_id": 7,
+        "file": False,
         **extra,
     }
 
 
 def _create(api: AtlasClient, lines: list[str], has_file: bool = False) -> Any:
-    return create_version_once(
-        api.settings, api, job(), {"artifact_version": {}}, has_file, lines.append
-    )
+    body = {
+        "artifact_version": {
+            "build_id": 111,
+            "compile_id": 7,
+            "file": has_file,
+            "id": "us-east-1:ami-1",
+            "metadata": {"region.us-east-1": "ami-1"},
+        }
+    }
+    return Delivery(api.settings, api, lines.append).create_version(job(), body, has_file)
 
 
 @responses.activate
@@ -113,7 +124,10 @@ def test_version_created_by_the_failed_post_is_adopted_not_posted_again() -> Non
     responses.get(
         SEARCH,
         json={
-            "versions": [_version(4, state="pending", upload_path=UPLOAD), _version(3)],
+            "versions": [
+                _version(4, state="pending", upload_path=UPLOAD, file=True),
+                _version(3),
+            ],
             "pending_listed": True,
         },
     )
@@ -132,7 +146,12 @@ def test_version_created_by_the_failed_post_is_adopted_not_posted_again() -> Non
         # two candidates: which one is ours?
         (
             {"json": {"versions": [_version(3)], "pending_listed": True}},
-            {"json": {"versions": [_version(5), _version(4)], "pending_listed": True}},
+            {
+                "json": {
+                    "versions": [_version(5, file=True), _version(4, file=True)],
+                    "pending_listed": True,
+                }
+            },
         ),
         # pending versions not listed and a file is sent: absence proves nothing
         ({"json": {"versions": [_version(3)]}}, {"json": {"versions": [_version(3)]}}),
@@ -154,9 +173,9 @@ def test_when_the_registry_cannot_tell_exit_6_says_what_may_exist_and_how_to_che
 
 
 def confirm(api: AtlasClient, v: Version, payload: Payload, say: Any) -> str:
-    """``put_confirmed`` with the digest the flow starts for every payload."""
+    """``Delivery.put_file`` with the digest the flow starts for every payload."""
     digest = FileDigest.start(payload.path, payload.size)
-    return put_confirmed(api.settings, api, job(), v, payload, digest, None, say)
+    return Delivery(api.settings, api, say).put_file(job(), v, payload, digest, None)
 
 
 def _payload(tmp_path: Path, data: bytes) -> Payload:
@@ -323,3 +342,62 @@ def test_absence_after_a_failure_that_may_still_be_running_is_no_licence_to_post
     line = err.value.one_line()
     assert "may still complete" in line and "--version any --pending" in line
     assert len([c for c in responses.calls if c.request.method == "POST"]) == 1
+
+
+@pytest.mark.parametrize(
+    "other",
+    [{"build_id": 999}, {"compile_id": 8}, {"file": False}, {"id": "us-east-1:ami-2"}],
+)
+@responses.activate
+def test_a_version_another_job_created_is_never_adopted(other: dict[str, Any]) -> None:
+    # Job B (build 999) made version 4 while our POST's answer was lost: same id and
+    # metadata, another build. Adopting it would put our file under B's version.
+    responses.get(SEARCH, json={"versions": [_version(3)], "pending_listed": True})
+    responses.post(VERSIONS, body=requests.ConnectionError("Connection reset by peer"))
+    theirs = _version(4, state="pending", upload_path=UPLOAD, file=True) | other
+    responses.get(SEARCH, json={"versions": [theirs, _version(3)], "pending_listed": True})
+    lines: list[str] = []
+    with pytest.raises(RegistryUnavailable) as err:
+        _create(client(lines), lines, has_file=True)
+    assert "may still complete" in err.value.one_line()
+    assert not any("Adopting" in line for line in lines)
+    assert len([c for c in responses.calls if c.request.method == "POST"]) == 1
+
+
+@responses.activate
+def test_a_version_whose_fields_the_registry_hides_is_neither_adopted_nor_posted_over() -> None:
+    responses.get(SEARCH, json={"versions": [_version(3)], "pending_listed": True})
+    responses.post(VERSIONS, status=500)
+    bare = {"version": 4, "id": "us-east-1:ami-1", "metadata": {"region.us-east-1": "ami-1"}}
+    responses.get(SEARCH, json={"versions": [bare, _version(3)], "pending_listed": True})
+    with pytest.raises(RegistryUnavailable) as err:
+        _create(client([]), [])
+    assert "may exist and the registry cannot tell" in err.value.one_line()
+    assert len([c for c in responses.calls if c.request.method == "POST"]) == 1
+
+
+@responses.activate
+def test_the_version_post_is_sent_at_most_1_plus_retries_times_across_both_loops() -> None:
+    # 503 (retried by the request) then 500 (retried by the flow after a search): each
+    # layer used to have its own --retries, (1 + retries) ** 2 POSTs in all.
+    responses.get(SEARCH, json={"versions": [_version(3)], "pending_listed": True})
+    for status in (503, 503, 500) * 3:
+        responses.post(VERSIONS, status=status)
+    with pytest.raises(RegistryUnavailable):
+        _create(client([]), [])
+    assert len([c for c in responses.calls if c.request.method == "POST"]) == 3  # --retries 2
+
+
+@responses.activate
+def test_the_put_is_sent_at_most_1_plus_retries_times_across_both_loops(tmp_path: Path) -> None:
+    pending = {"versions": [_version(4, state="pending", upload_path=UPLOAD)]}
+    for _ in range(3):
+        responses.put(UPLOAD, status=503)
+        responses.put(UPLOAD, status=503)
+        responses.put(UPLOAD, status=200, json={})
+        responses.get(SEARCH, json={**pending, "pending_listed": True})
+    api = client([])
+    v = Version(version=4, upload_path=UPLOAD, raw={})
+    with pytest.raises(RegistryUnavailable):
+        confirm(api, v, _payload(tmp_path, b"abc"), lambda _l: None)
+    assert len([c for c in responses.calls if c.request.method == "PUT"]) == 3  # --retries 2

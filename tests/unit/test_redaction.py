@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from atlas_ci.errors import ConfigError
-from atlas_ci.redaction import redact, redact_url
+from atlas_ci.redaction import redact, redact_url, register
 from atlas_ci.settings import Settings
 
 
@@ -39,3 +39,42 @@ def test_bad_port_with_credentials_is_a_config_error_without_them() -> None:
         )
     assert "n0t-shown" not in err.value.one_line()
     assert "is not a valid URL" in err.value.one_line()
+
+
+def test_the_summary_cuts_a_token_before_html_escaping_it() -> None:
+    from atlas_ci import github
+
+    token = "Tk&<>-summary-unit-0001"
+    register(token)
+    text = github.error_summary_markdown(f"the registry said {token}", f"not {token}")
+    assert "Tk&amp;&lt;&gt;-summary-unit-0001" not in text
+    assert token not in text
+    assert text.count("***") == 2
+
+
+def test_redact_data_cuts_keys_and_values_before_they_are_encoded() -> None:
+    import json
+
+    from atlas_ci.redaction import redact_data
+
+    token = 'Tk"\\-data-unit-0002'
+    register(token)
+    data = {"versions": [{"id": token, token: [1, f"x {token} y", None]}]}
+    text = json.dumps(redact_data(data))
+    assert json.loads(text) == {"versions": [{"id": "***", "***": [1, "x *** y", None]}]}
+
+
+@pytest.mark.parametrize(
+    "shown",
+    [
+        "Tk&amp;&lt;&gt;&quot;\\&#x27;%,:-forms-0003",  # html.escape
+        "Tk&<>\\\"\\\\'%,:-forms-0003",  # JSON
+        "Tk%26%3C%3E%22%5C%27%25%2C%3A-forms-0003",  # percent-encoded
+        "Tk%26%3c%3e%22%5c%27%25%2c%3a-forms-0003",  # the same, lower case
+        "Tk&<>\"\\'%25%2C%3A-forms-0003",  # a workflow command's property value
+        "Tk&<>\"\\\\\\'%,:-forms-0003",  # repr, as a traceback shows it
+    ],
+)
+def test_a_secret_is_cut_in_every_form_an_encoder_gives_it(shown: str) -> None:
+    register("Tk&<>\"\\'%,:-forms-0003")
+    assert redact(f"server said <{shown}>") == "server said <***>"

@@ -19,7 +19,7 @@ from atlas_ci.registry.database import (
     pg_ddl,
     to_pyformat,
 )
-from atlas_ci.registry.storage import SCHEMA_VERSION, STEPS, Busy, Search, Storage
+from atlas_ci.registry.storage import SCHEMA_VERSION, STEPS, TABLES, Busy, Search, Storage
 from tests.postgres import PostgresCluster
 
 
@@ -124,13 +124,7 @@ def test_migrate_is_safe_to_run_twice_and_at_once(tmp_path: Path, database_url: 
     db = open_database(database_url, tmp_path)
     try:
         with db.transaction() as conn:
-            for table in (
-                "schema_version",
-                "idempotency_keys",
-                "pending_uploads",
-                "versions",
-                "artifacts",
-            ):
+            for table in ("schema_version", "schema_features", *reversed(TABLES)):
                 conn.execute(f"DROP TABLE IF EXISTS {table}")
             if conn.dialect == "sqlite":
                 conn.execute("PRAGMA user_version = 0")

@@ -68,7 +68,11 @@ def test_routes_decode_segments_and_keep_the_query() -> None:
 def test_log_target_cuts_everything_after_binstore() -> None:
     assert loggable_target(["binstore", "s3cret"], "sig=x") == "/binstore/<redacted>"
     assert loggable_target(["%62instore", "s3cret", "x"], "") == "/%62instore/<redacted>"
-    assert loggable_target(["api", "v1", "a b"], "q=\n") == "/api/v1/a%20b?q=%0A"
+    assert loggable_target(["api", "v1", "a b"], "version=\n") == "/api/v1/a%20b?version=%0A"
+    assert (
+        loggable_target(["a"], "version=1&access_token=t&x")
+        == "/a?version=1&access_token=<redacted>&x"
+    )
 
 
 @pytest.mark.parametrize(

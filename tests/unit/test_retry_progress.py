@@ -27,13 +27,38 @@ def test_backoff_is_exponential_full_jitter_capped_by_max_wait() -> None:
     assert bottom.delay(4, "3600") == 5.0  # ... but max_wait is a ceiling
 
 
-def test_pause_records_without_sleeping_through_injected_sleep() -> None:
+def test_tries_wait_through_the_injected_sleep_and_stop_at_retries() -> None:
     slept: list[float] = []
-    policy = RetryPolicy(sleep=slept.append)
-    policy.pause(1.5)
-    policy.pause(0)
-    assert slept == [1.5]
-    assert policy.waits == [1.5, 0]
+    lines: list[str] = []
+    policy = RetryPolicy(retries=2, max_wait=5, sleep=slept.append, rand=lambda: 1.0)
+    tries = policy.tries("token check", lines.append)
+    assert tries.again("503 Service Unavailable")
+    assert tries.again("connection reset", "4")
+    assert not tries.again("connection reset")
+    assert slept == [0.5, 4.0]
+    assert lines == [
+        "token check failed (503 Service Unavailable); retry 1/2 in 0.5s",
+        "token check failed (connection reset); retry 2/2 in 4.0s",
+    ]
+    assert tries.text == "3 tries"
+
+
+def test_the_run_budget_caps_retries_across_requests() -> None:
+    slept: list[float] = []
+    policy = RetryPolicy(retries=3, max_wait=0, sleep=slept.append, budget=4)
+    first, second = policy.tries("a", print), policy.tries("b", print)
+    assert [first.again("x") for _ in range(4)] == [True, True, True, False]
+    assert [second.again("x") for _ in range(3)] == [True, False, False]
+    assert second.budget_spent and not first.budget_spent
+    assert second.text == "2 tries, the run's 4 retries spent"
+    policy.for_builds(2)
+    assert policy.run_budget == 9
+
+
+def test_odd_retry_after_values_are_ignored_not_fatal() -> None:
+    now = 1_700_000_000.0
+    for value in ("²", "Wed, 21 Oct 99999 07:28:00 GMT", "9" * 400 + "x", "-5"):
+        assert parse_retry_after(value, now) is None
 
 
 def test_progress_lines_at_most_every_interval_in_logs() -> None:

@@ -26,7 +26,7 @@ import requests.adapters
 
 from atlas_ci import USER_AGENT, transfer
 from atlas_ci.digest import FileDigest
-from atlas_ci.errors import InputFileError
+from atlas_ci.errors import InputFileError, TransportError
 from atlas_ci.transfer import put_file
 
 SECRET = "X-Amz-Signature=s3cr3t"
@@ -259,11 +259,11 @@ def test_put_over_tls_checks_the_ca_and_sends_the_file(
     assert got.body == path.read_bytes()
 
 
-def test_tls_failure_is_an_ssl_error_without_the_url_path(
+def test_tls_failure_is_a_tls_transport_error_without_the_url_path(
     tls_sink: Sink, session: requests.Session, tmp_path: Path
 ) -> None:
     path = _file(tmp_path, 10)
-    with pytest.raises(requests.exceptions.SSLError) as caught:
+    with pytest.raises(TransportError) as caught:
         put_file(
             f"{tls_sink.base}/secret-path?{SECRET}",
             path,
@@ -388,11 +388,11 @@ def test_a_reset_mid_body_is_reported_as_such_whichever_call_meets_it(
     sink.state.mode = "reset"
     size = 64 << 20
     path = _sparse(tmp_path, size)
-    with pytest.raises(requests.exceptions.ConnectionError) as caught:
+    with pytest.raises(TransportError) as caught:
         put_file(f"{sink.base}/b", path, size, session=session, verify=True, timeout=TIMEOUT)
+    assert caught.value.sent
     message = str(caught.value)
-    assert "closed the connection after" in message
-    assert "Connection reset" in message or "Broken pipe" in message, message
+    assert "connection reset after" in message or "closed while sending after" in message, message
 
 
 def test_a_silent_server_times_out_without_the_url_in_the_message(
@@ -401,7 +401,7 @@ def test_a_silent_server_times_out_without_the_url_in_the_message(
     sink.state.mode = "stall"
     size = 64 << 20
     path = _sparse(tmp_path, size)
-    with pytest.raises(requests.exceptions.Timeout) as caught:
+    with pytest.raises(TransportError) as caught:
         put_file(
             f"{sink.base}/secret-path?{SECRET}",
             path,
@@ -412,10 +412,11 @@ def test_a_silent_server_times_out_without_the_url_in_the_message(
         )
     assert "secret-path" not in str(caught.value)
     assert SECRET not in str(caught.value)
+    assert caught.value.timeout and caught.value.sent
 
 
 @pytest.mark.parametrize("scheme", ["http", "https"])
-def test_a_refused_connection_is_a_connection_error_without_the_url_path(
+def test_a_refused_connection_is_never_sent_and_without_the_url_path(
     session: requests.Session, tmp_path: Path, scheme: str
 ) -> None:
     import socket
@@ -424,7 +425,7 @@ def test_a_refused_connection_is_a_connection_error_without_the_url_path(
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     path = _file(tmp_path, 10)
-    with pytest.raises(requests.exceptions.ConnectionError) as caught:
+    with pytest.raises(TransportError) as caught:
         put_file(
             f"{scheme}://127.0.0.1:{port}/secret-path?{SECRET}",
             path,
@@ -434,6 +435,7 @@ def test_a_refused_connection_is_a_connection_error_without_the_url_path(
             timeout=TIMEOUT,
         )
     assert f"127.0.0.1:{port}" in str(caught.value)
+    assert not caught.value.sent
     assert "secret-path" not in str(caught.value)
     assert SECRET not in str(caught.value)
 
@@ -555,3 +557,32 @@ def test_a_patched_adapter_keeps_the_put_inside_requests(
         )
         assert outcome.response.status == 201
         assert mock.calls[0].request.headers["Content-Length"] == "100"
+
+
+def test_a_file_swapped_for_a_fifo_is_refused_not_waited_on(
+    sink: Sink, session: requests.Session, tmp_path: Path
+) -> None:
+    # Validated as a file, then replaced by a FIFO: a blocking open would wait for a writer
+    # for ever. The test opens the writer side itself if the upload is still stuck.
+    fifo = tmp_path / "a.box"
+    os.mkfifo(fifo)
+    caught: list[BaseException] = []
+
+    def put() -> None:
+        try:
+            put_file(f"{sink.base}/b", fifo, 0, session=session, verify=True, timeout=TIMEOUT)
+        except BaseException as e:  # handed to the test thread
+            caught.append(e)
+
+    worker = threading.Thread(target=put, daemon=True)
+    worker.start()
+    worker.join(10)
+    stuck = worker.is_alive()
+    if stuck:
+        with open(fifo, "wb"):  # release the blocked open
+            pass
+        worker.join(10)
+    assert not stuck, "the open of a FIFO blocked"
+    [error] = caught
+    assert isinstance(error, InputFileError) and "regular file" in str(error)
+    assert sink.received == []
