@@ -11,10 +11,9 @@ import errno
 import json
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from atlas_ci import jsontext
 from atlas_ci.errors import ConfigError, InputFileError
@@ -96,7 +95,7 @@ def load_manifest(
     ]
 
 
-def _parse_manifest(data: Any, label: str, path: str) -> tuple[list[_Build], str | None]:
+def _parse_manifest(data: object, label: str, path: str) -> tuple[list[_Build], str | None]:
     """The builds a manifest lists (at least one) and its ``last_run_uuid``."""
     hint = "give the file written by Packer's manifest post-processor"
     if not isinstance(data, dict) or "builds" not in data:
@@ -197,7 +196,7 @@ def load_artifact_json(
     ]
 
 
-def _parse_json(text: str, label: str, path: str, *, plain: bool) -> Any:
+def _parse_json(text: str, label: str, path: str, *, plain: bool) -> object:
     try:
         if plain:
             return json.loads(text)
@@ -216,7 +215,7 @@ def _parse_json(text: str, label: str, path: str, *, plain: bool) -> Any:
         ) from None
 
 
-def _optional_str(data: dict[str, Any], key: str, label: str, path: str) -> str:
+def _optional_str(data: Mapping[str, object], key: str, label: str, path: str) -> str:
     value = data.get(key)
     if value is None:
         return ""
