@@ -16,8 +16,10 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import hashlib
+import re
 import secrets
 import sqlite3
+import unicodedata
 from collections.abc import Mapping
 from typing import Literal
 
@@ -33,6 +35,9 @@ LAST_USED_STEP = datetime.timedelta(seconds=60)
 """``last_used`` is written at most once a minute per token: a read stays a read."""
 RESERVED = frozenset({"api", "binstore"})
 """First path segments the server routes itself; no namespace may take them."""
+ADMIN_NAME = "atlas-ci"
+"""The user name an administrator token authenticates as (what the registry always said); no
+user may take it, so a name in an answer or a message is never ambiguous."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS namespaces (
@@ -64,6 +69,11 @@ CREATE TABLE IF NOT EXISTS public_artifacts (
     PRIMARY KEY (namespace, name)
 )
 """
+
+_SELECT_TOKEN = {
+    "hash": "SELECT id, username, read_only, expires, last_used FROM tokens WHERE hash = ?",
+    "id": "SELECT id, username, read_only, expires, last_used FROM tokens WHERE id = ?",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,10 +128,29 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
 
 
+TOKEN_ID = re.compile(r"[0-9a-f]{12}")
+"""What ``token create`` makes an id of; anything else given as one is not repeated in an
+error, since it may be a token itself."""
+_INVISIBLE = frozenset({"Cc", "Cf", "Co", "Cn", "Cs", "Zl", "Zp", "Zs"})
+"""Unicode categories a reader does not see (spaces, zero-width and unassigned characters)."""
+
+
+def folded(name: str) -> str:
+    """How a name reads: ``Acme``, ``ACME`` and ``Acme`` in fullwidth letters read alike."""
+    return unicodedata.normalize("NFKC", name).casefold()
+
+
 def validate_namespace(kind: str, name: str) -> None:
     validate_name(f"{kind} name", name)
-    if name.lower() in RESERVED:
+    if any(unicodedata.category(c) in _INVISIBLE for c in name):
+        raise Invalid(
+            f"{kind} name {name!a} holds a space or an invisible character; "
+            "a namespace name must read as what it is"
+        )
+    if folded(name) in RESERVED:
         raise Invalid(f"{kind} name {name!r} is reserved (the server routes /{name}/ itself)")
+    if folded(name) == ADMIN_NAME:
+        raise Invalid(f"{kind} name {name!r} is reserved: it names the administrator tokens")
 
 
 class Accounts:
@@ -154,6 +183,16 @@ class Accounts:
             taken = self._kind(conn, name)
             if taken is not None:
                 raise Conflict(f"{name!r} already exists as {_article(taken)}")
+            # One reader's namespace is one namespace: no second name that reads the same
+            # (every name is compared; namespaces are few and created rarely).
+            reading = folded(name)
+            for other, other_kind in conn.execute("SELECT name, kind FROM namespaces"):
+                if folded(str(other)) == reading:
+                    existing = "user" if other_kind == "user" else "organization"
+                    raise Conflict(
+                        f"{name!r} reads as the existing {existing} {str(other)!r} (the names "
+                        "differ only in case or width); pick another name"
+                    )
             conn.execute(
                 "INSERT INTO namespaces (name, kind, created) VALUES (?, ?, ?)",
                 (name, kind, _stamp(_now())),
@@ -255,20 +294,50 @@ class Accounts:
     def revoke(self, token_id: str) -> None:
         """Delete the token: the next request with it is 401."""
         with self.storage.transaction() as conn:
-            if not conn.execute("DELETE FROM tokens WHERE id = ?", (token_id,)).rowcount:
-                raise NotFound(f"no token with id {token_id!r}; see token list")
+            if conn.execute("DELETE FROM tokens WHERE id = ?", (token_id,)).rowcount:
+                return
+            given = conn.execute(
+                "SELECT id FROM tokens WHERE hash = ?", (token_hash(token_id),)
+            ).fetchone()
+        if given is not None:
+            # A token given where its id belongs: say which id, never the token.
+            raise Invalid(
+                f"that is a token (not repeated here), not a token id; to revoke it: "
+                f"token revoke {given[0]}"
+            )
+        if not TOKEN_ID.fullmatch(token_id):
+            raise NotFound(
+                "no token with that id (not repeated: it may be a secret); see token list"
+            )
+        raise NotFound(f"no token with id {token_id!r}; see token list")
 
     def owner(self, token: str) -> TokenOwner | None:
         """The user behind ``token`` and its roles; None if unknown, :class:`Expired` if old."""
-        digest = token_hash(token)
+        owner, last_used = self._owner("hash", token_hash(token))
+        if owner is None:
+            return None
+        now = _now()
+        if last_used is None or _parse_stamp(last_used) + LAST_USED_STEP <= now:
+            with self.storage.transaction() as conn:
+                conn.execute(
+                    "UPDATE tokens SET last_used = ? WHERE id = ?", (_stamp(now), owner.token_id)
+                )
+        return owner
+
+    def owner_by_id(self, token_id: str) -> TokenOwner | None:
+        """As :meth:`owner`, for the token with id ``token_id``, which is not being used now
+        (``last_used`` stays): whose authority an upload URL it was handed still carries."""
+        return self._owner("id", token_id)[0]
+
+    def _owner(
+        self, column: Literal["hash", "id"], value: str
+    ) -> tuple[TokenOwner | None, str | None]:
+        """The owner of the token whose ``column`` is ``value``, and its ``last_used``."""
         now = _now()
         with self.storage.connection() as conn:
-            row = conn.execute(
-                "SELECT id, username, read_only, expires, last_used FROM tokens WHERE hash = ?",
-                (digest,),
-            ).fetchone()
+            row = conn.execute(_SELECT_TOKEN[column], (value,)).fetchone()
             if row is None:
-                return None
+                return None, None
             token_id, user, read_only, expires, last_used = row
             if expires is not None and _parse_stamp(str(expires)) <= now:
                 raise Expired
@@ -279,12 +348,8 @@ class Accounts:
                 )
             }
         roles[str(user)] = "write"
-        if last_used is None or _parse_stamp(str(last_used)) + LAST_USED_STEP <= now:
-            with self.storage.transaction() as conn:
-                conn.execute(
-                    "UPDATE tokens SET last_used = ? WHERE id = ?", (_stamp(now), token_id)
-                )
-        return TokenOwner(str(token_id), str(user), bool(read_only), roles)
+        owner = TokenOwner(str(token_id), str(user), bool(read_only), roles)
+        return owner, None if last_used is None else str(last_used)
 
     # -- visibility ----------------------------------------------------------------------------
 

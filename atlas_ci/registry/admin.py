@@ -28,6 +28,8 @@ Command = Callable[[Accounts, argparse.Namespace, TextIO], None]
 
 _LIFETIME = re.compile(r"([0-9]{1,9})([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+LONGEST_LIFETIME = datetime.timedelta(days=36500)
+"""An expiry further out would pass the calendar's end (year 9999) for the largest numbers."""
 _DATA_HELP = (
     "the registry's data directory (env ATLAS_REGISTRY_DATA; default "
     "$XDG_DATA_HOME/atlas-ci/registry, as for atlas-ci serve)"
@@ -45,7 +47,13 @@ def lifetime(raw: str) -> datetime.timedelta:
         raise argparse.ArgumentTypeError(
             f"{raw!r} is not a lifetime; write a positive number and a unit: 90s, 15m, 12h, 30d"
         )
-    return datetime.timedelta(**{_UNITS[match[2]]: int(match[1])})
+    chosen = datetime.timedelta(**{_UNITS[match[2]]: int(match[1])})
+    if chosen > LONGEST_LIFETIME:
+        raise argparse.ArgumentTypeError(
+            f"{raw!r} is longer than {LONGEST_LIFETIME.days}d; leave --expires out for a token "
+            "that does not expire"
+        )
+    return chosen
 
 
 def _slug(raw: str) -> tuple[str, str]:

@@ -12,10 +12,10 @@ import dataclasses
 import hmac
 from collections.abc import Mapping, Sequence
 
-from atlas_ci.registry.accounts import Accounts, Expired, Role
+from atlas_ci.registry.accounts import ADMIN_NAME, Accounts, Expired, Role
 
-ADMIN_NAME = "atlas-ci"
-"""The user name an administrator token authenticates as (what the registry always said)."""
+ADMIN_GRANTEE = "admin"
+TOKEN_GRANTEE = "token:"  # noqa: S105 (a prefix, not a secret)
 
 
 class Unauthenticated(Exception):
@@ -35,6 +35,14 @@ class Identity:
     @property
     def anonymous(self) -> bool:
         return not self.admin and self.user is None
+
+    @property
+    def grantee(self) -> str | None:
+        """Who this identity is to the storage, which remembers it with what it hands out (an
+        upload URL, an idempotency key): ``admin``, or ``token:<id>``; None when anonymous."""
+        if self.admin:
+            return ADMIN_GRANTEE
+        return None if self.token_id is None else f"{TOKEN_GRANTEE}{self.token_id}"
 
     @property
     def name(self) -> str:
@@ -76,6 +84,26 @@ def identify(token: str | None, admin_tokens: Sequence[str], accounts: Accounts)
         raise Unauthenticated("the token has expired; create a new one") from None
     if owner is None:
         raise Unauthenticated("invalid token")
+    return Identity(
+        user=owner.user, read_only=owner.read_only, roles=owner.roles, token_id=owner.token_id
+    )
+
+
+def grant_holder(grantee: str | None, accounts: Accounts) -> Identity:
+    """The identity an upload URL was handed to, as it stands now (see :attr:`Identity.grantee`).
+
+    :class:`Unauthenticated` when its token was revoked or has expired. A version created
+    before the registry recorded grantees has None: its URL keeps the authority it always had.
+    """
+    if grantee is None or grantee == ADMIN_GRANTEE:
+        return ADMIN
+    token_id = grantee.removeprefix(TOKEN_GRANTEE)
+    try:
+        owner = accounts.owner_by_id(token_id)
+    except Expired:
+        raise Unauthenticated("the token it was created with has expired") from None
+    if owner is None or not grantee.startswith(TOKEN_GRANTEE):
+        raise Unauthenticated("the token it was created with was revoked")
     return Identity(
         user=owner.user, read_only=owner.read_only, roles=owner.roles, token_id=owner.token_id
     )

@@ -7,6 +7,11 @@
   404, as if it did not exist, so a private artifact's existence does not leak.
 - Writing (creating an artifact or a version, which hands out the upload URL) needs a token
   that is not read-only and a ``write`` role in the namespace; otherwise 403 with the reason.
+  An upload URL carries the write access of the token it was handed to, as it is now: the
+  file PUT is a ``write`` decided for that token (:func:`~.identity.grant_holder`).
+- Resuming (being handed a pending version's upload URL again, by a search with
+  ``include_pending``) needs write access and to be the token the URL was handed to: one
+  writer never gets another's URL (the administrator, who may do everything, excepted).
 
 The server calls it for every routed request (:mod:`.server`); routes never decide access.
 """
@@ -19,7 +24,7 @@ from typing import Literal
 from atlas_ci.registry.accounts import Kind, Visibility
 from atlas_ci.registry.identity import Identity
 
-Operation = Literal["read", "write"]
+Operation = Literal["read", "write", "resume"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,14 +62,22 @@ def decide(
     operation: Operation,
     namespace: Namespace | None,
     visibility: Visibility = "private",
+    grantee: str | None = None,
 ) -> Decision:
-    """The decision for ``operation`` on an artifact of ``namespace`` with ``visibility``.
+    """The decision for ``operation`` on an artifact of ``namespace`` with ``visibility``;
+    for ``resume``, of a pending upload handed to ``grantee`` (:attr:`Identity.grantee`;
+    None for one created before the registry recorded it).
 
     ``namespace`` None asks only what does not depend on it (before a request body naming
     the namespace was read): may this identity write anywhere at all?
     """
     if identity.admin:
         return ALLOW
+    if operation == "resume":
+        may_write = decide(identity, "write", namespace)
+        if may_write.allowed and grantee not in (None, identity.grantee):
+            return Decision(403, "this pending upload was handed to another token")
+        return may_write
     if operation == "read":
         if visibility == "public":
             return ALLOW

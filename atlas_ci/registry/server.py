@@ -38,6 +38,7 @@ from atlas_ci.registry.identity import (
     ANONYMOUS,
     Identity,
     Unauthenticated,
+    grant_holder,
     identify,
     presented_token,
 )
@@ -329,7 +330,9 @@ class RegistryHandler(BaseHTTPRequestHandler):
                     # No token, no hint at which endpoints exist.
                     raise HTTPError(401, _AUTH_REQUIRED) from None
                 raise
-            if route.name != "upload":  # the upload URL is its own credential
+            if route.name == "upload":  # the upload URL is its own credential
+                self._authorize_upload(route)
+            else:
                 self.identity = self._identify()
                 self._authorize(route)
             getattr(self, "do_route_" + route.name)(route)
@@ -399,9 +402,10 @@ class RegistryHandler(BaseHTTPRequestHandler):
 
     def _identify(self) -> Identity:
         try:
+            # Each header once: a proxy in front could act on the other copy.
             return identify(
                 presented_token(
-                    self.headers.get("X-Atlas-Token"), self.headers.get("Authorization")
+                    self._single_header("X-Atlas-Token"), self._single_header("Authorization")
                 ),
                 self.server.config.tokens,
                 self.server.accounts,
@@ -435,6 +439,33 @@ class RegistryHandler(BaseHTTPRequestHandler):
         else:
             decision = self._decide(operation, user, name)
         self._refuse_unless(decision, f"artifact {user}/{name} not found")
+
+    def _authorize_upload(self, route: Route) -> None:
+        """An upload URL carries the write access of the token it was handed to, as that
+        access is now: revoking the token, or the membership, ends the URL too."""
+        storage = self.server.storage
+        try:
+            version = storage.version_for_secret(route.params["secret"])
+        except NotFound as exc:
+            raise HTTPError(404, str(exc)) from None
+        except Conflict as exc:
+            raise HTTPError(409, str(exc)) from None
+        refused = "this upload URL no longer carries write access: "
+        try:
+            self.identity = grant_holder(storage.upload_grantee(version), self.server.accounts)
+        except Unauthenticated as exc:
+            raise HTTPError(403, refused + str(exc)) from None
+        decision = self._decide("write", version.user, None)
+        if not decision.allowed:
+            raise HTTPError(403, refused + decision.reason)
+
+    def _may_resume(self, version: Version) -> bool:
+        """May the identity be handed ``version``'s upload URL (see :func:`policy.decide`)?"""
+        if self.identity.admin:
+            return True  # no lookups for the administrator
+        grantee = self.server.storage.upload_grantee(version)
+        namespace = policy.Namespace(version.user, self.server.accounts.kind(version.user))
+        return policy.decide(self.identity, "resume", namespace, grantee=grantee).allowed
 
     def authorize_write(self, user: str) -> None:
         """For a route whose namespace is in its body: may the identity write into ``user``?"""
@@ -665,6 +696,7 @@ class RegistryHandler(BaseHTTPRequestHandler):
                 file=new.file,
                 upload_secret=secret,
                 idempotency_key=key,
+                grantee=self.identity.grantee,
             )
         except NotFound as exc:
             raise HTTPError(404, str(exc)) from None
@@ -693,12 +725,14 @@ class RegistryHandler(BaseHTTPRequestHandler):
         if not search.include_pending:
             self.send_json(200, {"versions": [wire.version_json(v) for v in found]})
             return
-        # Whoever may write here may finish a pending upload: hand its upload_path back (the
-        # uploader adopts a version its failed POST created this way). A reader sees no URL.
-        may_write = self._decide("write", route.params["user"], None).allowed
+        # The token a pending upload was handed to may finish it: its upload_path comes back
+        # (the uploader adopts a version its failed POST created this way). Nobody else,
+        # a reader or another writer, sees the URL.
         versions = []
         for v in found:
-            secret = storage.pending_upload_secret(v) if may_write else None
+            secret = None
+            if v.state == "pending" and self._may_resume(v):
+                secret = storage.pending_upload_secret(v)
             upload_path = None if secret is None else f"{self._public_base()}/binstore/{secret}"
             versions.append({**wire.version_json(v, upload_path), "state": v.state})
         self.send_json(200, {"versions": versions, "pending_listed": True})

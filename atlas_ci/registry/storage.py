@@ -72,6 +72,10 @@ CREATE TABLE IF NOT EXISTS pending_uploads (
     pk     INTEGER PRIMARY KEY REFERENCES versions (pk),
     sealed BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS upload_grants (
+    pk      INTEGER PRIMARY KEY REFERENCES versions (pk),
+    grantee TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     owner          TEXT NOT NULL,
     artifact       TEXT NOT NULL,
@@ -494,6 +498,7 @@ class Storage:
         file: bool,
         upload_secret: str | None,
         idempotency_key: str | None = None,
+        grantee: str | None = None,
     ) -> Version:
         """Allocate the next version number of ``user/name/artifact_type`` and store it.
 
@@ -502,6 +507,10 @@ class Storage:
         created: the version that key created is returned as it is now (its upload secret
         is then the first request's, see :meth:`pending_upload_secret`), or
         :class:`KeyReused` if the fields differ from the first request's.
+
+        ``grantee`` names who asked (see :meth:`upload_grantee`): an idempotency key is that
+        grantee's alone, so nobody else's request with the same key gets its version and
+        upload URL; a pending version remembers it until its file is there.
         """
         validate_name("artifact type", artifact_type)
         _check_int64("build_id", build_id)
@@ -520,7 +529,9 @@ class Storage:
             if idempotency_key is not None:
                 # In the transaction that allocates the number: of two requests with one
                 # key, the second waits for the first's write lock and then finds its key.
-                earlier = _version_for_key(conn, user, name, artifact_type, idempotency_key)
+                earlier = _version_for_key(
+                    conn, user, name, artifact_type, _key_digest(idempotency_key, grantee)
+                )
                 if earlier is not None:
                     if earlier[0] != request:
                         raise KeyReused(
@@ -561,8 +572,20 @@ class Storage:
                     "INSERT INTO pending_uploads (pk, sealed) VALUES (?, ?)",
                     (pk, seal_secret(self._key, pk, upload_secret)),
                 )
+                if grantee is not None:
+                    conn.execute(
+                        "INSERT INTO upload_grants (pk, grantee) VALUES (?, ?)", (pk, grantee)
+                    )
             if idempotency_key is not None:
-                _remember_key(conn, user, name, artifact_type, idempotency_key, request, pk)
+                _remember_key(
+                    conn,
+                    user,
+                    name,
+                    artifact_type,
+                    _key_digest(idempotency_key, grantee),
+                    request,
+                    pk,
+                )
         return Version(
             pk=pk,
             user=user,
@@ -702,6 +725,15 @@ class Storage:
             return None
         return unseal_secret(self._key, version.pk, bytes(row[0]))
 
+    def upload_grantee(self, version: Version) -> str | None:
+        """Who a pending version's upload URL was handed to, as ``create_version`` was told
+        (None for a version created without, or before the registry recorded it)."""
+        with self._connection() as conn:
+            row = conn.execute(
+                "SELECT grantee FROM upload_grants WHERE pk = ?", (version.pk,)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
     # -- files ---------------------------------------------------------------------------------
 
     def blob_path(self, version: Version) -> Path:
@@ -745,6 +777,7 @@ class Storage:
                     (upload.size, upload.sha256, upload.version.pk),
                 )
                 conn.execute("DELETE FROM pending_uploads WHERE pk = ?", (upload.version.pk,))
+                conn.execute("DELETE FROM upload_grants WHERE pk = ?", (upload.version.pk,))
         finally:
             upload.abort()  # a no-op once the file was renamed
         return dataclasses.replace(
@@ -763,19 +796,21 @@ def _request_digest(
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode("utf-8")).hexdigest()
 
 
-def _key_digest(key: str) -> str:
-    # Stored hashed like upload secrets: a client may have made its key from a secret.
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+def _key_digest(key: str, grantee: str | None) -> str:
+    # Stored hashed like upload secrets: a client may have made its key from a secret. The
+    # grantee is part of it: one principal's key never names another's version.
+    scoped = key if grantee is None else f"{grantee}\n{key}"
+    return hashlib.sha256(scoped.encode("utf-8")).hexdigest()
 
 
 def _version_for_key(
-    conn: sqlite3.Connection, user: str, name: str, artifact_type: str, key: str
+    conn: sqlite3.Connection, user: str, name: str, artifact_type: str, key_sha256: str
 ) -> tuple[str, Version] | None:
     """The request digest and version of an idempotency key seen before on this type."""
     row = conn.execute(
         "SELECT request_sha256, version_pk FROM idempotency_keys "
         "WHERE owner = ? AND artifact = ? AND artifact_type = ? AND key_sha256 = ?",
-        (user, name, artifact_type, _key_digest(key)),
+        (user, name, artifact_type, key_sha256),
     ).fetchone()
     if row is None:
         return None
@@ -788,11 +823,12 @@ def _remember_key(
     user: str,
     name: str,
     artifact_type: str,
-    key: str,
+    key_sha256: str,
     request: str,
     pk: int,
 ) -> None:
-    """Record ``key`` for version ``pk``, and forget keys older than the time they are kept."""
+    """Record a key (its :func:`_key_digest`) for version ``pk``, and forget keys older than
+    the time they are kept."""
     expired = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(
         hours=IDEMPOTENCY_KEY_HOURS
     )
@@ -803,7 +839,7 @@ def _remember_key(
     conn.execute(
         "INSERT INTO idempotency_keys (owner, artifact, artifact_type, key_sha256, "
         "request_sha256, version_pk, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (user, name, artifact_type, _key_digest(key), request, pk, _now()),
+        (user, name, artifact_type, key_sha256, request, pk, _now()),
     )
 
 

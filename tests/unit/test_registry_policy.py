@@ -7,8 +7,13 @@ import pytest
 from atlas_ci.registry.identity import ADMIN, ANONYMOUS, Identity, presented_token
 from atlas_ci.registry.policy import Namespace, decide
 
-ALICE = Identity(user="alice", roles={"alice": "write", "hashicorp": "write", "acme": "read"})
-ALICE_RO = Identity(user="alice", read_only=True, roles=ALICE.roles)
+ALICE = Identity(
+    user="alice",
+    roles={"alice": "write", "hashicorp": "write", "acme": "read"},
+    token_id="a1",
+)
+ALICE_RO = Identity(user="alice", read_only=True, roles=ALICE.roles, token_id="a2")
+ALICE_2 = Identity(user="alice", roles=ALICE.roles, token_id="a3")
 HASHICORP = Namespace("hashicorp", "organization")
 ACME = Namespace("acme", "organization")
 OTHER = Namespace("other", "organization")
@@ -39,6 +44,25 @@ TABLE = [
     (ALICE_RO, "write", None, "private", 403),
     (ANONYMOUS, "write", None, "private", 401),
 ]
+
+# Resuming a pending upload (its URL handed back): who it was handed to, who asks now.
+RESUME = [
+    (ALICE, HASHICORP, "token:a1", 0),
+    (ALICE, HASHICORP, None, 0),  # recorded before grantees were: any writer, as before
+    (ALICE_2, HASHICORP, "token:a1", 403),  # the same user's other token
+    (ALICE, HASHICORP, "admin", 403),
+    (ALICE_RO, HASHICORP, "token:a2", 403),
+    (ALICE, ACME, "token:a1", 403),  # a reader now
+    (ANONYMOUS, HASHICORP, None, 401),
+    (ADMIN, HASHICORP, "token:a1", 0),
+]
+
+
+@pytest.mark.parametrize(("who", "namespace", "grantee", "status"), RESUME)
+def test_resume_table(
+    who: Identity, namespace: Namespace, grantee: str | None, status: int
+) -> None:
+    assert decide(who, "resume", namespace, grantee=grantee).status == status
 
 
 @pytest.mark.parametrize(("who", "operation", "namespace", "visibility", "status"), TABLE)
