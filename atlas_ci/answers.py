@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 from atlas_ci.errors import RegistryRefused, RegistryUnavailable
@@ -80,7 +79,7 @@ class UploadFailed(RegistryUnavailable):
 class SearchAnswer:
     """Versions found; ``pending_listed`` when the registry said it included pending ones."""
 
-    versions: list[Mapping[str, Any]]
+    versions: list[Mapping[str, object]]
     pending_listed: bool
 
 
@@ -90,13 +89,14 @@ class Version:
 
     version: int
     upload_path: str | None
-    raw: Mapping[str, Any]
+    raw: Mapping[str, object]
 
 
-def first_json(body: bytes) -> Any:
+def first_json(body: bytes) -> object:
     """The first JSON value of ``body`` (atlas-wire §4: trailing data is ignored).
 
-    ValueError for anything else, nesting too deep for the parser included.
+    A registry's words, untrusted: callers narrow the value with ``isinstance``. ValueError
+    for anything else, nesting too deep for the parser included.
     """
     text = body.decode("utf-8", errors="replace").lstrip()
     try:
@@ -122,7 +122,7 @@ def extensions_of(headers: Mapping[str, str]) -> frozenset[str]:
     return frozenset(t.strip().lower() for t in value.split(",") if t.strip())
 
 
-def first_json_or_none(content: bytes) -> Any:
+def first_json_or_none(content: bytes) -> object:
     try:
         return first_json(content)
     except ValueError:
@@ -141,14 +141,33 @@ def errors_text(content: bytes) -> str:
     return "its error body could not be decoded"
 
 
-def parse_version(body: Any, *, file: bool) -> Version:
+def parse_search(body: object) -> SearchAnswer:
+    """The search's answer (atlas-wire §10); every upload_path in it is registered as a secret."""
+    listed = body.get("versions") if isinstance(body, dict) else None
+    versions: list[Mapping[str, object]] = (
+        [v for v in listed if isinstance(v, dict)] if isinstance(listed, list) else []
+    )
+    if not isinstance(body, dict) or not isinstance(listed, list) or len(versions) != len(listed):
+        raise RegistryRefused(
+            "the registry's search answer has no list of versions",
+            "check that atlas_url points at an Atlas-compatible registry",
+        )
+    for v in versions:
+        for key, value in v.items():
+            if str(key).lower() == "upload_path" and isinstance(value, str) and value:
+                register_url(value)  # a pending version's upload URL is a credential
+    return SearchAnswer(versions, body.get("pending_listed") is True)
+
+
+def parse_version(body: object, *, file: bool) -> Version:
     """The version POST's answer: flat (the contract) or wrapped in ``{"version": {...}}``."""
     hint = "the registry does not answer as atlas-wire.md §3.5 says; check atlas_url"
     if not isinstance(body, dict):
         raise RegistryRefused("the version answer is not a JSON object", hint)
-    fields = {str(k).lower(): v for k, v in body.items()}
-    if isinstance(fields.get("version"), dict):
-        fields = {str(k).lower(): v for k, v in fields["version"].items()}
+    fields: dict[str, object] = {str(k).lower(): v for k, v in body.items()}
+    wrapped = fields.get("version")
+    if isinstance(wrapped, dict):
+        fields = {str(k).lower(): v for k, v in wrapped.items()}
     number = fields.get("version")
     if not isinstance(number, int) or isinstance(number, bool):
         raise RegistryRefused("the version answer has no integer 'version'", hint)

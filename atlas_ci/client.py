@@ -11,7 +11,7 @@ import http.client
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -33,6 +33,7 @@ from atlas_ci.answers import (
     extensions_of,
     first_json,
     first_json_or_none,
+    parse_search,
     parse_version,
     printable,
 )
@@ -46,7 +47,7 @@ from atlas_ci.errors import (
     RegistryUnavailable,
     TransportError,
 )
-from atlas_ci.redaction import redact_url, register_url
+from atlas_ci.redaction import redact_url
 from atlas_ci.retry import NOT_PROCESSED_STATUSES, RETRY_STATUSES, RetryPolicy, Tries
 from atlas_ci.settings import Settings
 from atlas_ci.transport import (
@@ -145,7 +146,7 @@ class AtlasClient:
         """``GET /api/v1/authenticate``: any 2xx is success."""
         self._call("GET", self.settings.endpoint("authenticate"), what="token check")
 
-    def get_artifact(self, user: str, name: str) -> Mapping[str, Any] | None:
+    def get_artifact(self, user: str, name: str) -> Mapping[str, object] | None:
         """The artifact object, or None on 404 exactly."""
         try:
             answer = self._call(
@@ -212,7 +213,7 @@ class AtlasClient:
         user: str,
         name: str,
         artifact_type: str,
-        body: Mapping[str, Any],
+        body: Mapping[str, object],
         *,
         file: bool,
         idempotency_key: str | None = None,
@@ -259,18 +260,7 @@ class AtlasClient:
             answer = self._call("GET", url, params=params, what="version search", tries=tries)
         except NotFound:
             return None
-        body = self._json(answer, "version search")
-        versions = body.get("versions") if isinstance(body, dict) else None
-        if not isinstance(versions, list) or not all(isinstance(v, dict) for v in versions):
-            raise RegistryRefused(
-                "the registry's search answer has no list of versions",
-                "check that atlas_url points at an Atlas-compatible registry",
-            )
-        for v in versions:
-            for key, value in v.items():
-                if str(key).lower() == "upload_path" and isinstance(value, str) and value:
-                    register_url(value)  # a pending version's upload URL is a credential
-        return SearchAnswer(versions, body.get("pending_listed") is True)
+        return parse_search(self._json(answer, "version search"))
 
     def upload(
         self,
@@ -380,7 +370,7 @@ class AtlasClient:
         url: str,
         *,
         what: str,
-        body: Mapping[str, Any] | None = None,
+        body: Mapping[str, object] | None = None,
         params: Mapping[str, str] | None = None,
         replayable: bool = True,
         headers: Mapping[str, str] | None = None,
@@ -585,7 +575,7 @@ class AtlasClient:
         except ValueError:
             return False
 
-    def _json(self, answer: Answer, what: str) -> Any:
+    def _json(self, answer: Answer, what: str) -> object:
         try:
             return first_json(answer.content)
         except ValueError:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 from atlas_ci.answers import Ambiguous, UploadConflict, UploadFailed, Version
 from atlas_ci.errors import AtlasCIError, RegistryRefused, RegistryUnavailable
@@ -31,8 +31,22 @@ if TYPE_CHECKING:
     from atlas_ci.transfer import ProgressFn
 
 Log = Callable[[str], None]
-VersionBody = dict[str, dict[str, object]]
-"""``{"artifact_version": {...}}``, the version POST's body (atlas-wire §3.5)."""
+
+
+class VersionFields(TypedDict):
+    """What the version POST asks for (atlas-wire §3.5): what a found version must match."""
+
+    build_id: int
+    compile_id: int
+    file: bool
+    id: str
+    metadata: dict[str, str] | None
+
+
+class VersionBody(TypedDict):
+    """``{"artifact_version": {...}}``, the version POST's body (atlas-wire §3.5)."""
+
+    artifact_version: VersionFields
 
 
 @dataclass(frozen=True)
@@ -155,24 +169,23 @@ class Delivery:
             )
         except AtlasCIError:
             found = None
-        sent = body.get("artifact_version") or {}
+        sent = body["artifact_version"]
         # Every newer version that may be ours: same fields, or fields the registry hides.
         newer = [
-            (v, verdict)
+            (v, number, verdict)
             for v in (found.versions if found else [])
-            if isinstance(v.get("version"), int)
-            and not isinstance(v.get("version"), bool)
-            and v["version"] > (baseline or 0)
+            if (number := _number_of(v)) is not None
+            and number > (baseline or 0)
             and (verdict := _matches(v, sent)) is not False
         ]
-        if found is not None and baseline is not None and len(newer) == 1 and newer[0][1]:
-            v = newer[0][0]
+        if found is not None and baseline is not None and len(newer) == 1 and newer[0][2]:
+            v, number, _ = newer[0]
+            upload_path = v.get("upload_path")
             # A version with a file can only be finished if the registry hands its
             # upload_path back (ours does for the token holder when asked for pending ones).
-            if not has_file or (
-                v.get("state") == "pending" and isinstance(v.get("upload_path"), str)
-            ):
-                return Version(version=v["version"], upload_path=v.get("upload_path"), raw=v)
+            if not has_file or (v.get("state") == "pending" and isinstance(upload_path, str)):
+                path = upload_path if isinstance(upload_path, str) else None
+                return Version(version=number, upload_path=path, raw=v)
         if found is not None and baseline is not None and not newer:
             complete = found.pending_listed or not has_file
             if complete:
@@ -352,7 +365,13 @@ class Delivery:
         )
 
 
-def _matches(found: Mapping[str, Any], sent: Mapping[str, object]) -> bool | None:
+def _number_of(found: Mapping[str, object]) -> int | None:
+    """A found version's number: an integer (a JSON ``true`` is not 1), else None."""
+    number = found.get("version")
+    return number if isinstance(number, int) and not isinstance(number, bool) else None
+
+
+def _matches(found: Mapping[str, object], sent: Mapping[str, object]) -> bool | None:
     """Whether version ``found`` is the one ``sent`` asked for: True, False (a field differs),
     or None (the registry does not show every field, so it cannot be told)."""
     fields = {str(k).lower(): v for k, v in found.items()}

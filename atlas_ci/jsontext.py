@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
 
 from atlas_ci.textfile import quoted
 
@@ -26,8 +25,8 @@ class DuplicateKeyError(ValueError):
         self.key = key
 
 
-def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
+def _unique_pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    result: dict[str, object] = {}
     for key, value in pairs:
         if key in result:
             raise DuplicateKeyError(key)
@@ -35,8 +34,10 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def loads(text: str, *, unique_keys: bool = False) -> Any:
+def loads(text: str, *, unique_keys: bool = False) -> object:
     """Parse JSON with every number (and ``NaN``/``Infinity``) as a :class:`Number`.
+
+    What it returns is untrusted: callers narrow it with ``isinstance`` before use.
 
     ``unique_keys`` refuses a repeated key (:class:`DuplicateKeyError`) instead of keeping
     the last. Malformed text raises :class:`ValueError`, deep nesting :class:`RecursionError`.

@@ -11,10 +11,9 @@ import errno
 import json
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from atlas_ci import jsontext
 from atlas_ci.errors import ConfigError, InputFileError
@@ -96,7 +95,7 @@ def load_manifest(
     ]
 
 
-def _parse_manifest(data: Any, label: str, path: str) -> tuple[list[_Build], str | None]:
+def _parse_manifest(data: object, label: str, path: str) -> tuple[list[_Build], str | None]:
     """The builds a manifest lists (at least one) and its ``last_run_uuid``."""
     hint = "give the file written by Packer's manifest post-processor"
     if not isinstance(data, dict) or "builds" not in data:
@@ -159,26 +158,10 @@ def load_artifact_json(
         )
     artifact_id = _optional_str(data, "id", label, path)
     builder_type = _optional_str(data, "builder_type", label, path)
-    raw_files = data.get("files")
-    if raw_files is None:
-        raw_files = []
-    if not isinstance(raw_files, list) or not all(is_text(name) for name in raw_files):
-        raise InputFileError(
-            f'{label}: "files" must be a list of path strings',
-            'write "files": ["path/to/file", ...]',
-            path=path,
-        )
-    for number, name in enumerate(raw_files, start=1):
-        _check_sendable(str(name), f'{label}: "files" entry #{number} {quoted(name)}', path)
-    raw_metadata = data.get("metadata")
-    metadata: dict[str, str] | None = None
-    if raw_metadata is not None:
-        try:
-            metadata = metadata_from_mapping(raw_metadata, label)
-        except ConfigError as exc:
-            raise InputFileError(exc.message, exc.hint, path=path) from None
+    names = _file_names(data, label, path)
+    metadata = _optional_metadata(data, label, path)
     files = _resolve_files(
-        [str(name) for name in raw_files],
+        names,
         owner=label,
         base=_absolute(path, here).parent,
         cwd=here,
@@ -197,7 +180,7 @@ def load_artifact_json(
     ]
 
 
-def _parse_json(text: str, label: str, path: str, *, plain: bool) -> Any:
+def _parse_json(text: str, label: str, path: str, *, plain: bool) -> object:
     try:
         if plain:
             return json.loads(text)
@@ -216,7 +199,7 @@ def _parse_json(text: str, label: str, path: str, *, plain: bool) -> Any:
         ) from None
 
 
-def _optional_str(data: dict[str, Any], key: str, label: str, path: str) -> str:
+def _optional_str(data: Mapping[str, object], key: str, label: str, path: str) -> str:
     value = data.get(key)
     if value is None:
         return ""
@@ -228,6 +211,33 @@ def _optional_str(data: dict[str, Any], key: str, label: str, path: str) -> str:
         )
     _check_sendable(str(value), f'{label}: "{key}"', path)
     return str(value)
+
+
+def _file_names(data: Mapping[str, object], label: str, path: str) -> list[str]:
+    """The artifact JSON's ``"files"``: path strings, checked sendable; none when absent."""
+    raw_files = data.get("files")
+    if raw_files is None:
+        raw_files = []
+    if not isinstance(raw_files, list) or not all(is_text(name) for name in raw_files):
+        raise InputFileError(
+            f'{label}: "files" must be a list of path strings',
+            'write "files": ["path/to/file", ...]',
+            path=path,
+        )
+    for number, name in enumerate(raw_files, start=1):
+        _check_sendable(str(name), f'{label}: "files" entry #{number} {quoted(name)}', path)
+    return [str(name) for name in raw_files]
+
+
+def _optional_metadata(data: Mapping[str, object], label: str, path: str) -> dict[str, str] | None:
+    """The artifact JSON's ``"metadata"`` as ``str -> str``; None when absent."""
+    raw_metadata = data.get("metadata")
+    if raw_metadata is None:
+        return None
+    try:
+        return metadata_from_mapping(raw_metadata, label)
+    except ConfigError as exc:
+        raise InputFileError(exc.message, exc.hint, path=path) from None
 
 
 def _check_sendable(text: str, where: str, path: str) -> None:

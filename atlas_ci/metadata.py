@@ -11,7 +11,6 @@ it is most often an unset variable, and ``""`` says "empty" without doubt.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from atlas_ci import jsontext
 from atlas_ci.errors import ConfigError
@@ -147,7 +146,7 @@ def parse_metadata_text(text: str, source: str) -> dict[str, str]:
     with every scalar built as the text written. ``source`` names the text in messages.
     """
     try:
-        parsed: Any = jsontext.loads(text, unique_keys=True)
+        parsed = jsontext.loads(text, unique_keys=True)
     except jsontext.DuplicateKeyError as exc:
         raise ConfigError(f"metadata in {source} has a {exc}", "give each key once") from None
     except ValueError:
@@ -159,7 +158,7 @@ def parse_metadata_text(text: str, source: str) -> dict[str, str]:
     return metadata_from_mapping(parsed, source)
 
 
-def _load_yaml(text: str, source: str) -> Any:
+def _load_yaml(text: str, source: str) -> object:
     # PyYAML is slow to import: only when the metadata is not JSON.
     from atlas_ci.yamltext import load
 

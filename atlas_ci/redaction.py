@@ -19,7 +19,6 @@ import html
 import json
 import re
 import threading
-from typing import Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit, urlunsplit
 
 _MASK = "***"
@@ -132,7 +131,7 @@ def redact(text: str) -> str:
     return text
 
 
-def redact_data(data: Any) -> Any:
+def redact_data(data: object) -> object:
     """A copy of a JSON-like structure with every secret cut from its strings and keys.
 
     For output that is about to be serialised: redacting the JSON text afterwards would miss

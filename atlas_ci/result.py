@@ -3,7 +3,35 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
+
+# The ``--json`` line's shape (docs/settings.md): scripts parse it, so its keys are typed.
+
+
+class FileJSON(TypedDict):
+    size: int
+    sha256: str
+
+
+class BuildJSON(TypedDict):
+    build: str
+    artifact_type: str
+    version: int | None
+    id: str | None
+    metadata: dict[str, str] | None
+    file: FileJSON | None
+
+
+class _ResultKeys(TypedDict):
+    artifact: str
+    artifact_type: str
+    version: int | None
+    id: str | None
+    builds: list[BuildJSON]
+
+
+class ResultJSON(_ResultKeys, total=False):
+    dry_run: bool  # present, and true, in a dry run only
 
 
 @dataclass(frozen=True)
@@ -59,9 +87,9 @@ class Result:
         """Build name -> version (the action's ``versions`` output)."""
         return {b.build: b.version for b in self.builds}
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> ResultJSON:
         """The ``--json`` line's object."""
-        data: dict[str, Any] = {
+        data: ResultJSON = {
             "artifact": self.artifact,
             "artifact_type": self.artifact_type,
             "version": self.version,

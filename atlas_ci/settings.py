@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from atlas_ci.errors import ConfigError
@@ -200,14 +200,6 @@ class Settings:
     def from_inputs(cls, inputs: Inputs, env: Mapping[str, str] | None = None) -> Settings:
         """Lay the inputs over the environment, validate, freeze."""
         return _build(inputs, os.environ if env is None else env)
-
-    @classmethod
-    def from_sources(
-        cls, *, flags: Mapping[str, Any], env: Mapping[str, str] | None = None
-    ) -> Settings:
-        """:meth:`from_inputs` from keyword values, for tests and scripts (an unknown name is
-        a ``TypeError``); the CLI and the action build :class:`Inputs`."""
-        return cls.from_inputs(Inputs(**flags), env)
 
 
 # --- building -------------------------------------------------------------------------

@@ -503,20 +503,8 @@ def _put_session(
 ) -> tuple[PutResponse, int]:
     deadline = Deadline(timeout[1], armed=False)
     body = _Body(file, size, progress, deadline)
-    # None drops a header the session would add: the token belongs to API calls only.
-    headers: dict[str, str | None] = {
-        "User-Agent": USER_AGENT,
-        "X-Atlas-Token": None,
-        "Content-Type": None,
-        "Accept-Encoding": "identity",
-    }
-    request = requests.Request("PUT", target.url, data=body, headers=headers)
     try:
-        prepared = session.prepare_request(request)
-        if "Transfer-Encoding" in prepared.headers or (
-            prepared.headers.get("Content-Length") != str(size)
-        ):
-            raise AssertionError("requests did not frame the upload with Content-Length")
+        prepared = _prepare_put(session, target, body, size)
         with deadline:
             response = session.send(
                 prepared,
@@ -555,6 +543,26 @@ def _put_session(
         ),
         sent,
     )
+
+
+def _prepare_put(
+    session: requests.Session, target: _Target, body: _Body, size: int
+) -> requests.PreparedRequest:
+    """The PUT as requests will send it: the session's settings, none of its API headers."""
+    # None drops a header the session would add: the token belongs to API calls only.
+    headers: dict[str, str | None] = {
+        "User-Agent": USER_AGENT,
+        "X-Atlas-Token": None,
+        "Content-Type": None,
+        "Accept-Encoding": "identity",
+    }
+    request = requests.Request("PUT", target.url, data=body, headers=headers)
+    prepared = session.prepare_request(request)
+    if "Transfer-Encoding" in prepared.headers or (
+        prepared.headers.get("Content-Length") != str(size)
+    ):
+        raise AssertionError("requests did not frame the upload with Content-Length")
+    return prepared
 
 
 def _session_failure(e: Exception, deadline: Deadline, target: _Target) -> Exception:

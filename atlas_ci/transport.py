@@ -34,7 +34,7 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING
 
 import requests
 import requests.adapters
@@ -42,6 +42,11 @@ import urllib3
 import urllib3.exceptions
 
 from atlas_ci.errors import ConfigError, TransportError
+
+if TYPE_CHECKING:
+    # The connection protocol urllib3's pools are written against (its module is private;
+    # the name is the one its own signatures use).
+    from urllib3._base_connection import BaseHTTPConnection
 
 SockFn = Callable[[], "socket.socket | None"]
 
@@ -123,22 +128,31 @@ def _shutdown(sock: SockFn) -> None:
         socket.socket.shutdown(s, socket.SHUT_RDWR)
 
 
-def _watched(conn: Any) -> None:
+def _watched(conn: BaseHTTPConnection) -> None:
     deadline = current()
     if deadline is not None:
-        deadline.watch(lambda: getattr(conn, "sock", None))
+        deadline.watch(lambda: _socket_of(conn))
 
 
+def _socket_of(conn: BaseHTTPConnection) -> socket.socket | None:
+    # The protocol does not name it: urllib3's connections are http.client's, whose socket
+    # is made on connect (None before, and again once closed).
+    sock = getattr(conn, "sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+# urllib3 validates a connection first thing in each request it makes on it (and an HTTPS
+# pool connects it there): the moment the deadline starts watching its socket.
 class _HTTPPool(urllib3.HTTPConnectionPool):
-    def _make_request(self, conn: Any, *args: Any, **kwargs: Any) -> Any:
+    def _validate_conn(self, conn: BaseHTTPConnection) -> None:
         _watched(conn)
-        return super()._make_request(conn, *args, **kwargs)
+        super()._validate_conn(conn)
 
 
 class _HTTPSPool(urllib3.HTTPSConnectionPool):
-    def _make_request(self, conn: Any, *args: Any, **kwargs: Any) -> Any:
+    def _validate_conn(self, conn: BaseHTTPConnection) -> None:
         _watched(conn)
-        return super()._make_request(conn, *args, **kwargs)
+        super()._validate_conn(conn)
 
 
 _POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
@@ -147,12 +161,19 @@ _POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
 class DeadlineAdapter(requests.adapters.HTTPAdapter):
     """requests' adapter whose connections the current :class:`Deadline` can cut."""
 
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
+    def init_poolmanager(
+        self,
+        connections: int,
+        maxsize: int,
+        block: bool = requests.adapters.DEFAULT_POOLBLOCK,
+        **pool_kwargs: object,
+    ) -> None:
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
         self.poolmanager.pool_classes_by_scheme = _POOLS
 
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: object) -> urllib3.PoolManager:
+        # A ProxyManager, or urllib3's SOCKSProxyManager (a PoolManager) for socks:// proxies.
+        manager: urllib3.PoolManager = super().proxy_manager_for(proxy, **proxy_kwargs)
         manager.pool_classes_by_scheme = _POOLS
         return manager
 

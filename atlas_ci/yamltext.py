@@ -5,7 +5,7 @@ Its own module so that PyYAML is imported only when metadata is YAML rather than
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Hashable
 
 import yaml
 from yaml.constructor import ConstructorError
@@ -20,7 +20,7 @@ _TAG = "tag:yaml.org,2002:"
 class _TextLoader(yaml.SafeLoader):
     """A SafeLoader that builds every scalar as the text the user wrote (null stays None)."""
 
-    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Hashable, object]:
         # PyYAML keeps the last of duplicate keys silently; a duplicate is almost always
         # a copy-paste mistake, so refuse it (keys brought in by a "<<" merge may be overridden).
         if isinstance(node, MappingNode):
@@ -50,8 +50,9 @@ for _tag in ("bool", "int", "float", "binary", "timestamp", "str", "merge", "val
 _TextLoader.add_constructor(_TAG + "null", _construct_null)
 
 
-def load(text: str, source: str) -> Any:
-    """Parse ``text``; every error a ``ConfigError`` naming ``source``."""
+def load(text: str, source: str) -> object:
+    """Parse ``text`` (untrusted: narrow it before use); every error a ``ConfigError`` naming
+    ``source``."""
     loader: _TextLoader | None = None
     try:
         loader = _TextLoader(text)  # its reader already refuses control characters

@@ -17,7 +17,7 @@ from atlas_ci import USER_AGENT
 from atlas_ci.client import Ambiguous, AtlasClient, NotFound, parse_version
 from atlas_ci.errors import AuthError, RegistryRefused, RegistryUnavailable
 from atlas_ci.retry import RetryPolicy
-from atlas_ci.settings import Settings
+from atlas_ci.settings import Inputs, Settings
 
 BASE = "https://atlas.example"
 TOKEN = "s3cr3t-token-value"
@@ -27,7 +27,7 @@ UPLOAD = "https://binstore.example/put/abc?X-Sig=presigned-secret"
 def settings(**flags: Any) -> Settings:
     flags.setdefault("artifact", "acme/web")
     flags.setdefault("atlas_url", BASE)
-    return Settings.from_sources(flags=flags, env={"ATLAS_TOKEN": TOKEN})
+    return Settings.from_inputs(Inputs(**flags), {"ATLAS_TOKEN": TOKEN})
 
 
 def client(lines: list[str] | None = None, **flags: Any) -> AtlasClient:
@@ -50,11 +50,7 @@ def test_authenticate_sends_token_and_our_user_agent() -> None:
 @responses.activate
 def test_no_token_header_when_no_token() -> None:
     responses.get(f"{BASE}/api/v1/authenticate", status=204)
-    c = AtlasClient(
-        Settings.from_sources(
-            flags={"artifact": "a/b", "atlas_url": BASE, "no_token": True}, env={}
-        )
-    )
+    c = AtlasClient(Settings.from_inputs(Inputs(artifact="a/b", atlas_url=BASE, no_token=True), {}))
     c.authenticate()
     assert "X-Atlas-Token" not in responses.calls[0].request.headers
 

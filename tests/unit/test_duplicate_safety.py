@@ -18,7 +18,7 @@ from atlas_ci.errors import InputFileError, RegistryRefused, RegistryUnavailable
 from atlas_ci.manifest import Artifact
 from atlas_ci.redaction import redact
 from atlas_ci.retry import RetryPolicy
-from atlas_ci.settings import Settings
+from atlas_ci.settings import Inputs, Settings
 
 BASE = "https://atlas.example"
 ART = f"{BASE}/api/v1/artifacts/acme/web"
@@ -28,8 +28,8 @@ UPLOAD = "https://binstore.example/put/abc?sig=presigned-secret-1"
 
 
 def client(lines: list[str]) -> AtlasClient:
-    s = Settings.from_sources(
-        flags={"artifact": "acme/web", "atlas_url": BASE}, env={"ATLAS_TOKEN": "tok-123456"}
+    s = Settings.from_inputs(
+        Inputs(artifact="acme/web", atlas_url=BASE), {"ATLAS_TOKEN": "tok-123456"}
     )
     policy = RetryPolicy(retries=2, max_wait=0, sleep=lambda _s: None, rand=lambda: 0.0)
     return AtlasClient(s, policy=policy, log=lines.append)

@@ -12,7 +12,7 @@ from atlas_ci.client import AtlasClient, parse_version
 from atlas_ci.errors import ConfigError, RegistryRefused
 from atlas_ci.redaction import redact, register_url
 from atlas_ci.retry import RetryPolicy
-from atlas_ci.settings import Settings, normalise_base_url
+from atlas_ci.settings import Inputs, Settings, normalise_base_url
 
 BASE = "https://atlas.example"
 UPLOAD = "https://bin.example/binstore/SECRETPATH1234567?X-Amz-Signature=zzzsignature99&b=1"
@@ -38,8 +38,8 @@ def test_put_error_body_quoting_the_upload_path_is_cut(tmp_path: Path) -> None:
     )
     f = tmp_path / "a.box"
     f.write_bytes(b"abc")
-    settings = Settings.from_sources(
-        flags={"artifact": "a/b", "atlas_url": BASE}, env={"ATLAS_TOKEN": "tok-leak-test"}
+    settings = Settings.from_inputs(
+        Inputs(artifact="a/b", atlas_url=BASE), {"ATLAS_TOKEN": "tok-leak-test"}
     )
     api = AtlasClient(settings, policy=RetryPolicy(retries=0, sleep=lambda _s: None))
     with pytest.raises(RegistryRefused) as err:
@@ -57,15 +57,15 @@ def test_password_in_a_url_without_scheme_is_not_shown() -> None:
 
 
 def test_token_blanks_are_dropped_and_bad_characters_are_a_config_error() -> None:
-    flags = {"artifact": "a/b"}
-    s = Settings.from_sources(flags=flags, env={"ATLAS_TOKEN": " tok-with-newline\n"})
+    inputs = Inputs(artifact="a/b")
+    s = Settings.from_inputs(inputs, {"ATLAS_TOKEN": " tok-with-newline\n"})
     assert s.token is not None
     assert s.token.reveal() == "tok-with-newline"
     with pytest.raises(ConfigError, match="HTTP header") as err:
-        Settings.from_sources(flags=flags, env={"ATLAS_TOKEN": "tok\u20acvalue"})
+        Settings.from_inputs(inputs, {"ATLAS_TOKEN": "tok\u20acvalue"})
     assert "tok\u20acvalue" not in err.value.one_line()
     with pytest.raises(ConfigError):
-        Settings.from_sources(flags=flags, env={"ATLAS_TOKEN": "two words"})
+        Settings.from_inputs(inputs, {"ATLAS_TOKEN": "two words"})
 
 
 @responses.activate

@@ -6,7 +6,7 @@ import pytest
 
 from atlas_ci.errors import ConfigError
 from atlas_ci.redaction import redact, redact_url, register
-from atlas_ci.settings import Settings
+from atlas_ci.settings import Inputs, Settings
 
 
 @pytest.mark.parametrize(
@@ -23,9 +23,9 @@ def test_redact_url_drops_user_info_and_query(url: str, shown: str) -> None:
 
 
 def test_credentials_in_atlas_url_are_cut_from_every_line() -> None:
-    Settings.from_sources(
-        flags={"artifact": "a/b", "atlas_url": "https://ci-bot:Xy9-url-pass@h.example/"},
-        env={"ATLAS_TOKEN": "tok-abcdef"},
+    Settings.from_inputs(
+        Inputs(artifact="a/b", atlas_url="https://ci-bot:Xy9-url-pass@h.example/"),
+        {"ATLAS_TOKEN": "tok-abcdef"},
     )
     line = redact("GET https://ci-bot:Xy9-url-pass@h.example/api failed; pass Xy9-url-pass")
     assert "Xy9-url-pass" not in line
@@ -33,9 +33,9 @@ def test_credentials_in_atlas_url_are_cut_from_every_line() -> None:
 
 def test_bad_port_with_credentials_is_a_config_error_without_them() -> None:
     with pytest.raises(ConfigError) as err:
-        Settings.from_sources(
-            flags={"artifact": "a/b", "atlas_url": "http://u:n0t-shown@127.0.0.1:99999"},
-            env={"ATLAS_TOKEN": "tok-abcdef"},
+        Settings.from_inputs(
+            Inputs(artifact="a/b", atlas_url="http://u:n0t-shown@127.0.0.1:99999"),
+            {"ATLAS_TOKEN": "tok-abcdef"},
         )
     assert "n0t-shown" not in err.value.one_line()
     assert "is not a valid URL" in err.value.one_line()

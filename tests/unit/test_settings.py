@@ -15,7 +15,7 @@ ENV = {"ATLAS_TOKEN": "tok-123456"}
 
 def make(env: dict[str, str] | None = None, **flags: object) -> Settings:
     flags.setdefault("artifact", "acme/web")
-    return Settings.from_sources(flags=flags, env=ENV if env is None else env)
+    return Settings.from_inputs(Inputs(**flags), ENV if env is None else env)
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import responses
 
 from atlas_ci import upload
 from atlas_ci.digest import FileDigest
-from atlas_ci.settings import Settings
+from atlas_ci.settings import Inputs, Settings
 from tests.artifacts import file_build, make_box, write_manifest
 
 BASE = "https://atlas.example"
@@ -52,14 +52,14 @@ def test_passthrough_hash_starts_before_any_request_and_serves_the_put(
     ready = {"version": 1, "state": "ready", "sha256": sha, "id": "virtualbox"}
     responses.get(search, json={"versions": [ready], "pending_listed": True})
 
-    settings = Settings.from_sources(
-        flags={
-            "artifact": "acme/box",
-            "atlas_url": BASE,
-            "workspace": tmp_path,
-            "manifest": str(tmp_path / "packer-manifest.json"),
-        },
-        env={"ATLAS_TOKEN": "t0ken-value"},
+    settings = Settings.from_inputs(
+        Inputs(
+            artifact="acme/box",
+            atlas_url=BASE,
+            workspace=tmp_path,
+            manifest=str(tmp_path / "packer-manifest.json"),
+        ),
+        {"ATLAS_TOKEN": "t0ken-value"},
     )
     result = upload.run_upload(settings)
     assert seen_at_auth == [1]  # hashing ran while the token was checked
