@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import html
 import json
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import quote
+
+from tests.threaded_server import ThreadedServer
 
 MODES = ("ok", "refuse", "fail", "odd", "unauthorized")
 
@@ -135,33 +135,11 @@ class _Server(ThreadingHTTPServer):
     mode: str
 
 
-class EchoServer:
+class EchoServer(ThreadedServer[_Server]):
     """``with EchoServer("ok") as srv:`` then ``srv.url``."""
 
     def __init__(self, mode: str) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+        super().__init__(_Server, _Handler)
         self._server.mode = mode
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def __enter__(self) -> EchoServer:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)

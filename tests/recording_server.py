@@ -18,8 +18,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
+
+from tests.threaded_server import ThreadedServer
 
 
 @dataclass
@@ -157,7 +158,7 @@ class _Server(ThreadingHTTPServer):
     state: State
 
 
-class RecordingServer:
+class RecordingServer(ThreadedServer[_Server]):
     """``with RecordingServer() as srv:`` then ``srv.url`` and ``srv.requests``."""
 
     def __init__(
@@ -166,32 +167,12 @@ class RecordingServer:
         idempotency: bool = False,
         hostile: dict[str, Callable[[_Handler], None]] | None = None,
     ) -> None:
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+        super().__init__(_Server, _Handler)
         self._server.state = State(idempotency=idempotency, hostile=dict(hostile or {}))
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
 
     @property
     def requests(self) -> list[Recorded]:
         return list(self._server.state.requests)
 
-    def __enter__(self) -> RecordingServer:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def _stopping(self) -> None:
         self._server.state.stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
