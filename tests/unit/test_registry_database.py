@@ -5,12 +5,14 @@ from __future__ import annotations
 import sqlite3
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from atlas_ci.registry import database, schema
 from atlas_ci.registry.database import (
+    Database,
     DatabaseConfigError,
     DatabaseError,
     IntegrityError,
@@ -21,6 +23,20 @@ from atlas_ci.registry.database import (
 )
 from atlas_ci.registry.storage import SCHEMA_VERSION, STEPS, TABLES, Busy, Search, Storage
 from tests.postgres import PostgresCluster
+from tests.registry_versions import new_version
+
+ADD_ARTIFACT = 'INSERT INTO artifacts ("user", name, created) VALUES (?, ?, ?)'
+
+
+@pytest.fixture
+def migrated(tmp_path: Path, database_url: str | None) -> Iterator[Database]:
+    """The test's backend with the schema in place; closed at teardown."""
+    db = open_database(database_url, tmp_path)
+    try:
+        schema.migrate(db, STEPS)
+        yield db
+    finally:
+        db.close()
 
 
 def test_no_url_is_the_sqlite_file_in_the_data_directory(tmp_path: Path) -> None:
@@ -97,26 +113,15 @@ def test_sqlite_ddl_becomes_postgresql_types() -> None:
     )
 
 
-def test_constraint_violations_are_one_error_on_both_backends(
-    tmp_path: Path, database_url: str | None
-) -> None:
-    db = open_database(database_url, tmp_path)
-    try:
-        schema.migrate(db, STEPS)
-        with db.transaction() as conn:
-            conn.execute(
-                'INSERT INTO artifacts ("user", name, created) VALUES (?, ?, ?)', ("u", "n", "t")
-            )
-        with pytest.raises(IntegrityError), db.transaction() as conn:
-            conn.execute(
-                'INSERT INTO artifacts ("user", name, created) VALUES (?, ?, ?)', ("u", "n", "t")
-            )
-        with pytest.raises(DatabaseError), db.connection() as conn:
-            conn.execute("SELECT no_such_column FROM artifacts")
-        with db.connection() as conn:  # the pool's connection is still good after both
-            assert conn.execute("SELECT COUNT(*) FROM artifacts").fetchone()[0] == 1
-    finally:
-        db.close()
+def test_constraint_violations_are_one_error_on_both_backends(migrated: Database) -> None:
+    with migrated.transaction() as conn:
+        conn.execute(ADD_ARTIFACT, ("u", "n", "t"))
+    with pytest.raises(IntegrityError), migrated.transaction() as conn:
+        conn.execute(ADD_ARTIFACT, ("u", "n", "t"))
+    with pytest.raises(DatabaseError), migrated.connection() as conn:
+        conn.execute("SELECT no_such_column FROM artifacts")
+    with migrated.connection() as conn:  # the pool's connection is still good after both
+        assert conn.execute("SELECT COUNT(*) FROM artifacts").fetchone()[0] == 1
 
 
 def test_migrate_is_safe_to_run_twice_and_at_once(tmp_path: Path, database_url: str | None) -> None:
@@ -159,25 +164,20 @@ def test_migrate_is_safe_to_run_twice_and_at_once(tmp_path: Path, database_url: 
 
 
 def test_a_schema_newer_than_this_atlas_ci_is_refused(
-    tmp_path: Path, database_url: str | None
+    migrated: Database, tmp_path: Path, database_url: str | None
 ) -> None:
-    db = open_database(database_url, tmp_path)
-    try:
-        schema.migrate(db, STEPS)
-        with db.transaction() as conn:
-            conn.execute(
-                "INSERT INTO schema_version (version, applied) VALUES (?, ?)",
-                (SCHEMA_VERSION + 1, "x"),
-            )
-        newer = f"schema version {SCHEMA_VERSION + 1}, newer than"
-        with pytest.raises(schema.SchemaError, match=newer):
-            schema.check(db, STEPS)
-        with pytest.raises(schema.SchemaError, match=newer):
-            schema.migrate(db, STEPS)
-        with pytest.raises(schema.SchemaError):
-            Storage(tmp_path, open_database(database_url, tmp_path))
-    finally:
-        db.close()
+    with migrated.transaction() as conn:
+        conn.execute(
+            "INSERT INTO schema_version (version, applied) VALUES (?, ?)",
+            (SCHEMA_VERSION + 1, "x"),
+        )
+    newer = f"schema version {SCHEMA_VERSION + 1}, newer than"
+    with pytest.raises(schema.SchemaError, match=newer):
+        schema.check(migrated, STEPS)
+    with pytest.raises(schema.SchemaError, match=newer):
+        schema.migrate(migrated, STEPS)
+    with pytest.raises(schema.SchemaError):
+        Storage(tmp_path, open_database(database_url, tmp_path))
 
 
 def test_postgresql_is_not_migrated_by_a_server(
@@ -265,26 +265,17 @@ def test_connections_lost_with_the_server_are_replaced(
         db.close()
 
 
-def test_a_bool_is_stored_as_an_integer_on_both_backends(
-    tmp_path: Path, database_url: str | None
-) -> None:
-    db = open_database(database_url, tmp_path)
-    try:
-        schema.migrate(db, STEPS)
-        with db.transaction() as conn:
-            conn.execute(
-                'INSERT INTO artifacts ("user", name, created) VALUES (?, ?, ?)', ("u", "n", "t")
-            )
-            (pk,) = conn.execute(
-                'INSERT INTO versions ("user", name, type, version, id, build_id, compile_id, '
-                "file, state, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING pk",
-                ("u", "n", "t", 1, "", 0, 0, True, "ready", "t"),
-            ).fetchone()
-        with db.connection() as conn:
-            rows = conn.execute("SELECT pk, file FROM versions WHERE file = ?", (True,)).fetchall()
-        assert [tuple(row) for row in rows] == [(pk, 1)]
-    finally:
-        db.close()
+def test_a_bool_is_stored_as_an_integer_on_both_backends(migrated: Database) -> None:
+    with migrated.transaction() as conn:
+        conn.execute(ADD_ARTIFACT, ("u", "n", "t"))
+        (pk,) = conn.execute(
+            'INSERT INTO versions ("user", name, type, version, id, build_id, compile_id, '
+            "file, state, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING pk",
+            ("u", "n", "t", 1, "", 0, 0, True, "ready", "t"),
+        ).fetchone()
+    with migrated.connection() as conn:
+        rows = conn.execute("SELECT pk, file FROM versions WHERE file = ?", (True,)).fetchall()
+    assert [tuple(row) for row in rows] == [(pk, 1)]
 
 
 def test_a_server_opens_at_most_its_pool_of_postgresql_connections(
@@ -316,40 +307,23 @@ def test_a_version_number_locked_too_long_is_busy_on_postgresql(
         with other.transaction() as conn:
             conn.lock("version", "u", "n", "t")  # another server stuck mid-allocation
             with pytest.raises(Busy, match="busy; retry"):
-                store.create_version(
-                    "u",
-                    "n",
-                    "t",
-                    artifact_id="",
-                    build_id=0,
-                    compile_id=0,
-                    metadata=None,
-                    file=False,
-                    upload_secret=None,
-                )
+                new_version(store)
         assert store.search("u", "n", "t", Search(version="any")) == []
     finally:
         other.close()
         store.close()
 
 
-def test_executemany_inserts_every_row_on_both_backends(
-    tmp_path: Path, database_url: str | None
-) -> None:
-    db = open_database(database_url, tmp_path)
-    try:
-        schema.migrate(db, STEPS)
-        with db.transaction() as conn:
-            conn.executemany(
-                'INSERT INTO artifacts ("user", name, created) VALUES (?, ?, ?)',
-                (("u", f"n{i}", "t") for i in range(50)),
-            )
-        with pytest.raises(IntegrityError), db.transaction() as conn:
-            conn.executemany(
-                'INSERT INTO artifacts ("user", name, created) VALUES (?, ?, ?)',
-                [("u", "new", "t"), ("u", "n0", "t")],  # the second is a duplicate
-            )
-        with db.connection() as conn:
-            assert conn.execute("SELECT COUNT(*) FROM artifacts").fetchone()[0] == 50
-    finally:
-        db.close()
+def test_executemany_inserts_every_row_on_both_backends(migrated: Database) -> None:
+    with migrated.transaction() as conn:
+        conn.executemany(
+            ADD_ARTIFACT,
+            (("u", f"n{i}", "t") for i in range(50)),
+        )
+    with pytest.raises(IntegrityError), migrated.transaction() as conn:
+        conn.executemany(
+            ADD_ARTIFACT,
+            [("u", "new", "t"), ("u", "n0", "t")],  # the second is a duplicate
+        )
+    with migrated.connection() as conn:
+        assert conn.execute("SELECT COUNT(*) FROM artifacts").fetchone()[0] == 50

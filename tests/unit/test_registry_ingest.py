@@ -20,6 +20,7 @@ import pytest
 from atlas_ci.registry import ingest
 from atlas_ci.registry.server import Config, RegistryServer
 from atlas_ci.registry.storage import Storage
+from tests.registry_versions import new_version
 
 SLOT = 64 << 10
 
@@ -297,10 +298,7 @@ def test_a_body_the_disk_cannot_hold_is_507_before_it_is_sent() -> None:
         thread.start()
         try:
             storage.create_artifact("u", "n")
-            storage.create_version(
-                "u", "n", "t", artifact_id="", build_id=0, compile_id=0, metadata=None,
-                file=True, upload_secret="s3cret",
-            )  # fmt: skip
+            new_version(storage, "s3cret")
             host, port = server.server_address[:2]
             with socket.create_connection((str(host), port), timeout=5) as sock:
                 sock.sendall(

@@ -8,20 +8,11 @@ import pytest
 
 from atlas_ci.registry import metadata_index
 from atlas_ci.registry.storage import MetadataFilter, Search, Storage
+from tests.registry_versions import new_version
 
 
 def _add(storage: Storage, metadata: dict[str, str] | None, type_: str = "t") -> int:
-    return storage.create_version(
-        "u",
-        "n",
-        type_,
-        artifact_id="",
-        build_id=0,
-        compile_id=0,
-        metadata=metadata,
-        file=False,
-        upload_secret=None,
-    ).version
+    return new_version(storage, metadata=metadata, artifact_type=type_).version
 
 
 def _found(storage: Storage, *filters: MetadataFilter, version: str = "any") -> list[int]:
@@ -81,17 +72,7 @@ def test_digests_that_collide_cost_reads_not_answers(
     assert _found(storage, MetadataFilter("commit", "c")) == []
     # Another artifact's version 1 shares every index row of this one's: still exact, once.
     storage.create_artifact("u", "other")
-    storage.create_version(
-        "u",
-        "other",
-        "t",
-        artifact_id="",
-        build_id=0,
-        compile_id=0,
-        metadata={"commit": "a"},
-        file=False,
-        upload_secret=None,
-    )
+    new_version(storage, name="other", metadata={"commit": "a"})
     assert _found(storage, MetadataFilter("commit", "a")) == [1]
     assert _found(storage, MetadataFilter("commit")) == [2, 1]
     storage.close()

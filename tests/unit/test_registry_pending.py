@@ -10,21 +10,11 @@ import pytest
 
 from atlas_ci.registry.storage import Search, Storage, seal_secret, unseal_secret
 from atlas_ci.registry.wire import BadRequest, parse_search
+from tests.registry_versions import new_version
 
 
 def _new(store: Storage, secret: str | None) -> int:
-    version = store.create_version(
-        "u",
-        "n",
-        "t",
-        artifact_id="",
-        build_id=0,
-        compile_id=0,
-        metadata=None,
-        file=secret is not None,
-        upload_secret=secret,
-    )
-    return version.version
+    return new_version(store, secret).version
 
 
 def test_pending_versions_are_listed_only_when_asked_and_latest_counts_them(

@@ -23,6 +23,7 @@ from atlas_ci.registry.storage import (
     Upload,
     Version,
 )
+from tests.registry_versions import new_version
 
 Opener = Callable[[Path], Storage]
 
@@ -32,19 +33,6 @@ def storage(tmp_path: Path, open_storage: Opener) -> Storage:
     store = open_storage(tmp_path / "data")
     store.create_artifact("u", "n")
     return store
-
-
-def _version(store: Storage, secret: str | None = None, **fields: object) -> Version:
-    values: dict[str, object] = {
-        "artifact_id": "",
-        "build_id": 0,
-        "compile_id": 0,
-        "metadata": None,
-        "file": secret is not None,
-        "upload_secret": secret,
-        **fields,
-    }
-    return store.create_version("u", "n", "t", **values)  # type: ignore[arg-type]
 
 
 def _pieces(*pieces: bytes) -> Callable[[memoryview], int]:
@@ -89,34 +77,14 @@ def test_names_that_cannot_be_a_path_segment_are_invalid(storage: Storage, name:
 
 def test_version_needs_its_artifact(storage: Storage) -> None:
     with pytest.raises(NotFound):
-        storage.create_version(
-            "nobody",
-            "n",
-            "t",
-            artifact_id="",
-            build_id=0,
-            compile_id=0,
-            metadata=None,
-            file=False,
-            upload_secret=None,
-        )
+        new_version(storage, user="nobody")
 
 
 def test_versions_count_per_type_and_start_ready_without_a_file(storage: Storage) -> None:
-    first = _version(storage)
+    first = new_version(storage)
     assert (first.version, first.state) == (1, "ready")
-    assert _version(storage).version == 2
-    other = storage.create_version(
-        "u",
-        "n",
-        "other",
-        artifact_id="",
-        build_id=0,
-        compile_id=0,
-        metadata=None,
-        file=False,
-        upload_secret=None,
-    )
+    assert new_version(storage).version == 2
+    other = new_version(storage, artifact_type="other")
     assert other.version == 1
 
 
@@ -126,7 +94,7 @@ def test_racing_threads_get_distinct_consecutive_versions(storage: Storage) -> N
 
     def allocate() -> None:
         barrier.wait(timeout=10)
-        numbers.append(_version(storage).version)
+        numbers.append(new_version(storage).version)
 
     threads = [threading.Thread(target=allocate) for _ in range(16)]
     for thread in threads:
@@ -141,12 +109,12 @@ def test_two_storages_on_one_directory_still_allocate_distinct_numbers(
 ) -> None:
     one, two = open_storage(tmp_path / "d"), open_storage(tmp_path / "d")
     one.create_artifact("u", "n")
-    numbers = [_version(store).version for store in (one, two, one, two)]
+    numbers = [new_version(store).version for store in (one, two, one, two)]
     assert numbers == [1, 2, 3, 4]
 
 
 def test_a_version_with_a_file_is_pending_until_the_upload_finishes(storage: Storage) -> None:
-    version = _version(storage, secret="s3cret")
+    version = new_version(storage, secret="s3cret")
     assert version.state == "pending"
     assert storage.search("u", "n", "t", Search(version="any")) == []
 
@@ -163,7 +131,7 @@ def test_a_version_with_a_file_is_pending_until_the_upload_finishes(storage: Sto
 
 
 def test_an_aborted_upload_leaves_no_file_and_the_secret_usable(storage: Storage) -> None:
-    _version(storage, secret="s3cret")
+    new_version(storage, secret="s3cret")
     upload = storage.begin_upload("s3cret")
     upload.receive(_pieces(b"partial"), 100)
     assert upload.size == 7
@@ -174,7 +142,7 @@ def test_an_aborted_upload_leaves_no_file_and_the_secret_usable(storage: Storage
 
 
 def test_upload_secrets_are_stored_hashed_and_single_use(storage: Storage) -> None:
-    _version(storage, secret="s3cret")
+    new_version(storage, secret="s3cret")
     with pytest.raises(NotFound):
         storage.begin_upload("wrong")
     _upload(storage, "s3cret", b"data")
@@ -186,7 +154,7 @@ def test_upload_secrets_are_stored_hashed_and_single_use(storage: Storage) -> No
 
 
 def test_of_two_racing_uploads_the_first_to_finish_wins(storage: Storage) -> None:
-    _version(storage, secret="s3cret")
+    new_version(storage, secret="s3cret")
     first, second = storage.begin_upload("s3cret"), storage.begin_upload("s3cret")
     _receive(first, b"first")
     _receive(second, b"second")
@@ -199,10 +167,10 @@ def test_of_two_racing_uploads_the_first_to_finish_wins(storage: Storage) -> Non
 
 
 def test_search_filters(storage: Storage) -> None:
-    _version(storage, build_id=1, metadata={"region": "us"})
-    _version(storage, build_id=2, metadata={"region": "eu", "env": "prod"})
-    _version(storage, build_id=2, metadata={})
-    _version(storage, build_id=3, metadata=None)
+    new_version(storage, build_id=1, metadata={"region": "us"})
+    new_version(storage, build_id=2, metadata={"region": "eu", "env": "prod"})
+    new_version(storage, build_id=2, metadata={})
+    new_version(storage, build_id=3, metadata=None)
 
     def numbers(search: Search) -> list[int]:
         return [v.version for v in storage.search("u", "n", "t", search)]
@@ -221,7 +189,7 @@ def test_search_latest_reads_one_row_however_many_versions_there_are(
     storage: Storage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for build in (3, 1, 2, 1):
-        _version(storage, build_id=build)
+        new_version(storage, build_id=build)
     read: list[int] = []
     original = Storage._version
 
@@ -237,17 +205,17 @@ def test_search_latest_reads_one_row_however_many_versions_there_are(
 
 
 def test_metadata_null_and_empty_are_kept_apart(storage: Storage) -> None:
-    _version(storage, metadata=None)
-    _version(storage, metadata={})
+    new_version(storage, metadata=None)
+    new_version(storage, metadata={})
     assert [v.metadata for v in storage.search("u", "n", "t", Search(version="any"))] == [{}, None]
 
 
 def test_everything_survives_reopening(tmp_path: Path, open_storage: Opener) -> None:
     store = open_storage(tmp_path / "d")
     store.create_artifact("u", "n")
-    _version(store, secret="a")
+    new_version(store, secret="a")
     ready = _upload(store, "a", b"kept")
-    _version(store, secret="b")  # pending
+    new_version(store, secret="b")  # pending
     store.close()
 
     reopened = open_storage(tmp_path / "d")
@@ -255,7 +223,7 @@ def test_everything_survives_reopening(tmp_path: Path, open_storage: Opener) -> 
     assert reopened.search("u", "n", "t", Search(version="any")) == [ready]
     assert reopened.blob_path(ready).read_bytes() == b"kept"
     assert _upload(reopened, "b", b"late").version == 2
-    assert _version(reopened).version == 3
+    assert new_version(reopened).version == 3
 
 
 def test_opening_removes_leftover_temp_files(tmp_path: Path, open_storage: Opener) -> None:
@@ -268,7 +236,7 @@ def test_opening_removes_leftover_temp_files(tmp_path: Path, open_storage: Opene
 def test_opening_keeps_uploads_in_flight_and_files_that_are_not_ours(
     storage: Storage, open_storage: Opener
 ) -> None:
-    _version(storage, secret="s3cret")
+    new_version(storage, secret="s3cret")
     upload = storage.begin_upload("s3cret")
     tmp = storage.tmp_dir
     (tmp / "notes.txt").write_bytes(b"someone else's")
@@ -287,18 +255,18 @@ def test_opening_keeps_uploads_in_flight_and_files_that_are_not_ours(
 
 
 def test_an_idempotency_key_returns_the_version_it_created(storage: Storage) -> None:
-    first = _version(storage, secret="one", idempotency_key="k", build_id=111)
-    again = _version(storage, secret="two", idempotency_key="k", build_id=111)
+    first = new_version(storage, secret="one", idempotency_key="k", build_id=111)
+    again = new_version(storage, secret="two", idempotency_key="k", build_id=111)
     assert again == first
     assert storage.pending_upload_secret(again) == "one"
-    assert _version(storage, secret="three", idempotency_key="other", build_id=111).version == 2
+    assert new_version(storage, secret="three", idempotency_key="other", build_id=111).version == 2
     with pytest.raises(KeyReused, match="u/n/t/1"):
-        _version(storage, secret="four", idempotency_key="k", build_id=999)
+        new_version(storage, secret="four", idempotency_key="k", build_id=999)
     assert len(storage.search("u", "n", "t", Search(version="any", include_pending=True))) == 2
 
 
 def test_idempotency_keys_are_stored_hashed(storage: Storage) -> None:
-    _version(storage, idempotency_key="derived-from-a-secret")
+    new_version(storage, idempotency_key="derived-from-a-secret")
     with storage.db.connection() as conn:
         dump = repr(conn.execute("SELECT * FROM idempotency_keys").fetchall())
     assert "derived-from-a-secret" not in dump
@@ -306,21 +274,21 @@ def test_idempotency_keys_are_stored_hashed(storage: Storage) -> None:
 
 
 def test_idempotency_keys_are_forgotten_after_a_day_not_before(storage: Storage) -> None:
-    _version(storage, idempotency_key="old")
-    _version(storage, idempotency_key="recent")
+    new_version(storage, idempotency_key="old")
+    new_version(storage, idempotency_key="recent")
     with storage.db.connection() as conn:
         conn.execute(
             "UPDATE idempotency_keys SET created = ? WHERE version_pk = 1",
             ("2000-01-01T00:00:00.000Z",),
         )
-    _version(storage, idempotency_key="new")  # a new key prunes the expired ones
+    new_version(storage, idempotency_key="new")  # a new key prunes the expired ones
     with storage.db.connection() as conn:
         (kept,) = conn.execute("SELECT COUNT(*) FROM idempotency_keys").fetchone()
     assert kept == 2
-    assert _version(storage, idempotency_key="recent").version == 2
-    assert _version(storage, idempotency_key="old").version == 4  # expired: a new version
+    assert new_version(storage, idempotency_key="recent").version == 2
+    assert new_version(storage, idempotency_key="old").version == 4  # expired: a new version
 
 
 def test_build_ids_beyond_64_bits_are_invalid(storage: Storage) -> None:
     with pytest.raises(Invalid):
-        _version(storage, build_id=2**63)
+        new_version(storage, build_id=2**63)
