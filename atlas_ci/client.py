@@ -436,7 +436,8 @@ class AtlasClient:
             if token and self._same_origin(url):
                 send_headers["X-Atlas-Token"] = token.reveal()
             self._debug(f"{method} {redact_url(url)}")
-            answer, location = self._exchange(method, url, data, send_headers, params, what, hop)
+            prepared = self._prepare(method, url, data, send_headers, params, what, hop)
+            answer, location = self._exchange(prepared, url, what)
             self._debug(f"{method} {redact_url(url)} -> {answer.status}")
             if location is None:
                 if 200 <= answer.status < 300 and self._same_origin(url):
@@ -456,18 +457,10 @@ class AtlasClient:
         )
 
     def _exchange(
-        self,
-        method: str,
-        url: str,
-        data: bytes | None,
-        headers: dict[str, str],
-        params: Mapping[str, str] | None,
-        what: str,
-        hop: int,
+        self, prepared: requests.PreparedRequest, url: str, what: str
     ) -> tuple[Answer, str | None]:
         """One request and its whole answer within ``--timeout``; a redirect's Location."""
         seconds = self.settings.read_timeout
-        prepared = self._prepare(method, url, data, headers, params, what, hop)
         with Deadline(seconds) as deadline:
             try:
                 # What requests.Session.request adds to send: proxies and CA from the
