@@ -20,13 +20,27 @@ def run_cli(
     args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     """``python -m atlas_ci ARGS`` in ``cwd`` with a minimal environment plus ``env``."""
+    return _run_python(["-m", "atlas_ci", *args], cwd, env, timeout)
+
+
+def run_entrypoint(
+    cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``python entrypoint.py``, the action as the runner starts it, in ``cwd`` with a minimal
+    environment plus ``env`` (its ``INPUT_*`` and ``GITHUB_*``)."""
+    return _run_python([str(ROOT / "entrypoint.py")], cwd, env, timeout)
+
+
+def _run_python(
+    args: list[str], cwd: Path, env: dict[str, str] | None, timeout: float
+) -> subprocess.CompletedProcess[str]:
     full_env = {
         "PATH": os.environ.get("PATH", ""),
         "PYTHONPATH": str(ROOT),
         **(env or {}),
     }
     return subprocess.run(
-        [sys.executable, "-m", "atlas_ci", *args],
+        [sys.executable, *args],
         cwd=cwd,
         env=full_env,
         capture_output=True,

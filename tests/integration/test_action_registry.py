@@ -7,8 +7,6 @@ import hashlib
 import io
 import json
 import os
-import subprocess
-import sys
 import tarfile
 import urllib.request
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Any
 import pytest
 
 from atlas_ci import action
+from tests.artifacts import run_entrypoint
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN = "run-0001"
@@ -143,30 +142,9 @@ def test_entrypoint_runs_the_action_from_the_environment_alone(
 ) -> None:
     ws, sha = workspace(tmp_path)
     env = runner_env(tmp_path, ws, registry.url, registry.token)
-    env["PYTHONPATH"] = str(ROOT)
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "entrypoint.py")],
-        env=env,
-        cwd=ws,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = run_entrypoint(ws, env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert read_outputs(tmp_path / "file_commands" / "output")["file_sha256"] == sha
-
-
-def _run_entrypoint(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "entrypoint.py")],
-        env={**env, "PYTHONPATH": str(ROOT)},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 SUMMARY_WARNING = (
@@ -183,7 +161,7 @@ def test_an_unwritable_summary_does_not_hide_a_failed_run_s_error(
     ws, _ = workspace(tmp_path)
     env = runner_env(tmp_path, ws, registry.url, "tok-wrong-000000000")
     env["GITHUB_STEP_SUMMARY"] = str(tmp_path / "missing-dir" / "summary.md")
-    proc = _run_entrypoint(env, ws)
+    proc = run_entrypoint(ws, env)
     assert proc.returncode == 4, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     assert proc.stderr == ""
@@ -200,7 +178,7 @@ def test_an_unwritable_summary_does_not_fail_a_successful_upload(
     ws, sha = workspace(tmp_path)
     env = runner_env(tmp_path, ws, registry.url, registry.token)
     env["GITHUB_STEP_SUMMARY"] = str(tmp_path / "missing-dir" / "summary.md")
-    proc = _run_entrypoint(env, ws)
+    proc = run_entrypoint(ws, env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     assert "internal error" not in proc.stdout

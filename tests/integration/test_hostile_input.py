@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,9 +18,10 @@ from typing import Any
 import pytest
 import requests
 
+from tests.artifacts import run_entrypoint
 from tests.faults import FaultProxy
 from tests.registry_proc import RegistryProcess
-from tests.upload_harness import REPO_ROOT, RUN_UUID, Outcome, make_box, run_upload_subprocess
+from tests.upload_harness import RUN_UUID, Outcome, make_box, run_upload_subprocess
 
 TOKEN = "hostile-token-0c5d2a91"
 
@@ -256,8 +255,6 @@ def test_action_input_that_is_not_a_boolean_is_one_annotation_and_changes_nothin
     files = tmp_path / "file_commands"
     files.mkdir()
     env = {
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": str(REPO_ROOT),
         "GITHUB_ACTIONS": "true",
         "GITHUB_WORKSPACE": str(tmp_path),
         "GITHUB_OUTPUT": str(files / "output"),
@@ -268,15 +265,7 @@ def test_action_input_that_is_not_a_boolean_is_one_annotation_and_changes_nothin
         "INPUT_DRY_RUN": "yes",
     }
     before = len(proxy.seen)
-    proc = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "entrypoint.py")],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = run_entrypoint(tmp_path, env, timeout=60)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     errors = [line for line in proc.stdout.splitlines() if line.startswith("::error")]
     assert len(errors) == 1 and "'dry_run' is 'yes', not a boolean" in errors[0]

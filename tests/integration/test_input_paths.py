@@ -9,9 +9,7 @@ Each case runs the real command against a recording server and asserts it saw no
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -100,8 +98,6 @@ def test_the_action_checks_its_inputs_the_same_way(
     (tmp_path / "output").write_text("")
     with RecordingServer() as srv:
         env = {
-            "PATH": os.environ.get("PATH", ""),
-            "PYTHONPATH": str(ROOT),
             "GITHUB_ACTIONS": "true",
             "GITHUB_WORKSPACE": str(tmp_path),
             "GITHUB_OUTPUT": str(tmp_path / "output"),
@@ -111,15 +107,7 @@ def test_the_action_checks_its_inputs_the_same_way(
             "INPUT_ATLAS_URL": srv.url,
             **inputs,
         }
-        proc = subprocess.run(
-            [sys.executable, str(ROOT / "entrypoint.py")],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        proc = artifacts.run_entrypoint(tmp_path, env)
         assert proc.returncode == 2, proc.stdout + proc.stderr
         error = [line for line in proc.stdout.splitlines() if line.startswith("::error ")]
         assert len(error) == 1, proc.stdout

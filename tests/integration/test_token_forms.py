@@ -150,15 +150,7 @@ def run_action(tmp_path: Path, url: str, token: str, *, here: bool) -> Ran:
         with _environ(env, tmp_path):
             code = action.run(dict(os.environ), stream=out)
         return Ran(code, out.getvalue(), "")
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "entrypoint.py")],
-        cwd=tmp_path,
-        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = artifacts.run_entrypoint(tmp_path, env)
     return Ran(proc.returncode, proc.stdout, proc.stderr)
 
 
