@@ -18,7 +18,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -293,19 +292,10 @@ def test_the_registry_log_shows_no_form_of_its_token(tmp_path: Path, token: str)
 def test_the_registry_refuses_a_token_no_header_can_carry_without_showing_it(
     tmp_path: Path,
 ) -> None:
+    # Run to its end, not started: it must refuse the token and exit.
+    serve = RegistryProcess(tmp_path / "registry", UNICODE_TOKEN).command()
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "atlas_ci",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            f"--data={tmp_path / 'registry'}",
-            f"--token={UNICODE_TOKEN}",
-        ],
+        serve,
         env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
