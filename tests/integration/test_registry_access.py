@@ -61,6 +61,14 @@ def new_artifact(registry: RegistryProcess, token: str, user: str, name: str) ->
     return call(registry, token, "POST", "/api/v1/artifacts", json=body)
 
 
+def new_version(
+    registry: RegistryProcess, token: str, slug: str, artifact_type: str = "vagrant.box"
+) -> requests.Response:
+    """The version POST of ``slug`` (user/name), its file to come."""
+    path = f"/api/v1/artifacts/{slug}/{artifact_type}"
+    return call(registry, token, "POST", path, json=VERSION_BODY)
+
+
 READS = [
     "/api/v1/artifacts/{a}",
     "/api/v1/artifacts/{a}/vagrant.box/search?version=latest",
@@ -73,9 +81,7 @@ READS = [
 def test_a_user_writes_to_its_own_namespace(world: dict[str, Any]) -> None:
     registry, alice = world["registry"], world["tokens"]["alice"]
     assert new_artifact(registry, alice, "alice", "app").status_code == 201
-    created = call(
-        registry, alice, "POST", "/api/v1/artifacts/alice/app/vagrant.box", json=VERSION_BODY
-    )
+    created = new_version(registry, alice, "alice/app")
     assert created.status_code == 201, created.text
     put = requests.put(created.json()["upload_path"], data=b"mine", timeout=TIMEOUT)
     assert put.status_code == 200
@@ -87,9 +93,7 @@ def test_a_user_writes_to_its_own_namespace(world: dict[str, Any]) -> None:
 def test_a_write_member_writes_to_the_organization(world: dict[str, Any]) -> None:
     registry, alice = world["registry"], world["tokens"]["alice"]
     assert new_artifact(registry, alice, "hashicorp", "db").status_code == 201
-    created = call(
-        registry, alice, "POST", "/api/v1/artifacts/hashicorp/web/vagrant.box", json=VERSION_BODY
-    )
+    created = new_version(registry, alice, "hashicorp/web")
     assert created.status_code == 201, created.text
 
 
@@ -134,13 +138,7 @@ def test_a_read_only_token_reads_and_is_refused_every_write(world: dict[str, Any
         assert response.status_code == 403
         assert response.json() == {"errors": ["the token of user alice is read-only"]}
     # A reader is not handed the upload URL of a pending version.
-    call(
-        registry,
-        world["tokens"]["alice"],
-        "POST",
-        "/api/v1/artifacts/hashicorp/web/t",
-        json=VERSION_BODY,
-    )
+    new_version(registry, world["tokens"]["alice"], "hashicorp/web", "t")
     listed = call(
         registry,
         token,

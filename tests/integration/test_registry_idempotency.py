@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.integration.http_raw import exchange
+from tests.integration.http_raw import Answer, exchange
 from tests.integration.registry_api import api, create_artifact, put_file, search
 from tests.registry_proc import RegistryProcess
 
@@ -92,21 +92,26 @@ def test_a_version_without_a_file_is_returned_again_too(registry: RegistryProces
     assert "upload_path" not in first
 
 
-@pytest.mark.parametrize(
-    "key", [b"", b"   ", b"k" * 256, "caf\u00e9".encode(), b"caf\xe9", b"a\tb", b"a\x01b"]
-)
-def test_a_malformed_key_is_400_and_creates_nothing(registry: RegistryProcess, key: bytes) -> None:
-    create_artifact(registry)
+def _raw_post(registry: RegistryProcess, key_headers: bytes) -> list[Answer]:
+    """The version POST as bytes on the socket, with header lines no client would send."""
     body = json.dumps(BODY).encode()
     answers, _ = exchange(
         registry.port,
         b"POST /api/v1/artifacts/u/n/t HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
         + f"X-Atlas-Token: {registry.token}\r\nContent-Length: {len(body)}\r\n".encode()
-        + b"Idempotency-Key: "
-        + key
-        + b"\r\n\r\n"
+        + key_headers
+        + b"\r\n"
         + body,
     )
+    return answers
+
+
+@pytest.mark.parametrize(
+    "key", [b"", b"   ", b"k" * 256, "caf\u00e9".encode(), b"caf\xe9", b"a\tb", b"a\x01b"]
+)
+def test_a_malformed_key_is_400_and_creates_nothing(registry: RegistryProcess, key: bytes) -> None:
+    create_artifact(registry)
+    answers = _raw_post(registry, b"Idempotency-Key: " + key + b"\r\n")
     assert [a.status for a in answers] == [400]
     assert json.loads(answers[0].body)["errors"]
     assert search(registry, version="any", include_pending="1") == []
@@ -114,14 +119,7 @@ def test_a_malformed_key_is_400_and_creates_nothing(registry: RegistryProcess, k
 
 def test_a_repeated_key_header_is_400(registry: RegistryProcess) -> None:
     create_artifact(registry)
-    body = json.dumps(BODY).encode()
-    answers, _ = exchange(
-        registry.port,
-        b"POST /api/v1/artifacts/u/n/t HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-        + f"X-Atlas-Token: {registry.token}\r\nContent-Length: {len(body)}\r\n".encode()
-        + b"Idempotency-Key: a\r\nIdempotency-Key: a\r\n\r\n"
-        + body,
-    )
+    answers = _raw_post(registry, b"Idempotency-Key: a\r\nIdempotency-Key: a\r\n")
     assert [a.status for a in answers] == [400]
     assert "Idempotency-Key" in json.loads(answers[0].body)["errors"][0]
 
