@@ -6,7 +6,6 @@ import errno
 import ipaddress
 import os
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,9 +13,10 @@ from typing import Any
 import pytest
 
 from atlas_ci.registry.database import open_database
-from atlas_ci.registry.server import Config, RegistryServer
+from atlas_ci.registry.server import RegistryServer
 from atlas_ci.registry.storage import Storage
 from tests.postgres import BACKENDS, PostgresCluster, cluster_or_none, fresh_database
+from tests.registry_inproc import serving
 from tests.registry_proc import RegistryProcess
 
 # The network is off for the test process: a connection or a name lookup beyond the loopback
@@ -122,14 +122,5 @@ def registry(tmp_path: Path, database_url: str | None) -> Iterator[RegistryProce
 def server(tmp_path: Path, database_url: str | None) -> Iterator[RegistryServer]:
     """The registry in this process (token ``tok``), for tests that patch its insides."""
     storage = Storage(tmp_path / "data", open_database(database_url, tmp_path / "data"))
-    server = RegistryServer(("127.0.0.1", 0), storage, Config(tokens=("tok",), timeout=5))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+    with serving(storage) as server:
         yield server
-    finally:
-        server.shutdown()
-        thread.join()
-        server.server_close()
-        assert server.drain(5) == 0
-        storage.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import sqlite3
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,8 +16,9 @@ import pytest
 import requests
 
 from atlas_ci.registry.database import Connection, SQLiteDatabase, parse_url
-from atlas_ci.registry.server import Config, RegistryServer
+from atlas_ci.registry.server import RegistryServer
 from atlas_ci.registry.storage import Storage
+from tests.registry_inproc import serving
 
 HEADERS = {"X-Atlas-Token": "tok"}
 TIMEOUT = 10
@@ -57,17 +57,8 @@ class _FillableStorage(Storage):
 def served(tmp_path: Path) -> Iterator[tuple[RegistryServer, _FillableStorage]]:
     data = tmp_path / "data"
     storage = _FillableStorage(data, _FillableDatabase(parse_url(None, data)))
-    server = RegistryServer(("127.0.0.1", 0), storage, Config(tokens=("tok",), timeout=5))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+    with serving(storage) as server:
         yield server, storage
-    finally:
-        server.shutdown()
-        thread.join()
-        server.server_close()
-        assert server.drain(5) == 0
-        storage.close()
 
 
 def _post(server: RegistryServer, path: str, body: object) -> requests.Response:

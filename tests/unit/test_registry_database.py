@@ -23,7 +23,7 @@ from atlas_ci.registry.database import (
 )
 from atlas_ci.registry.storage import SCHEMA_VERSION, STEPS, TABLES, Busy, Search, Storage
 from tests.postgres import PostgresCluster
-from tests.registry_versions import new_version
+from tests.registry_inproc import new_version
 
 ADD_ARTIFACT = 'INSERT INTO artifacts ("user", name, created) VALUES (?, ?, ?)'
 

@@ -18,9 +18,8 @@ from pathlib import Path
 import pytest
 
 from atlas_ci.registry import ingest
-from atlas_ci.registry.server import Config, RegistryServer
 from atlas_ci.registry.storage import Storage
-from tests.registry_versions import new_version
+from tests.registry_inproc import new_version, serving
 
 SLOT = 64 << 10
 
@@ -293,10 +292,7 @@ def test_a_body_the_disk_cannot_hold_is_507_before_it_is_sent() -> None:
     assert shm is not None
     with tempfile.TemporaryDirectory(dir=shm) as top:
         storage = Storage(Path(top) / "data")
-        server = RegistryServer(("127.0.0.1", 0), storage, Config(tokens=("tok",), timeout=5))
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-        thread.start()
-        try:
+        with serving(storage) as server:
             storage.create_artifact("u", "n")
             new_version(storage, "s3cret")
             host, port = server.server_address[:2]
@@ -308,12 +304,6 @@ def test_a_body_the_disk_cannot_hold_is_507_before_it_is_sent() -> None:
                 answer = b""
                 while chunk := sock.recv(65536):  # the registry closes: the body was never read
                     answer += chunk
-        finally:
-            server.shutdown()
-            thread.join()
-            server.server_close()
-            assert server.drain(5) == 0
-            storage.close()
         assert answer.startswith(b"HTTP/1.1 507 "), answer  # no "100 Continue" first
         assert answer.endswith(b'{"errors":["the registry is out of disk space"]}')
         assert list(storage.tmp_dir.iterdir()) == []

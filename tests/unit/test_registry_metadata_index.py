@@ -8,7 +8,7 @@ import pytest
 
 from atlas_ci.registry import metadata_index
 from atlas_ci.registry.storage import MetadataFilter, Search, Storage
-from tests.registry_versions import new_version
+from tests.registry_inproc import new_version
 
 
 def _add(storage: Storage, metadata: dict[str, str] | None, type_: str = "t") -> int:

@@ -10,7 +10,7 @@ import pytest
 
 from atlas_ci.registry.storage import Search, Storage, seal_secret, unseal_secret
 from atlas_ci.registry.wire import BadRequest, parse_search
-from tests.registry_versions import new_version
+from tests.registry_inproc import new_version
 
 
 def _new(store: Storage, secret: str | None) -> int:

@@ -23,7 +23,7 @@ from atlas_ci.registry.storage import (
     Upload,
     Version,
 )
-from tests.registry_versions import new_version
+from tests.registry_inproc import new_version
 
 Opener = Callable[[Path], Storage]
 
