@@ -31,6 +31,18 @@ def run_entrypoint(
     return _run_python([str(ROOT / "entrypoint.py")], cwd, env, timeout)
 
 
+def in_a_child(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a child with a generous timeout: a blocked open would hang the suite."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def _run_python(
     args: list[str], cwd: Path, env: dict[str, str] | None, timeout: float
 ) -> subprocess.CompletedProcess[str]:

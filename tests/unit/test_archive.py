@@ -7,8 +7,6 @@ import gzip
 import io
 import os
 import struct
-import subprocess
-import sys
 import tarfile
 import zlib
 from pathlib import Path
@@ -19,6 +17,7 @@ import pytest
 from atlas_ci.archive import Payload, common_prefix, is_gzip, prepare_payload
 from atlas_ci.errors import ConfigError, InputFileError
 from atlas_ci.textfile import open_regular
+from tests.artifacts import in_a_child
 from tests.ids import short_id
 
 
@@ -393,24 +392,12 @@ def test_unreadable_file_in_is_gzip_is_an_input_error(tmp_path: Path) -> None:
         is_gzip(tmp_path / "missing")
 
 
-def _in_a_child(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` in a child with a generous timeout: a blocked open would hang the suite."""
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_is_gzip_on_a_file_swapped_for_a_fifo_fails_at_once(tmp_path: Path) -> None:
     # Validated as a regular file, then replaced by a FIFO no one writes: a plain open()
     # for reading waits for a writer for ever.
     fifo = tmp_path / "web.box"
     os.mkfifo(fifo)
-    proc = _in_a_child(
+    proc = in_a_child(
         "from pathlib import Path\n"
         "from atlas_ci.archive import is_gzip\n"
         "from atlas_ci.errors import InputFileError\n"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 
 from atlas_ci.digest import HASH_READ, SWITCH_INTERVAL, FileDigest
 from atlas_ci.errors import InputFileError
+from tests.artifacts import in_a_child
 
 
 @pytest.mark.parametrize("size", [0, 1, HASH_READ - 1, HASH_READ, 3 * HASH_READ + 17])
@@ -173,14 +173,7 @@ def test_start_on_a_file_swapped_for_a_fifo_fails_at_once(tmp_path: Path) -> Non
         "except InputFileError as exc:\n"
         "    print(exc.one_line())\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = in_a_child(code, tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == (
         "file 'web.box' is a FIFO (named pipe); artifact files must be regular files"
