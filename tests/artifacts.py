@@ -31,6 +31,23 @@ def run_entrypoint(
     return _run_python([str(ROOT / "entrypoint.py")], cwd, env, timeout)
 
 
+def action_env(
+    workspace: Path, files: Path, *, url: str, token: str, artifact: str = "acme/web", **inputs: str
+) -> dict[str, str]:
+    """What the runner hands the action: GITHUB_* (its file commands in ``files``) and an
+    INPUT_* for the token, the artifact, the URL and each of ``inputs``."""
+    return {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_WORKSPACE": str(workspace),
+        "GITHUB_OUTPUT": str(files / "output"),
+        "GITHUB_STEP_SUMMARY": str(files / "summary"),
+        "INPUT_TOKEN": token,
+        "INPUT_ARTIFACT": artifact,
+        "INPUT_ATLAS_URL": url,
+        **{f"INPUT_{name.upper()}": value for name, value in inputs.items()},
+    }
+
+
 def in_a_child(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a child with a generous timeout: a blocked open would hang the suite."""
     return subprocess.run(

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from atlas_ci import action
-from tests.artifacts import run_entrypoint
+from tests.artifacts import action_env, run_entrypoint
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN = "run-0001"
@@ -53,22 +53,16 @@ def workspace(tmp_path: Path) -> tuple[Path, str]:
 def runner_env(tmp_path: Path, ws: Path, url: str, token: str, **inputs: str) -> dict[str, str]:
     files = tmp_path / "file_commands"
     files.mkdir(exist_ok=True)
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "GITHUB_ACTIONS": "true",
-        "CI": "true",
-        "GITHUB_WORKSPACE": str(ws),
-        "GITHUB_OUTPUT": str(files / "output"),
-        "GITHUB_STEP_SUMMARY": str(files / "summary"),
-        "INPUT_TOKEN": token,
-        "INPUT_ARTIFACT": "acme/web",
-        "INPUT_ATLAS_URL": url,
-        "INPUT_MANIFEST": "packer-manifest.json",
-        "INPUT_DRY_RUN": "false",
-        "INPUT_METADATA": "team: infra\nversion: 1.10\n",
+    defaults = {
+        "manifest": "packer-manifest.json",
+        "dry_run": "false",
+        "metadata": "team: infra\nversion: 1.10\n",
     }
-    env.update({f"INPUT_{k.upper()}": v for k, v in inputs.items()})
-    return env
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "CI": "true",
+        **action_env(ws, files, url=url, token=token, **{**defaults, **inputs}),
+    }
 
 
 def read_outputs(path: Path) -> dict[str, str]:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.artifacts import run_entrypoint
+from tests.artifacts import action_env, run_entrypoint
 from tests.faults import FaultProxy
 from tests.registry_proc import RegistryProcess
 from tests.upload_harness import RUN_UUID, Outcome, make_box, run_upload_subprocess
@@ -254,16 +254,14 @@ def test_action_input_that_is_not_a_boolean_is_one_annotation_and_changes_nothin
     _box_ok(tmp_path)
     files = tmp_path / "file_commands"
     files.mkdir()
-    env = {
-        "GITHUB_ACTIONS": "true",
-        "GITHUB_WORKSPACE": str(tmp_path),
-        "GITHUB_OUTPUT": str(files / "output"),
-        "GITHUB_STEP_SUMMARY": str(files / "summary"),
-        "INPUT_TOKEN": TOKEN,
-        "INPUT_ARTIFACT": "hostile/action-boolean",
-        "INPUT_ATLAS_URL": proxy.url,
-        "INPUT_DRY_RUN": "yes",
-    }
+    env = action_env(
+        tmp_path,
+        files,
+        url=proxy.url,
+        token=TOKEN,
+        artifact="hostile/action-boolean",
+        dry_run="yes",
+    )
     before = len(proxy.seen)
     proc = run_entrypoint(tmp_path, env, timeout=60)
     assert proc.returncode == 2, proc.stdout + proc.stderr

@@ -97,16 +97,7 @@ def test_the_action_checks_its_inputs_the_same_way(
     )
     (tmp_path / "output").write_text("")
     with RecordingServer() as srv:
-        env = {
-            "GITHUB_ACTIONS": "true",
-            "GITHUB_WORKSPACE": str(tmp_path),
-            "GITHUB_OUTPUT": str(tmp_path / "output"),
-            "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
-            "INPUT_TOKEN": TOKEN,
-            "INPUT_ARTIFACT": "acme/web",
-            "INPUT_ATLAS_URL": srv.url,
-            **inputs,
-        }
+        env = {**artifacts.action_env(tmp_path, tmp_path, url=srv.url, token=TOKEN), **inputs}
         proc = artifacts.run_entrypoint(tmp_path, env)
         assert proc.returncode == 2, proc.stdout + proc.stderr
         error = [line for line in proc.stdout.splitlines() if line.startswith("::error ")]

@@ -133,16 +133,15 @@ def run_action(tmp_path: Path, url: str, token: str, *, here: bool) -> Ran:
     files = tmp_path / "file_commands"
     files.mkdir(exist_ok=True)
     env = {
-        "GITHUB_ACTIONS": "true",
         "RUNNER_DEBUG": "1",
-        "GITHUB_WORKSPACE": str(tmp_path),
-        "GITHUB_OUTPUT": str(files / "output"),
-        "GITHUB_STEP_SUMMARY": str(files / "summary"),
-        "INPUT_TOKEN": token,
-        "INPUT_ARTIFACT": "acme/web",
-        "INPUT_ATLAS_URL": url,
-        # JSON metadata (tried before YAML): the token in a value, quoted exactly.
-        "INPUT_METADATA": json.dumps({"note": token}),
+        **artifacts.action_env(
+            tmp_path,
+            files,
+            url=url,
+            token=token,
+            # JSON metadata (tried before YAML): the token in a value, quoted exactly.
+            metadata=json.dumps({"note": token}),
+        ),
     }
     if here:
         out = io.StringIO()
