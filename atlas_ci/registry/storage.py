@@ -758,7 +758,7 @@ class Storage:
         )
 
 
-# -- the steps of create_version, inside its transaction and lock ----------------------------
+# -- the steps of create_version: a check first, then the rest in its transaction and lock ----
 
 
 def _check_version_request(
@@ -779,7 +779,8 @@ def _lock_then_replay(
     key_sha256: str | None,
     request: str,
 ) -> Version | None:
-    """Take the type's version lock, then: the version ``key_sha256`` created before, if any.
+    """Take the type's version lock, then: :class:`NotFound` if the artifact is not there,
+    else the version ``key_sha256`` created before, if any.
 
     Numbers are allocated one writer at a time per artifact type, across servers. The key is
     looked up after the lock, in the transaction that allocates the number: of two requests
