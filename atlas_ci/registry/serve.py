@@ -196,7 +196,7 @@ class _Settings:
     port: int
     data: Path
     database: str | None
-    config: Config
+    config: Config = dataclasses.field(repr=False)  # it holds the tokens
     generated_token: bool
     """No token was configured: ``config.tokens`` is one made for this run."""
     shutdown_grace: float
