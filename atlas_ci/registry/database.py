@@ -632,19 +632,15 @@ class PostgresDatabase(Database):
         kwargs: dict[str, object] = {"autocommit": True}
         if "connect_timeout" not in self.url.raw:
             kwargs["connect_timeout"] = 10
+        failed: DatabaseError | None = None
         try:
             raw = self.driver.connect(self.url.raw, **kwargs)
         except self.driver.Error as exc:
-            message = f"cannot connect to {self.url}: {_one_line(str(exc), self.url)}"
-            if not self._reached or not isinstance(exc, self.driver.OperationalError):
-                # Never connected yet: the server (or command) is starting, and says why it
-                # cannot in one line. Or an option of the URL libpq does not accept.
-                raise DatabaseError(message) from None
-            # It worked before: refused, timed out, starting up, too many clients, even the
-            # password or the database refused (libpq gives no SQLSTATE to tell them apart):
-            # an outage of the database, in whose time this server can do nothing.
-            self._note_unreachable(message)
-            raise DatabaseUnavailable(message) from None
+            failed = self._connect_error(exc)
+        if failed is not None:
+            # Raised out here, not in the except block: the driver's error must not ride
+            # along as __context__ (the repr of its pgconn shows the password).
+            raise failed
         try:
             raw.execute(f"SET lock_timeout = {int(PG_LOCK_TIMEOUT_MS)}")
         except self.driver.Error as exc:
@@ -653,6 +649,18 @@ class PostgresDatabase(Database):
             raise failed from None
         self._reached = True
         return raw
+
+    def _connect_error(self, exc: Exception) -> DatabaseError:
+        message = f"cannot connect to {self.url}: {_one_line(str(exc), self.url)}"
+        if not self._reached or not isinstance(exc, self.driver.OperationalError):
+            # Never connected yet: the server (or command) is starting, and says why it
+            # cannot in one line. Or an option of the URL libpq does not accept.
+            return DatabaseError(message)
+        # It worked before: refused, timed out, starting up, too many clients, even the
+        # password or the database refused (libpq gives no SQLSTATE to tell them apart):
+        # an outage of the database, in whose time this server can do nothing.
+        self._note_unreachable(message)
+        return DatabaseUnavailable(message)
 
     def error(self, exc: Exception, raw: Any, *, committing: bool = False) -> DatabaseError:
         """The :class:`DatabaseError` for ``exc``, raised by a statement on ``raw``."""

@@ -244,6 +244,15 @@ def test_a_wrong_password_is_a_one_line_error_without_the_password(
     assert "not-the-Pa55word" not in message
     assert "password authentication failed" in message
     assert f"127.0.0.1:{pg_cluster.port}/postgres" in message
+    # Nor does the driver's error travel with it: the repr of its connection shows the
+    # password, and a traceback (or an error reporter) walks __context__.
+    chain: list[BaseException] = []
+    linked: BaseException | None = caught.value
+    while linked is not None:
+        chain.append(linked)
+        linked = linked.__cause__ or linked.__context__
+    assert not [e for e in chain if type(e).__module__.startswith("psycopg")], chain
+    assert not [e for e in chain if "not-the-Pa55word" in repr(vars(e))], chain
 
 
 def test_the_password_may_come_from_pgpassword(
