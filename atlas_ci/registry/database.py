@@ -175,36 +175,41 @@ def parse_url(raw: str | None, data_dir: Path) -> DatabaseURL:
         path = Path(path_text)
         return DatabaseURL("sqlite", raw, _sqlite_shown(path), sqlite_path=path)
     if scheme in ("postgresql", "postgres"):
-        try:
-            parts = urlsplit(raw)
-            port = parts.port
-        except ValueError:
-            raise DatabaseConfigError(
-                f"--database {_blank_password(raw)!r} is not a valid URL; "
-                "use postgresql://USER@HOST:PORT/DB"
-            ) from None
-        password = unquote(parts.password) if parts.password else None
-        database = parts.path.lstrip("/")
-        if not database or "/" in database:
-            raise DatabaseConfigError(
-                f"--database {_blank_password(raw)!r} names no database; "
-                "use postgresql://USER@HOST:PORT/DB"
-            )
-        user = f"{parts.username}@" if parts.username else ""
-        host = parts.hostname or ""
-        shown_host = f"[{host}]" if ":" in host else host
-        netloc = f"{user}{shown_host}" + (f":{port}" if port else "")
-        shown = f"postgresql://{netloc}/{database}"
-        return DatabaseURL(
-            "postgresql",
-            raw,
-            shown,
-            password=password,
-            env_password=os.environ.get("PGPASSWORD") or None,
-        )
+        return _postgresql_url(raw)
     raise DatabaseConfigError(
         f"--database {_blank_password(raw)!r}: unknown scheme {scheme!r}; "
         "use sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
+    )
+
+
+def _postgresql_url(raw: str) -> DatabaseURL:
+    """``postgresql://user[:pw]@host[:port]/db``, shown without its password."""
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError:
+        raise DatabaseConfigError(
+            f"--database {_blank_password(raw)!r} is not a valid URL; "
+            "use postgresql://USER@HOST:PORT/DB"
+        ) from None
+    password = unquote(parts.password) if parts.password else None
+    database = parts.path.lstrip("/")
+    if not database or "/" in database:
+        raise DatabaseConfigError(
+            f"--database {_blank_password(raw)!r} names no database; "
+            "use postgresql://USER@HOST:PORT/DB"
+        )
+    user = f"{parts.username}@" if parts.username else ""
+    host = parts.hostname or ""
+    shown_host = f"[{host}]" if ":" in host else host
+    netloc = f"{user}{shown_host}" + (f":{port}" if port else "")
+    shown = f"postgresql://{netloc}/{database}"
+    return DatabaseURL(
+        "postgresql",
+        raw,
+        shown,
+        password=password,
+        env_password=os.environ.get("PGPASSWORD") or None,
     )
 
 
