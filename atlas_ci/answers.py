@@ -16,6 +16,9 @@ from atlas_ci.errors import RegistryRefused, RegistryUnavailable
 from atlas_ci.redaction import redact, register_url
 
 EXTENSIONS_HEADER = "X-Atlas-Extensions"
+# What atlas-go's checkResp takes as success; another 2xx (203, 206, ...) is not the
+# registry the contract describes (a proxy's page, a partial answer).
+SUCCESS_STATUSES = frozenset({200, 201, 202, 204})
 IDEMPOTENCY_EXTENSION = "idempotency-key"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 

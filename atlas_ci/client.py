@@ -22,6 +22,7 @@ from atlas_ci import USER_AGENT
 from atlas_ci.answers import (
     IDEMPOTENCY_EXTENSION,
     IDEMPOTENCY_HEADER,
+    SUCCESS_STATUSES,
     Ambiguous,
     Answer,
     NotFound,
@@ -143,7 +144,7 @@ class AtlasClient:
     # --- the calls ------------------------------------------------------------------
 
     def authenticate(self) -> None:
-        """``GET /api/v1/authenticate``: any 2xx is success."""
+        """``GET /api/v1/authenticate``: 200, 201, 202 or 204 is success."""
         self._call("GET", self.settings.endpoint("authenticate"), what="token check")
 
     def get_artifact(self, user: str, name: str) -> Mapping[str, object] | None:
@@ -296,7 +297,7 @@ class AtlasClient:
                     maybe_delivered=maybe_delivered,
                 ) from None
             status = outcome.response.status
-            if 200 <= status < 300:
+            if status in SUCCESS_STATUSES:
                 return outcome.sha256
             if status in RETRY_STATUSES:
                 maybe_delivered |= status not in NOT_PROCESSED_STATUSES
@@ -400,7 +401,7 @@ class AtlasClient:
                     raise Ambiguous(message, hint, reason=exc.reason) from None
                 raise RegistryUnavailable(message, hint) from None
             status = answer.status
-            if 200 <= status < 300:
+            if status in SUCCESS_STATUSES:
                 return answer
             if status in RETRY_STATUSES:
                 safe = replayable or status in NOT_PROCESSED_STATUSES

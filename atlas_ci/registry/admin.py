@@ -195,6 +195,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--database", metavar="URL", default=None, help=_DATABASE_HELP)
     top = parser.add_subparsers(metavar="COMMAND", required=True)
 
+    _database_commands(top)
+    _user_commands(top)
+    _org_commands(top)
+    _token_commands(top)
+    _artifact_commands(top)
+    return parser
+
+
+def _database_commands(top: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """migrate, export, import: the database as a whole."""
     for name, help_text, flag in (
         ("migrate", "create or upgrade the database schema (one instance; safe twice)", None),
         ("export", "copy every row into another, empty database", "--to"),
@@ -206,12 +216,16 @@ def build_parser() -> argparse.ArgumentParser:
         if flag:
             p.add_argument(flag, required=True, metavar="URL", dest="other")
 
+
+def _user_commands(top: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     users = _group(top, "user", "create and list users (a token belongs to a user)")
     p = _command(users, "create", _user_create, "create a user; its name is its namespace")
     p.add_argument("name")
     p = _command(users, "list", _listing("user"), "list users")
     p.add_argument("--json", action="store_true", help="one JSON array on stdout")
 
+
+def _org_commands(top: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     orgs = _group(top, "org", "create organizations and manage their members")
     p = _command(orgs, "create", _org_create, "create an organization (a namespace)")
     p.add_argument("name")
@@ -235,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("org")
     p.add_argument("--json", action="store_true", help="one JSON array on stdout")
 
+
+def _token_commands(top: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     tokens = _group(top, "token", "create, list and revoke tokens")
     p = _command(
         tokens, "create", _token_create, "create a token; prints only the token, once, on stdout"
@@ -259,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(tokens, "revoke", _token_revoke, "revoke a token: refused from the next request")
     p.add_argument("id", help="the token's id, as token list shows it")
 
+
+def _artifact_commands(top: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     artifacts = _group(top, "artifact", "artifact settings")
     p = _command(
         artifacts,
@@ -269,7 +287,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("artifact", type=_slug, metavar="USER/NAME")
     p.add_argument("visibility", choices=("public", "private"))
-    return parser
 
 
 def open_accounts(data: Path, database: str | None = None) -> Accounts:

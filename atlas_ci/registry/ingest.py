@@ -146,6 +146,10 @@ class Ingest:
         self._writing = True
         self._progress = threading.Condition(self._lock)
 
+    # Long (over 60 lines, allowed in tests/unit/test_shape.py): the receiving loop and the
+    # finally that stops the threads on every exit path are one piece. A read that raises
+    # still queues what it filled, and the slots must go with this frame (comments below);
+    # moving the loop or its cleanup into another frame would hold the slots' views there.
     def run(self, read_into: ReadInto) -> int:
         size = self.slot_size
         whole = memoryview(mmap.mmap(-1, size * SLOTS))

@@ -6,6 +6,7 @@ The first line on stdout is the URL the server listens on; everything else goes 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import re
@@ -31,7 +32,8 @@ _TOKEN = re.compile(r"[\x21-\x7e]+")  # what fits an HTTP header value unchanged
 
 
 class UsageError(Exception):
-    """A flag or environment variable is unusable; the message says which and why."""
+    """A flag or environment variable is unusable (also: the data directory, database or
+    address it names cannot be used); the message says which and why."""
 
 
 def default_data_dir(env: Mapping[str, str]) -> Path:
@@ -46,6 +48,14 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         description="Run an Atlas-compatible artifact registry (plain HTTP). Prints its URL "
         "as the first line on stdout and serves until SIGTERM or SIGINT.",
     )
+    _place_flags(parser, env)
+    _client_flags(parser, env)
+    _limit_flags(parser, env)
+    return parser
+
+
+def _place_flags(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    """Where it listens and where it keeps its data."""
     parser.add_argument(
         "--host",
         default=env.get("ATLAS_REGISTRY_HOST", "127.0.0.1"),
@@ -73,6 +83,10 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "--data). A SQLite schema is created or upgraded on start; a PostgreSQL one by "
         "'atlas-ci registry migrate'",
     )
+
+
+def _client_flags(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    """What clients need: the tokens they send, the URL they are handed."""
     parser.add_argument(
         "--token",
         action="append",
@@ -86,6 +100,10 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="base of the upload_path handed to clients, e.g. http://registry.internal:8080 "
         "(env ATLAS_REGISTRY_PUBLIC_URL; default: the host the client addressed)",
     )
+
+
+def _limit_flags(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    """How long and how many: connection timeouts and limits, shutdown."""
     parser.add_argument(
         "--timeout",
         type=float,
@@ -111,7 +129,6 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         default=10.0,
         help="seconds to let requests in flight finish after SIGTERM/SIGINT; default 10",
     )
-    return parser
 
 
 def _port(raw: str) -> int:
@@ -171,110 +188,165 @@ def _configure_logging() -> None:
     log.propagate = False
 
 
+@dataclasses.dataclass(frozen=True)
+class _Settings:
+    """What ``serve`` runs with, from its flags and environment, checked."""
+
+    host: str
+    port: int
+    data: Path
+    database: str | None
+    config: Config = dataclasses.field(repr=False)  # it holds the tokens
+    generated_token: bool
+    """No token was configured: ``config.tokens`` is one made for this run."""
+    shutdown_grace: float
+
+
+def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> _Settings:
+    """The flags and environment, checked; :class:`UsageError` names the first unusable one."""
+    port = _port(args.port)
+    tokens = _tokens(args.token, env)
+    public_url = _public_url(args.public_url)
+    if args.timeout <= 0 or args.shutdown_grace < 0:
+        raise UsageError("--timeout must be positive and --shutdown-grace not negative")
+    max_connections = _max_connections(args.max_connections)
+    header_timeout = _seconds("--header-timeout", args.header_timeout)
+    data = args.data or (
+        Path(env["ATLAS_REGISTRY_DATA"]) if env.get("ATLAS_REGISTRY_DATA") else None
+    )
+    return _Settings(
+        host=args.host,
+        port=port,
+        data=data or default_data_dir(env),
+        database=args.database,
+        config=Config(
+            tokens=tuple(tokens or [secrets.token_urlsafe(32)]),
+            public_url=public_url,
+            timeout=args.timeout,
+            header_timeout=header_timeout,
+            max_connections=max_connections,
+        ),
+        generated_token=not tokens,
+        shutdown_grace=args.shutdown_grace,
+    )
+
+
+def _open(settings: _Settings) -> tuple[Storage, RegistryServer]:
+    """The storage and the listening server; :class:`UsageError` says why not, and leaves
+    nothing open."""
+    try:
+        database = open_database(settings.database, settings.data)
+    except DatabaseConfigError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        storage = Storage(settings.data, database)
+    except (DatabaseError, SchemaError) as exc:
+        raise UsageError(database.url.scrub(str(exc))) from None
+    except (OSError, StorageError) as exc:
+        raise UsageError(f"cannot use data directory {settings.data}: {exc}") from None
+    address = (settings.host, settings.port)
+    try:
+        return storage, RegistryServer(address, storage, settings.config)
+    except OSError as exc:
+        storage.close()
+        raise UsageError(
+            f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
+        ) from None
+
+
+class _StopSignals:
+    """SIGTERM and SIGINT wake :meth:`wait`; a second one, once stopping, exits at once.
+
+    The C-level signal handler writes the signal number to the wake socket; the main thread
+    sleeps in its recv. No lock is taken in a handler (threading.Event.set could deadlock).
+    The previous handlers are back on leaving the ``with``.
+    """
+
+    def __enter__(self) -> _StopSignals:
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_w.setblocking(False)
+        self._stopping = False
+        self._previous = {
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
+        }
+        self._previous_wakeup = signal.set_wakeup_fd(
+            self._wake_w.fileno(), warn_on_full_buffer=False
+        )
+        return self
+
+    def _on_signal(self, signum: int, frame: types.FrameType | None) -> None:
+        if self._stopping:
+            os._exit(128 + signum)  # a second signal: stop waiting for anyone
+
+    def wait(self) -> None:
+        self._wake_r.recv(1)
+        self._stopping = True
+
+    def __exit__(self, *exc_info: object) -> None:
+        signal.set_wakeup_fd(self._previous_wakeup)
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._wake_r.close()
+        self._wake_w.close()
+
+
+def _start(server: RegistryServer, storage: Storage, settings: _Settings) -> threading.Thread:
+    """Accept connections on a thread; print the URL (stdout's first line) and log the start."""
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="accept"
+    )
+    thread.start()
+    print(server.url, flush=True)
+    log.info(
+        "atlas-ci registry listening on %s, data in %s, database %s",
+        server.url,
+        settings.data.resolve(),
+        storage.db.url,
+    )
+    if settings.generated_token:
+        # The one place a token is ever printed: nobody else knows it.
+        token = settings.config.tokens[0]
+        log.info(
+            "no token configured (--token, ATLAS_REGISTRY_TOKENS); generated one for this "
+            "run: %s -- clients pass it as ATLAS_TOKEN=%s",
+            token,
+            token,
+        )
+    if settings.host not in ("127.0.0.1", "::1", "localhost"):
+        log.info("warning: plain HTTP on %s; put TLS in front of it off this host", settings.host)
+    return thread
+
+
+def _drain(
+    server: RegistryServer, thread: threading.Thread, storage: Storage, grace: float
+) -> None:
+    """Take no new connections, let those in flight finish for up to ``grace`` seconds;
+    storage is closed only when none is left using it."""
+    log.info("stopping: no new connections; waiting up to %gs", grace)
+    server.shutdown()
+    thread.join()
+    server.server_close()
+    still_open = server.drain(grace)
+    if still_open:
+        log.info("stopped with %d connection(s) still open", still_open)
+    else:
+        storage.close()
+        log.info("stopped")
+
+
 def main(argv: list[str], env: Mapping[str, str] | None = None) -> int:
     """Parse ``argv``, serve until a stop signal, return the exit code."""
     env = os.environ if env is None else env
     args = _parser(env).parse_args(argv)
     try:
-        port = _port(args.port)
-        tokens = _tokens(args.token, env)
-        public_url = _public_url(args.public_url)
-        if args.timeout <= 0 or args.shutdown_grace < 0:
-            raise UsageError("--timeout must be positive and --shutdown-grace not negative")
-        max_connections = _max_connections(args.max_connections)
-        header_timeout = _seconds("--header-timeout", args.header_timeout)
+        settings = _settings(args, env)
+        _configure_logging()
+        storage, server = _open(settings)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.CONFIG
-    data = args.data or (
-        Path(env["ATLAS_REGISTRY_DATA"]) if env.get("ATLAS_REGISTRY_DATA") else None
-    )
-    data = data or default_data_dir(env)
-    _configure_logging()
-
-    generated = not tokens
-    if generated:
-        tokens = [secrets.token_urlsafe(32)]
-    try:
-        database = open_database(args.database, data)
-    except DatabaseConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return ExitCode.CONFIG
-    try:
-        storage = Storage(data, database)
-    except (DatabaseError, SchemaError) as exc:
-        print(f"error: {database.url.scrub(str(exc))}", file=sys.stderr)
-        return ExitCode.CONFIG
-    except (OSError, StorageError) as exc:
-        print(f"error: cannot use data directory {data}: {exc}", file=sys.stderr)
-        return ExitCode.CONFIG
-    try:
-        server = RegistryServer(
-            (args.host, port),
-            storage,
-            Config(
-                tokens=tuple(tokens),
-                public_url=public_url,
-                timeout=args.timeout,
-                header_timeout=header_timeout,
-                max_connections=max_connections,
-            ),
-        )
-    except OSError as exc:
-        storage.close()
-        print(f"error: cannot listen on {args.host}:{port}: {exc.strerror or exc}", file=sys.stderr)
-        return ExitCode.CONFIG
-
-    # The C-level signal handler writes the signal number to wake_w; the main thread sleeps
-    # in wake_r.recv. No lock is taken in a handler (threading.Event.set could deadlock).
-    wake_r, wake_w = socket.socketpair()
-    wake_w.setblocking(False)
-    stopping = False
-
-    def on_signal(signum: int, frame: types.FrameType | None) -> None:
-        if stopping:
-            os._exit(128 + signum)  # a second signal: stop waiting for anyone
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    previous_wakeup = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
-    try:
-        thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="accept"
-        )
-        thread.start()
-        print(server.url, flush=True)
-        log.info(
-            "atlas-ci registry listening on %s, data in %s, database %s",
-            server.url,
-            data.resolve(),
-            database.url,
-        )
-        if generated:
-            # The one place a token is ever printed: nobody else knows it.
-            log.info(
-                "no token configured (--token, ATLAS_REGISTRY_TOKENS); generated one for this "
-                "run: %s -- clients pass it as ATLAS_TOKEN=%s",
-                tokens[0],
-                tokens[0],
-            )
-        if args.host not in ("127.0.0.1", "::1", "localhost"):
-            log.info("warning: plain HTTP on %s; put TLS in front of it off this host", args.host)
-        wake_r.recv(1)
-        stopping = True
-        log.info("stopping: no new connections; waiting up to %gs", args.shutdown_grace)
-        server.shutdown()
-        thread.join()
-        server.server_close()
-        still_open = server.drain(args.shutdown_grace)
-        if still_open:
-            log.info("stopped with %d connection(s) still open", still_open)
-        else:
-            storage.close()
-            log.info("stopped")
-        return ExitCode.OK
-    finally:
-        signal.set_wakeup_fd(previous_wakeup)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        wake_r.close()
-        wake_w.close()
+    with _StopSignals() as signals:
+        thread = _start(server, storage, settings)
+        signals.wait()
+        _drain(server, thread, storage, settings.shutdown_grace)
+    return ExitCode.OK

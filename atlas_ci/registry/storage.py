@@ -522,100 +522,51 @@ class Storage:
         grantee's alone, so nobody else's request with the same key gets its version and
         upload URL; a pending version remembers it until its file is there.
         """
-        validate_name("artifact type", artifact_type)
-        _check_int64("build_id", build_id)
-        _check_int64("compile_id", compile_id)
-        if file != (upload_secret is not None):
-            raise ValueError("an upload secret goes with file=True and only then")
-        metadata_json = None if metadata is None else json.dumps(metadata, sort_keys=True)
-        state: State = "pending" if file else "ready"
-        created = _now()
+        _check_version_request(artifact_type, build_id, compile_id, file, upload_secret)
         request = _request_digest(artifact_id, build_id, compile_id, metadata, file)
+        key = None if idempotency_key is None else _key_digest(idempotency_key, grantee)
+        created = _now()
         with self._transaction() as conn:
-            # Numbers are allocated one writer at a time per artifact type, across servers.
-            conn.lock("version", user, name, artifact_type)
-            if not conn.execute(
-                'SELECT 1 FROM artifacts WHERE "user" = ? AND name = ?', (user, name)
-            ).fetchone():
-                raise NotFound(f"artifact {user}/{name} does not exist")
-            if idempotency_key is not None:
-                # In the transaction that allocates the number: of two requests with one
-                # key, the second waits for the first's write lock and then finds its key.
-                earlier = _version_for_key(
-                    conn, user, name, artifact_type, _key_digest(idempotency_key, grantee)
-                )
-                if earlier is not None:
-                    if earlier[0] != request:
-                        raise KeyReused(
-                            f"this Idempotency-Key already created "
-                            f"{user}/{name}/{artifact_type}/{earlier[1].version} from a "
-                            "different request; send a new key for a new version"
-                        )
-                    return earlier[1]
-            # ORDER BY ... LIMIT 1 rather than MAX(): PostgreSQL's planner may aggregate every
-            # version of the type for MAX() when its statistics are stale (after a bulk import);
-            # this form is one step down the (user, name, type, version) index on both.
-            newest = conn.execute(
-                'SELECT version FROM versions WHERE "user" = ? AND name = ? AND type = ? '
-                "ORDER BY version DESC LIMIT 1",
-                (user, name, artifact_type),
-            ).fetchone()
-            number = 1 if newest is None else int(newest[0]) + 1
-            (pk,) = conn.execute(
-                'INSERT INTO versions ("user", name, type, version, id, build_id, compile_id, '
-                "metadata, file, state, upload_secret, created) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING pk",
-                (
-                    user,
-                    name,
-                    artifact_type,
-                    number,
-                    artifact_id,
-                    build_id,
-                    compile_id,
-                    metadata_json,
-                    int(file),
-                    state,
-                    None if upload_secret is None else hash_secret(upload_secret),
-                    created,
+            earlier = _lock_then_replay(conn, user, name, artifact_type, key, request)
+            if earlier is not None:
+                return earlier
+            version = _insert_version(
+                conn,
+                Version(
+                    pk=0,  # the row's, set by _insert_version
+                    user=user,
+                    name=name,
+                    type=artifact_type,
+                    version=_next_number(conn, user, name, artifact_type),
+                    id=artifact_id,
+                    build_id=build_id,
+                    compile_id=compile_id,
+                    metadata=None if metadata is None else dict(metadata),
+                    file=file,
+                    state="pending" if file else "ready",
+                    size=None,
+                    sha256=None,
+                    created=created,
                 ),
-            ).fetchone()
-            metadata_index.add(conn, user, name, artifact_type, number, metadata)
+                upload_secret,
+            )
             if upload_secret is not None:
-                conn.execute(
-                    "INSERT INTO pending_uploads (pk, sealed) VALUES (?, ?)",
-                    (pk, seal_secret(self._key, pk, upload_secret)),
-                )
-                if grantee is not None:
-                    conn.execute(
-                        "INSERT INTO upload_grants (pk, grantee) VALUES (?, ?)", (pk, grantee)
-                    )
-            if idempotency_key is not None:
-                _remember_key(
-                    conn,
-                    user,
-                    name,
-                    artifact_type,
-                    _key_digest(idempotency_key, grantee),
-                    request,
-                    pk,
-                )
-        return Version(
-            pk=pk,
-            user=user,
-            name=name,
-            type=artifact_type,
-            version=number,
-            id=artifact_id,
-            build_id=build_id,
-            compile_id=compile_id,
-            metadata=None if metadata is None else dict(metadata),
-            file=file,
-            state=state,
-            size=None,
-            sha256=None,
-            created=created,
+                self._hold_upload_secret(conn, version.pk, upload_secret, grantee)
+            if key is not None:
+                _remember_key(conn, user, name, artifact_type, key, request, version.pk)
+        return version
+
+    def _hold_upload_secret(
+        self, conn: Connection, pk: int, upload_secret: str, grantee: str | None
+    ) -> None:
+        """Keep a pending version's upload secret sealed (to hand the same URL to a replayed
+        request) and who it was granted to, until its file is there."""
+        conn.execute(
+            "INSERT INTO pending_uploads (pk, sealed) VALUES (?, ?)",
+            (pk, seal_secret(self._key, pk, upload_secret)),
         )
+        if grantee is not None:
+            conn.execute("INSERT INTO upload_grants (pk, grantee) VALUES (?, ?)", (pk, grantee))
 
     @staticmethod
     def _version(row: Sequence[object]) -> Version:
@@ -807,6 +758,84 @@ class Storage:
         )
 
 
+# -- the steps of create_version: a check first, then the rest in its transaction and lock ----
+
+
+def _check_version_request(
+    artifact_type: str, build_id: int, compile_id: int, file: bool, upload_secret: str | None
+) -> None:
+    validate_name("artifact type", artifact_type)
+    _check_int64("build_id", build_id)
+    _check_int64("compile_id", compile_id)
+    if file != (upload_secret is not None):
+        raise ValueError("an upload secret goes with file=True and only then")
+
+
+def _lock_then_replay(
+    conn: Connection,
+    user: str,
+    name: str,
+    artifact_type: str,
+    key_sha256: str | None,
+    request: str,
+) -> Version | None:
+    """Take the type's version lock, then: :class:`NotFound` if the artifact is not there,
+    else the version ``key_sha256`` created before, if any.
+
+    Numbers are allocated one writer at a time per artifact type, across servers. The key is
+    looked up after the lock, in the transaction that allocates the number: of two requests
+    with one key, the second waits for the first's lock (PostgreSQL) or write lock (SQLite)
+    and then finds its key.
+    """
+    conn.lock("version", user, name, artifact_type)
+    if not conn.execute(
+        'SELECT 1 FROM artifacts WHERE "user" = ? AND name = ?', (user, name)
+    ).fetchone():
+        raise NotFound(f"artifact {user}/{name} does not exist")
+    if key_sha256 is None:
+        return None
+    return _replay(conn, user, name, artifact_type, key_sha256, request)
+
+
+def _next_number(conn: Connection, user: str, name: str, artifact_type: str) -> int:
+    """The next version number of the type; only under the type's lock."""
+    # ORDER BY ... LIMIT 1 rather than MAX(): PostgreSQL's planner may aggregate every
+    # version of the type for MAX() when its statistics are stale (after a bulk import);
+    # this form is one step down the (user, name, type, version) index on both.
+    newest = conn.execute(
+        'SELECT version FROM versions WHERE "user" = ? AND name = ? AND type = ? '
+        "ORDER BY version DESC LIMIT 1",
+        (user, name, artifact_type),
+    ).fetchone()
+    return 1 if newest is None else int(newest[0]) + 1
+
+
+def _insert_version(conn: Connection, version: Version, upload_secret: str | None) -> Version:
+    """Insert ``version`` and its metadata index; the version with its row's ``pk``."""
+    v = version
+    (pk,) = conn.execute(
+        'INSERT INTO versions ("user", name, type, version, id, build_id, compile_id, '
+        "metadata, file, state, upload_secret, created) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING pk",
+        (
+            v.user,
+            v.name,
+            v.type,
+            v.version,
+            v.id,
+            v.build_id,
+            v.compile_id,
+            None if v.metadata is None else json.dumps(v.metadata, sort_keys=True),
+            int(v.file),
+            v.state,
+            None if upload_secret is None else hash_secret(upload_secret),
+            v.created,
+        ),
+    ).fetchone()
+    metadata_index.add(conn, v.user, v.name, v.type, v.version, v.metadata)
+    return dataclasses.replace(v, pk=pk)
+
+
 # -- idempotency keys: which version a key created; used inside create_version's transaction --
 
 
@@ -838,6 +867,22 @@ def _version_for_key(
         return None
     version = conn.execute(_SELECT_VERSIONS + "pk = ?", (row[1],)).fetchone()
     return str(row[0]), Storage._version(version)
+
+
+def _replay(
+    conn: Connection, user: str, name: str, artifact_type: str, key_sha256: str, request: str
+) -> Version | None:
+    """The version an idempotency key created before, if it did; :class:`KeyReused` if it
+    was for a different request."""
+    earlier = _version_for_key(conn, user, name, artifact_type, key_sha256)
+    if earlier is None:
+        return None
+    if earlier[0] != request:
+        raise KeyReused(
+            f"this Idempotency-Key already created {user}/{name}/{artifact_type}/"
+            f"{earlier[1].version} from a different request; send a new key for a new version"
+        )
+    return earlier[1]
 
 
 def _remember_key(

@@ -58,24 +58,31 @@ def test_a_stop_signal_exits_0(registry: RegistryProcess, sig: int) -> None:
     assert "stopped" in registry.stderr_text()
 
 
-def test_stop_lets_an_upload_in_flight_finish_and_refuses_new_connections(
-    registry: RegistryProcess,
-) -> None:
+def _upload_in_flight(registry: RegistryProcess, data: bytes) -> socket.socket:
+    """A connection that has sent a PUT's headers and the first 100 kB of ``data``, once the
+    server is reading its body."""
     create_artifact(registry)
     version = create_version(registry)
     path = urllib.parse.urlsplit(version["upload_path"]).path
-    data = os.urandom(300_000)
     sock = socket.create_connection(("127.0.0.1", registry.port), timeout=TIMEOUT)
+    sock.sendall(
+        f"PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+        + data[:100_000]
+    )
+    # The server is reading the body once the upload's temp file exists.
+    deadline = time.monotonic() + TIMEOUT
+    while not list((registry.data / "tmp").glob("upload-*")):
+        assert time.monotonic() < deadline, "the server never started the upload"
+        time.sleep(0.01)
+    return sock
+
+
+def test_stop_lets_an_upload_in_flight_finish_and_refuses_new_connections(
+    registry: RegistryProcess,
+) -> None:
+    data = os.urandom(300_000)
+    sock = _upload_in_flight(registry, data)
     try:
-        sock.sendall(
-            f"PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(data)}\r\n\r\n".encode()
-            + data[:100_000]
-        )
-        # The server is reading the body once the upload's temp file exists.
-        deadline = time.monotonic() + TIMEOUT
-        while not list((registry.data / "tmp").glob("upload-*")):
-            assert time.monotonic() < deadline, "the server never started the upload"
-            time.sleep(0.01)
         assert registry.process is not None
         process = registry.process
         process.send_signal(signal.SIGTERM)
@@ -89,6 +96,23 @@ def test_stop_lets_an_upload_in_flight_finish_and_refuses_new_connections(
     finally:
         sock.close()
     assert registry.wait() == 0
+
+
+def test_a_second_signal_while_draining_exits_at_once_with_128_plus_its_number(
+    registry: RegistryProcess,
+) -> None:
+    sock = _upload_in_flight(registry, os.urandom(300_000))
+    try:
+        assert registry.process is not None
+        process = registry.process
+        process.send_signal(signal.SIGTERM)
+        assert _refuses_connections_soon(registry.port)
+        assert process.poll() is None  # draining: the upload has not finished
+        process.send_signal(signal.SIGINT)
+        assert registry.wait() == 128 + signal.SIGINT
+        assert "stopped" not in registry.stderr_text()  # it did not wait for the upload
+    finally:
+        sock.close()
 
 
 def _refuses_connections_soon(port: int, within: float = 10.0) -> bool:

@@ -15,7 +15,7 @@ from responses import matchers
 
 from atlas_ci import USER_AGENT
 from atlas_ci.client import Ambiguous, AtlasClient, NotFound, parse_version
-from atlas_ci.errors import AuthError, RegistryRefused, RegistryUnavailable
+from atlas_ci.errors import AtlasCIError, AuthError, RegistryRefused, RegistryUnavailable
 from atlas_ci.retry import RetryPolicy
 from atlas_ci.settings import Inputs, Settings
 
@@ -57,10 +57,15 @@ def test_no_token_header_when_no_token() -> None:
 
 @pytest.mark.parametrize("status", [200, 201, 202, 204])
 @responses.activate
-def test_any_2xx_authenticates(status: int) -> None:
+def test_atlas_gos_four_success_codes_authenticate(status: int) -> None:
     body = "" if status == 204 else "not json"
     responses.get(f"{BASE}/api/v1/authenticate", status=status, body=body)
     client().authenticate()
+    [call] = responses.calls
+    assert call.request.method == "GET"
+    assert call.request.url == f"{BASE}/api/v1/authenticate"
+    assert call.request.headers["X-Atlas-Token"] == TOKEN
+    assert call.request.body is None
 
 
 @responses.activate
@@ -517,3 +522,14 @@ def test_only_a_certificate_failure_is_final_another_tls_error_may_have_been_sen
     responses.post(url, body=requests.exceptions.SSLError(broken))
     with pytest.raises(Ambiguous, match="TLS error"):  # the POST may have been processed
         client().create_version("acme", "web", "t", {}, file=False)
+
+
+@pytest.mark.parametrize("status", [203, 205, 206])
+@responses.activate
+def test_other_2xx_codes_do_not_authenticate(status: int) -> None:
+    """atlas-go's checkResp takes 200, 201, 202 and 204 only; so does the uploader."""
+    responses.get(f"{BASE}/api/v1/authenticate", status=status, body="")
+    with pytest.raises(AtlasCIError) as caught:
+        client().authenticate()
+    assert str(status) in str(caught.value)
+    assert len(responses.calls) == 1  # an answer, not a failure to retry

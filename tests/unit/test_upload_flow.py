@@ -66,21 +66,33 @@ def test_passthrough_hash_starts_before_any_request_and_serves_the_put(
     assert started == [str(box)]  # one digest for the payload, reused by PUT and check
     assert result.last.file is not None
     assert result.last.file.sha256 == sha
-    assert json.loads(responses.calls[3].request.body)["artifact_version"]["file"] is True
+    [post] = [c for c in responses.calls if c.request.method == "POST"]
+    assert json.loads(post.request.body)["artifact_version"]["file"] is True
 
 
-def test_digests_start_once_per_file_and_early_only_for_passthrough(tmp_path: Path) -> None:
+def test_digests_start_once_per_file_and_early_only_for_passthrough(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "vm").mkdir()
     (tmp_path / "vm" / "a.vmdk").write_bytes(b"a" * 5000)
     (tmp_path / "vm" / "b.vmx").write_text("x")
+    started: list[str] = []
+    real_start = FileDigest.start
+
+    def counting_start(path: Path | str, size: int) -> FileDigest:
+        started.append(str(path))
+        return real_start(path, size)
+
+    monkeypatch.setattr(FileDigest, "start", staticmethod(counting_start))
     digests = upload.Digests()
     try:
         digests.start_passthrough((tmp_path / "vm" / "a.vmdk",))  # not gzip: nothing started
-        assert digests._running == {}
+        assert started == []
         box = make_box(tmp_path / "x.box")
         digests.start_passthrough((box,))
         first = digests.start(box, box.stat().st_size)
         assert digests.start(box, box.stat().st_size) is first
         assert first.result() == hashlib.sha256(box.read_bytes()).hexdigest()
+        assert started == [str(box)]  # the early start served both later asks
     finally:
         digests.cancel()
