@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,6 +58,7 @@ class PostgresCluster:
         self.data = self.root / "data"
         self.log = self.root / "postgres.log"
         self._counter = 0
+        self._options = ""
         self._run_as: str | None = "postgres" if os.geteuid() == 0 else None
 
     def _cmd(self, *args: str) -> list[str]:
@@ -99,26 +101,48 @@ class PostgresCluster:
             )
             if not self.durable:
                 options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-            started = subprocess.run(
-                self._cmd(
-                    str(self.bindir / "pg_ctl"),
-                    "-D",
-                    str(self.data),
-                    "-l",
-                    str(self.log),
-                    "-o",
-                    options,
-                    "-w",
-                    "-t",
-                    "60",
-                    "start",
-                ),
-                capture_output=True,
-                check=False,
-            )
-            if started.returncode == 0:
+            self._options = options
+            if self._pg_ctl("start").returncode == 0:
                 return self
         raise RuntimeError(f"postgres did not start:\n{self.log_text()}")
+
+    def _pg_ctl(self, action: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            self._cmd(
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.log),
+                "-o",
+                self._options,
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                "60",
+                action,
+            ),
+            capture_output=True,
+            check=False,
+        )
+
+    def _checked(self, action: str) -> None:
+        done = self._pg_ctl(action)
+        if done.returncode != 0:
+            raise RuntimeError(f"pg_ctl {action} failed:\n{done.stderr!r}\n{self.log_text()}")
+
+    def restart(self) -> None:
+        """``pg_ctl restart -m fast``: every open connection is ended, as in a real restart."""
+        self._checked("restart")
+
+    def pause(self) -> None:
+        """Stop the server (the cluster stays, for :meth:`resume`): the database is down."""
+        self._checked("stop")
+
+    def resume(self) -> None:
+        """Start the server stopped by :meth:`pause` again, on the same port."""
+        self._checked("start")
 
     def log_text(self) -> str:
         with contextlib.suppress(OSError):
@@ -138,12 +162,31 @@ class PostgresCluster:
         secret = f":{self.password}" if password else ""
         return f"postgresql://{SUPERUSER}{secret}@127.0.0.1:{self.port}/{database}"
 
-    def admin(self, sql: str) -> None:
-        """Run one statement as the superuser on the maintenance database."""
+    def _superuser(self) -> Any:
+        """A connection over the cluster's Unix socket (trusted: it works whatever the
+        superuser's password is at the moment)."""
         import psycopg
 
-        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+        return psycopg.connect(
+            host=str(self.root), port=self.port, user=SUPERUSER, dbname="postgres", autocommit=True
+        )
+
+    def admin(self, sql: str) -> None:
+        """Run one statement as the superuser on the maintenance database."""
+        with self._superuser() as conn:
             conn.execute(sql.encode())
+
+    def terminate(self, database: str) -> int:
+        """End every session on ``database``, as a failover or an administrator does, and wait
+        until each has gone; returns how many there were."""
+        with self._superuser() as conn:
+            ended = conn.execute(
+                "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (database,),
+            ).fetchall()
+        assert all(row[0] for row in ended), "a backend outlived pg_terminate_backend's wait"
+        return len(ended)
 
     def create_database(self) -> str:
         """A new empty database; returns its name."""
@@ -171,6 +214,18 @@ def cluster_or_none() -> Iterator[PostgresCluster | None]:
         yield None
         return
     with PostgresCluster(bindir) as cluster:
+        yield cluster
+
+
+@contextlib.contextmanager
+def started_cluster() -> Iterator[PostgresCluster]:
+    """A started cluster; the test is skipped without PostgreSQL here, and fails on CI."""
+    with cluster_or_none() as cluster:
+        if cluster is None:
+            reason = "PostgreSQL (initdb, pg_ctl) or psycopg is not installed"
+            if os.environ.get("CI") == "true":
+                pytest.fail(f"{reason}; CI must test the PostgreSQL backend (.ci/run installs it)")
+            pytest.skip(reason)
         yield cluster
 
 

@@ -11,12 +11,20 @@ engines share, with ``?`` placeholders; this module turns it into each driver's 
   (``pg_advisory_xact_lock``; on SQLite every write transaction is ``BEGIN IMMEDIATE``, which
   already holds the one database-wide write lock);
 - a constraint violation is :class:`IntegrityError`, a full disk :class:`DatabaseFull` and a
-  lock held too long :class:`DatabaseBusy` on both;
+  lock held too long :class:`DatabaseBusy` on both; a PostgreSQL server that cannot be reached,
+  or a connection that broke before COMMIT, is :class:`DatabaseUnavailable` (a kind of busy:
+  nothing was done, try again);
 - a Python bool is stored as 0/1 on both (flags are INTEGER columns).
 
 Quote the column ``"user"`` (a reserved word in PostgreSQL), and prefer ``ON CONFLICT DO
 NOTHING`` to ``INSERT OR IGNORE``. The PostgreSQL driver (psycopg 3) is imported only when a
 ``postgresql://`` URL is opened, so it stays an optional extra.
+
+PostgreSQL restarts and fails over under a running server, which ends every pooled
+connection. A connection is therefore checked when it is taken from the pool (a server that
+ended it has said so on its socket: no round trip needed), and a transaction whose BEGIN
+finds its pooled connection dead runs on a new one. Nothing else is ever re-run: a
+statement is not sent twice once it may have done something.
 """
 
 from __future__ import annotations
@@ -25,10 +33,14 @@ import abc
 import contextlib
 import dataclasses
 import functools
+import logging
+import os
 import queue
 import re
+import select
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -43,6 +55,11 @@ POOL_WAIT = 30.0
 PG_LOCK_TIMEOUT_MS = 30_000
 """How long a statement waits for a lock (a row's, or a version number's) before the request
 fails as busy: what SQLite's 30 s busy timeout is on the embedded default."""
+UNREACHABLE_LOG_EVERY = 10.0
+"""Seconds between two log lines saying the database cannot be reached (one per request
+while it is down would flood the log)."""
+
+log = logging.getLogger("atlas_ci.registry")
 
 
 class DatabaseError(Exception):
@@ -58,7 +75,18 @@ class DatabaseFull(DatabaseError):
 
 
 class DatabaseBusy(DatabaseError):
-    """Another writer held a lock for longer than the wait allows."""
+    """Another writer held a lock for longer than the wait allows, or every connection of the
+    pool stayed in use; nothing was changed and the same request may be tried again."""
+
+
+class DatabaseUnavailable(DatabaseBusy):
+    """The database server cannot be reached (down, restarting, refusing this server's
+    connections or its password), or the connection broke before anything was committed.
+
+    Nothing was changed, so, like :class:`DatabaseBusy`, a client is told to try again
+    (503 with ``Retry-After``). A connection lost during COMMIT is not this but a plain
+    :class:`DatabaseError`: whether that transaction was committed is unknown.
+    """
 
 
 class DatabaseConfigError(Exception):
@@ -94,6 +122,8 @@ class DatabaseURL:
     shown: str
     sqlite_path: Path | None = None
     password: str | None = None
+    env_password: str | None = None
+    """``PGPASSWORD`` as it was when the URL was read: libpq uses it when the URL has none."""
 
     def __str__(self) -> str:
         return self.shown
@@ -102,11 +132,12 @@ class DatabaseURL:
         return f"DatabaseURL({self.shown!r})"
 
     def scrub(self, text: str) -> str:
-        """``text`` with this URL's password and raw form cut out."""
+        """``text`` with this URL's password (and ``PGPASSWORD``) and raw form cut out."""
         if self.raw and self.raw != self.shown:
             text = text.replace(self.raw, self.shown)
-        if self.password:
-            text = text.replace(self.password, "***")
+        for secret in (self.password, self.env_password):
+            if secret:
+                text = text.replace(secret, "***")
         return text
 
 
@@ -144,30 +175,41 @@ def parse_url(raw: str | None, data_dir: Path) -> DatabaseURL:
         path = Path(path_text)
         return DatabaseURL("sqlite", raw, _sqlite_shown(path), sqlite_path=path)
     if scheme in ("postgresql", "postgres"):
-        try:
-            parts = urlsplit(raw)
-            port = parts.port
-        except ValueError:
-            raise DatabaseConfigError(
-                f"--database {_blank_password(raw)!r} is not a valid URL; "
-                "use postgresql://USER@HOST:PORT/DB"
-            ) from None
-        password = unquote(parts.password) if parts.password else None
-        database = parts.path.lstrip("/")
-        if not database or "/" in database:
-            raise DatabaseConfigError(
-                f"--database {_blank_password(raw)!r} names no database; "
-                "use postgresql://USER@HOST:PORT/DB"
-            )
-        user = f"{parts.username}@" if parts.username else ""
-        host = parts.hostname or ""
-        shown_host = f"[{host}]" if ":" in host else host
-        netloc = f"{user}{shown_host}" + (f":{port}" if port else "")
-        shown = f"postgresql://{netloc}/{database}"
-        return DatabaseURL("postgresql", raw, shown, password=password)
+        return _postgresql_url(raw)
     raise DatabaseConfigError(
         f"--database {_blank_password(raw)!r}: unknown scheme {scheme!r}; "
         "use sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
+    )
+
+
+def _postgresql_url(raw: str) -> DatabaseURL:
+    """``postgresql://user[:pw]@host[:port]/db``, shown without its password."""
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError:
+        raise DatabaseConfigError(
+            f"--database {_blank_password(raw)!r} is not a valid URL; "
+            "use postgresql://USER@HOST:PORT/DB"
+        ) from None
+    password = unquote(parts.password) if parts.password else None
+    database = parts.path.lstrip("/")
+    if not database or "/" in database:
+        raise DatabaseConfigError(
+            f"--database {_blank_password(raw)!r} names no database; "
+            "use postgresql://USER@HOST:PORT/DB"
+        )
+    user = f"{parts.username}@" if parts.username else ""
+    host = parts.hostname or ""
+    shown_host = f"[{host}]" if ":" in host else host
+    netloc = f"{user}{shown_host}" + (f":{port}" if port else "")
+    shown = f"postgresql://{netloc}/{database}"
+    return DatabaseURL(
+        "postgresql",
+        raw,
+        shown,
+        password=password,
+        env_password=os.environ.get("PGPASSWORD") or None,
     )
 
 
@@ -224,6 +266,8 @@ class Connection(abc.ABC):
     """One driver connection, used by one thread at a time."""
 
     dialect: Dialect
+    reused: bool = False
+    """Taken from the pool, where it sat idle: the server may have ended it meanwhile."""
 
     @abc.abstractmethod
     def execute(self, sql: str, params: Sequence[object] = ()) -> Rows:
@@ -287,6 +331,11 @@ class Database(abc.ABC):
     @abc.abstractmethod
     def _usable(self, conn: Connection) -> bool: ...
 
+    def _alive(self, conn: Connection) -> bool:
+        """May ``conn``, idle in the pool until now, be handed out? (Checked without a round
+        trip to the server: this runs for every request.)"""
+        return self._usable(conn)
+
     @abc.abstractmethod
     def _transaction(
         self, conn: Connection, snapshot: bool
@@ -300,11 +349,16 @@ class Database(abc.ABC):
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[Connection]:
-        """A connection in autocommit mode, back to the pool afterwards."""
+        """A connection in autocommit mode, back to the pool afterwards.
+
+        For reads: each statement commits on its own, and one that fails because the
+        connection broke is not run again (it may have been done). Write in
+        :meth:`transaction`.
+        """
         if self._closed:
             raise DatabaseError("the database was closed")
         if self._slots is not None and not self._slots.acquire(timeout=POOL_WAIT):
-            raise DatabaseError(
+            raise DatabaseBusy(
                 f"all {self.pool_size} connections to {self.url} stayed busy for {POOL_WAIT:g} s"
             )
         try:
@@ -322,9 +376,11 @@ class Database(abc.ABC):
                 candidate = self._idle.get_nowait()
             except queue.Empty:
                 conn = self._new()
+                conn.reused = False
                 break
-            if self._usable(candidate):
+            if self._alive(candidate):
                 conn = candidate
+                conn.reused = True
             else:
                 self._discard(candidate)
         try:
@@ -473,48 +529,91 @@ def _psycopg() -> Any:
     return psycopg
 
 
-def _pg_error(exc: Exception, url: DatabaseURL) -> DatabaseError:
-    """The :class:`DatabaseError` a psycopg error is, by its SQLSTATE; credentials cut."""
-    text = f"PostgreSQL: {url.scrub(str(exc).strip())}"
+def _one_line(text: str, url: DatabaseURL) -> str:
+    """A driver's message on one line, without the URL's password."""
+    return " ".join(url.scrub(text).split())
+
+
+def _pg_error(
+    exc: Exception, url: DatabaseURL, *, lost: bool = False, committing: bool = False
+) -> DatabaseError:
+    """The :class:`DatabaseError` a psycopg error is, by its SQLSTATE; credentials cut.
+
+    ``lost``: the connection broke with it (the server ended it, or the network did);
+    ``committing``: it was the answer to COMMIT.
+    """
+    text = f"PostgreSQL: {_one_line(str(exc), url)}"
     sqlstate = str(getattr(exc, "sqlstate", "") or "")
+    gone = lost or sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03")
+    if gone and committing:
+        # The COMMIT may have been carried out before the answer was lost: not "try again".
+        return DatabaseError(
+            f"{text} (the connection was lost during COMMIT: the transaction may or may not "
+            "have been committed)"
+        )
+    if gone:  # connection_exception, admin_shutdown, crash_shutdown, cannot_connect_now
+        return DatabaseUnavailable(text)
     if sqlstate.startswith("23"):  # integrity_constraint_violation
         return IntegrityError(text)
-    if sqlstate.startswith("53"):  # insufficient_resources: disk_full, out_of_memory, ...
+    if sqlstate == "53100":  # disk_full
         return DatabaseFull(text)
+    if sqlstate.startswith("53"):  # out_of_memory, too_many_connections, ...: passing, no disk
+        return DatabaseBusy(text)
     if sqlstate in ("55P03", "40P01", "57014"):  # lock_not_available, deadlock, cancelled
         return DatabaseBusy(text)
     return DatabaseError(text)
 
 
+def _has_input(raw: Any) -> bool:
+    """Has the server sent something to this idle connection (or closed it)?
+
+    A healthy idle session is never sent anything (the registry uses no LISTEN); a server
+    that shuts down, restarts or ends the session sends its error and closes the socket,
+    which makes it readable. A false alarm only costs a new connection.
+    """
+    try:
+        fd = int(raw.fileno())
+    except Exception:  # closed
+        return True
+    if hasattr(select, "poll"):  # no FD_SETSIZE limit, unlike select()
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])
+
+
 class _PostgresConnection(Connection):
     dialect: Dialect = "postgresql"
 
-    def __init__(self, raw: Any, url: DatabaseURL, psycopg: Any) -> None:
+    def __init__(self, raw: Any, database: PostgresDatabase) -> None:
         self.raw = raw
-        self._url = url
-        self._psycopg = psycopg
+        self._db = database
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Rows:
         try:
             # A bool is stored as 0/1, as SQLite does: columns are INTEGER on both engines.
             values = tuple(int(p) if isinstance(p, bool) else p for p in params)
             return self.raw.execute(to_pyformat(sql), values)  # type: ignore[no-any-return]
-        except self._psycopg.Error as exc:
-            raise _pg_error(exc, self._url) from None
+        except self._db.driver.Error as exc:
+            raise self._db.error(exc, self.raw) from None
 
     def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
         values = (tuple(int(p) if isinstance(p, bool) else p for p in row) for row in rows)
         try:
             with self.raw.cursor() as cursor:
                 cursor.executemany(to_pyformat(sql), values)
-        except self._psycopg.Error as exc:
-            raise _pg_error(exc, self._url) from None
+        except self._db.driver.Error as exc:
+            raise self._db.error(exc, self.raw) from None
 
     def lock(self, *key: object) -> None:
         # Fields joined by a control character, which no name may contain; a hash collision
         # only makes two unrelated writers queue, never lets two writers of one key through.
         text = "\x1f".join(str(part) for part in key)
         self.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (text,))
+
+
+def _lost(raw: Any) -> bool:
+    return bool(raw.closed or raw.broken)
 
 
 class PostgresDatabase(Database):
@@ -525,24 +624,69 @@ class PostgresDatabase(Database):
 
     def __init__(self, url: DatabaseURL) -> None:
         super().__init__(url)
-        self._psycopg = _psycopg()
+        self.driver = _psycopg()
+        self._reached = False  # connected once: failing to connect now is an outage
+        self._unreachable_logged = 0.0
+        self._unreachable_since_logged = 0
+        self._log_lock = threading.Lock()
 
     def _connect(self) -> Connection:
+        return _PostgresConnection(self._connect_raw(), self)
+
+    def _connect_raw(self) -> Any:
         kwargs: dict[str, object] = {"autocommit": True}
         if "connect_timeout" not in self.url.raw:
             kwargs["connect_timeout"] = 10
+        failed: DatabaseError | None = None
         try:
-            raw = self._psycopg.connect(self.url.raw, **kwargs)
-        except self._psycopg.Error as exc:
-            message = " ".join(self.url.scrub(str(exc)).split())
-            raise DatabaseError(f"cannot connect to {self.url}: {message}") from None
-        conn = _PostgresConnection(raw, self.url, self._psycopg)
+            raw = self.driver.connect(self.url.raw, **kwargs)
+        except self.driver.Error as exc:
+            failed = self._connect_error(exc)
+        if failed is not None:
+            # Raised out here, not in the except block: the driver's error must not ride
+            # along as __context__ (the repr of its pgconn shows the password).
+            raise failed
         try:
-            conn.execute(f"SET lock_timeout = {int(PG_LOCK_TIMEOUT_MS)}")
-        except DatabaseError:
+            raw.execute(f"SET lock_timeout = {int(PG_LOCK_TIMEOUT_MS)}")
+        except self.driver.Error as exc:
+            failed = self.error(exc, raw)
             raw.close()
-            raise
-        return conn
+            raise failed from None
+        self._reached = True
+        return raw
+
+    def _connect_error(self, exc: Exception) -> DatabaseError:
+        message = f"cannot connect to {self.url}: {_one_line(str(exc), self.url)}"
+        if not self._reached or not isinstance(exc, self.driver.OperationalError):
+            # Never connected yet: the server (or command) is starting, and says why it
+            # cannot in one line. Or an option of the URL libpq does not accept.
+            return DatabaseError(message)
+        # It worked before: refused, timed out, starting up, too many clients, even the
+        # password or the database refused (libpq gives no SQLSTATE to tell them apart):
+        # an outage of the database, in whose time this server can do nothing.
+        self._note_unreachable(message)
+        return DatabaseUnavailable(message)
+
+    def error(self, exc: Exception, raw: Any, *, committing: bool = False) -> DatabaseError:
+        """The :class:`DatabaseError` for ``exc``, raised by a statement on ``raw``."""
+        error = _pg_error(exc, self.url, lost=_lost(raw), committing=committing)
+        if _lost(raw):
+            self._note_unreachable(f"lost a connection to {self.url}: {error}")
+        return error
+
+    def _note_unreachable(self, message: str) -> None:
+        """Log that the database cannot be reached: at most one line per
+        :data:`UNREACHABLE_LOG_EVERY` seconds."""
+        with self._log_lock:
+            self._unreachable_since_logged += 1
+            now = time.monotonic()
+            if now - self._unreachable_logged < UNREACHABLE_LOG_EVERY:
+                return
+            count, self._unreachable_since_logged = self._unreachable_since_logged, 0
+            self._unreachable_logged = now
+        log.info(
+            "database unavailable: %s (%d such failures since the last such line)", message, count
+        )
 
     def _close_one(self, conn: Connection) -> None:
         assert isinstance(conn, _PostgresConnection)
@@ -550,19 +694,65 @@ class PostgresDatabase(Database):
 
     def _usable(self, conn: Connection) -> bool:
         assert isinstance(conn, _PostgresConnection)
-        return not self._closed and not conn.raw.closed and not conn.raw.broken
+        return (
+            not self._closed
+            and not _lost(conn.raw)
+            and conn.raw.info.transaction_status == self.driver.pq.TransactionStatus.IDLE
+        )
+
+    def _alive(self, conn: Connection) -> bool:
+        assert isinstance(conn, _PostgresConnection)
+        return self._usable(conn) and not _has_input(conn.raw)
 
     @contextlib.contextmanager
     def _transaction(self, conn: Connection, snapshot: bool) -> Iterator[None]:
         assert isinstance(conn, _PostgresConnection)
+        self._begin(conn)
         try:
-            with conn.raw.transaction():
-                if snapshot:
-                    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                yield
-        except self._psycopg.Error as exc:
-            # A failed COMMIT (a full disk, a lost connection) arrives here unwrapped.
-            raise _pg_error(exc, self.url) from None
+            if snapshot:
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield
+            self._commit(conn)
+        except BaseException:
+            self._rollback(conn)
+            raise
+
+    def _begin(self, conn: _PostgresConnection) -> None:
+        try:
+            conn.raw.execute("BEGIN")
+            return
+        except self.driver.Error as exc:
+            if not (conn.reused and _lost(conn.raw)):
+                raise self.error(exc, conn.raw) from None
+        # The pooled connection died while it sat idle, after the check that took it from
+        # the pool (a restart a moment ago). BEGIN was the first statement sent on it, so
+        # nothing of this transaction has run: it runs on a new connection instead.
+        with contextlib.suppress(Exception):
+            conn.raw.close()
+        conn.raw = self._connect_raw()
+        conn.reused = False
+        conn.execute("BEGIN")
+
+    def _commit(self, conn: _PostgresConnection) -> None:
+        if conn.raw.info.transaction_status == self.driver.pq.TransactionStatus.INERROR:
+            # A statement failed and its error was caught: PostgreSQL would answer this
+            # COMMIT with a silent ROLLBACK, and the caller would believe it committed.
+            raise DatabaseError(
+                "PostgreSQL: a statement of this transaction failed, so nothing of it was committed"
+            )
+        try:
+            conn.raw.execute("COMMIT")
+        except self.driver.Error as exc:
+            raise self.error(exc, conn.raw, committing=True) from None
+
+    def _rollback(self, conn: _PostgresConnection) -> None:
+        """End the transaction, if the connection still has one (a broken one is dropped by
+        the pool, which ends the transaction on the server)."""
+        if _lost(conn.raw):
+            return
+        if conn.raw.info.transaction_status != self.driver.pq.TransactionStatus.IDLE:
+            with contextlib.suppress(self.driver.Error):
+                conn.raw.execute("ROLLBACK")
 
 
 def open_database(raw_url: str | None, data_dir: Path) -> Database:

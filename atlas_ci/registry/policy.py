@@ -14,6 +14,10 @@
   writer never gets another's URL (the administrator, who may do everything, excepted).
 
 The server calls it for every routed request (:mod:`.server`); routes never decide access.
+
+It fails closed: a visibility other than ``public`` is private, and a read or resume asked
+without the artifact's namespace is a programming error (:class:`PolicyMisuse`), never an
+answer.
 """
 
 from __future__ import annotations
@@ -57,6 +61,11 @@ class Decision:
 ALLOW = Decision()
 
 
+class PolicyMisuse(ValueError):
+    """:func:`decide` was asked a question that has no answer (a read or resume without the
+    artifact's namespace). A bug in the caller: the server answers it 500, allowing nothing."""
+
+
 def decide(
     identity: Identity,
     operation: Operation,
@@ -69,8 +78,14 @@ def decide(
     None for one created before the registry recorded it).
 
     ``namespace`` None asks only what does not depend on it (before a request body naming
-    the namespace was read): may this identity write anywhere at all?
+    the namespace was read): may this identity write anywhere at all? Only a write may ask
+    that; a read or resume without the namespace raises :class:`PolicyMisuse`.
     """
+    if namespace is None and operation != "write":
+        # There is no "may read anywhere" to decide, and a refusal would pass for an ordinary
+        # 404 (an allowance, for the administrator's token most tests use): raise, so that
+        # the mistake shows as an error wherever the call is made, whoever asks.
+        raise PolicyMisuse(f"a {operation} is decided for one artifact's namespace, not None")
     if identity.admin:
         return ALLOW
     if operation == "resume":
@@ -83,7 +98,7 @@ def decide(
             return ALLOW
         if identity.anonymous:
             return Decision(401, "authentication required: pass a token (X-Atlas-Token)")
-        if namespace is None or namespace.name in identity.roles:
+        if namespace is not None and namespace.name in identity.roles:
             return ALLOW
         return Decision(404, "not found")
     if identity.anonymous:

@@ -2,7 +2,8 @@
 
 The registry runs in this process so the test can make SQLite itself run out of room: with
 ``PRAGMA max_page_count`` at the database's size, a write that needs a new page fails with
-SQLite's own SQLITE_FULL ("database or disk is full"), the error a full disk gives.
+SQLite's own SQLITE_FULL ("database or disk is full"), the error a full disk gives. On
+PostgreSQL the driver is made to raise the error a full disk gives there (SQLSTATE 53100).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from atlas_ci.registry.database import Connection, SQLiteDatabase, parse_url
+from atlas_ci.registry.database import Connection, SQLiteDatabase, open_database, parse_url
 from atlas_ci.registry.server import RegistryServer
 from atlas_ci.registry.storage import Storage
+from tests.postgres import PostgresCluster
 from tests.registry_inproc import serving
 
 HEADERS = {"X-Atlas-Token": "tok"}
@@ -146,3 +148,38 @@ def test_a_database_locked_past_the_wait_is_503_with_retry_after(
     finally:
         other.close()
     assert _post(server, "/api/v1/artifacts", _artifact("u", "n")).status_code == 201
+
+
+def test_a_full_disk_under_postgresql_is_507(
+    tmp_path: Path, pg_cluster: PostgresCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psycopg
+
+    url = pg_cluster.url(pg_cluster.create_database())
+    storage = Storage(tmp_path / "data", open_database(url, tmp_path), migrate=True)
+    real_execute = psycopg.Connection.execute
+    full = True
+
+    def execute(self: psycopg.Connection[object], query: object, *args: object) -> object:
+        if full and "INSERT INTO versions" in str(query):
+            raise psycopg.errors.DiskFull(
+                'could not extend file "base/16384/16402": No space left on device'
+            )
+        return real_execute(self, query, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(psycopg.Connection, "execute", execute)
+    with serving(storage) as server:
+        assert _post(server, "/api/v1/artifacts", _artifact("u", "n")).status_code == 201
+        big = {"artifact_version": {"file": True, "metadata": {"k": "v"}}}
+        for _ in range(3):  # the pooled connection stays usable after the failed write
+            response = _post(server, "/api/v1/artifacts/u/n/t", big)
+            assert response.status_code == 507, response.text
+            assert "disk space" in response.json()["errors"][0]
+        search = requests.get(
+            server.url + "/api/v1/artifacts/u/n/t/search?version=any&include_pending=1",
+            headers=HEADERS,
+            timeout=TIMEOUT,
+        )
+        assert search.json()["versions"] == []
+        full = False  # room again: the same request succeeds
+        assert _post(server, "/api/v1/artifacts/u/n/t", big).status_code == 201

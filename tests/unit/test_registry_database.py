@@ -2,26 +2,40 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from atlas_ci.registry import database, schema
 from atlas_ci.registry.database import (
+    Connection,
     Database,
+    DatabaseBusy,
     DatabaseConfigError,
     DatabaseError,
+    DatabaseFull,
+    DatabaseUnavailable,
     IntegrityError,
     open_database,
     parse_url,
     pg_ddl,
     to_pyformat,
 )
-from atlas_ci.registry.storage import SCHEMA_VERSION, STEPS, TABLES, Busy, Search, Storage
+from atlas_ci.registry.storage import (
+    SCHEMA_VERSION,
+    STEPS,
+    TABLES,
+    Busy,
+    OutOfSpace,
+    Search,
+    Storage,
+    _translated,
+)
 from tests.postgres import PostgresCluster
 from tests.registry_inproc import new_version
 
@@ -37,6 +51,9 @@ def migrated(tmp_path: Path, database_url: str | None) -> Iterator[Database]:
         yield db
     finally:
         db.close()
+
+
+psycopg_errors = pytest.importorskip("psycopg.errors")
 
 
 def test_no_url_is_the_sqlite_file_in_the_data_directory(tmp_path: Path) -> None:
@@ -226,6 +243,15 @@ def test_a_wrong_password_is_a_one_line_error_without_the_password(
     assert "not-the-Pa55word" not in message
     assert "password authentication failed" in message
     assert f"127.0.0.1:{pg_cluster.port}/postgres" in message
+    # Nor does the driver's error travel with it: the repr of its connection shows the
+    # password, and a traceback (or an error reporter) walks __context__.
+    chain: list[BaseException] = []
+    linked: BaseException | None = caught.value
+    while linked is not None:
+        chain.append(linked)
+        linked = linked.__cause__ or linked.__context__
+    assert not [e for e in chain if type(e).__module__.startswith("psycopg")], chain
+    assert not [e for e in chain if "not-the-Pa55word" in repr(vars(e))], chain
 
 
 def test_the_password_may_come_from_pgpassword(
@@ -240,27 +266,14 @@ def test_the_password_may_come_from_pgpassword(
         db.close()
 
 
-def test_connections_lost_with_the_server_are_replaced(
-    tmp_path: Path, pg_cluster: PostgresCluster
-) -> None:
+@pytest.fixture
+def pg_db(tmp_path: Path, pg_cluster: PostgresCluster) -> Iterator[tuple[Database, str]]:
+    """A migrated PostgreSQL database, opened, and its name; closed afterwards."""
     url = pg_cluster.url(pg_cluster.create_database())
     db = open_database(url, tmp_path)
     try:
         schema.migrate(db, STEPS)
-        with db.connection() as conn:
-            conn.execute("SELECT 1").fetchone()
-        # What a PostgreSQL restart or failover does to every open connection.
-        admin = open_database(pg_cluster.url("postgres"), tmp_path)
-        with admin.connection() as conn:
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ?",
-                (url.rsplit("/", 1)[1],),
-            )
-        admin.close()
-        with pytest.raises(DatabaseError), db.connection() as conn:
-            conn.execute("SELECT 1").fetchone()
-        with db.connection() as conn:  # the broken one was dropped, a new one made
-            assert conn.execute("SELECT COUNT(*) FROM artifacts").fetchone()[0] == 0
+        yield db, url.rsplit("/", 1)[1]
     finally:
         db.close()
 
@@ -278,6 +291,155 @@ def test_a_bool_is_stored_as_an_integer_on_both_backends(migrated: Database) -> 
     assert [tuple(row) for row in rows] == [(pk, 1)]
 
 
+def _insert(conn: Connection, name: str) -> None:
+    conn.execute(ADD_ARTIFACT, ("u", name, "t"))
+
+
+def _names(db: Database) -> list[str]:
+    with db.connection() as conn:
+        return [row[0] for row in conn.execute("SELECT name FROM artifacts ORDER BY name")]
+
+
+def test_connections_the_server_ended_are_replaced_before_use(
+    pg_db: tuple[Database, str], pg_cluster: PostgresCluster
+) -> None:
+    db, name = pg_db
+    with db.connection() as one, db.connection() as two, db.connection() as three:
+        for conn in (one, two, three):
+            conn.execute("SELECT 1").fetchone()
+    # What a PostgreSQL restart or failover does to every open connection.
+    assert pg_cluster.terminate(name) == 3
+    for _ in range(3):  # each pooled connection in turn: none fails a request
+        assert _names(db) == []
+    assert pg_cluster.terminate(name) == 1
+    with db.transaction() as conn:
+        _insert(conn, "a")
+    assert _names(db) == ["a"]
+
+
+def test_a_transaction_whose_connection_died_unseen_runs_on_a_new_one(
+    pg_db: tuple[Database, str], pg_cluster: PostgresCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db, name = pg_db
+    assert _names(db) == []
+    # The server ends the connection just after the pool's check let it through.
+    monkeypatch.setattr(database, "_has_input", lambda raw: False)
+    assert pg_cluster.terminate(name) == 1
+    with db.transaction() as conn:  # BEGIN fails, nothing has run: again on a new connection
+        _insert(conn, "a")
+    assert _names(db) == ["a"]
+    # A read outside a transaction is not sent twice: the client is told to try again.
+    assert pg_cluster.terminate(name) == 1
+    with pytest.raises(DatabaseUnavailable, match="terminating connection"):
+        _names(db)
+    assert _names(db) == ["a"]  # and the next request has a new connection
+
+
+def _write(db: Database, *, then: Callable[[], object], again: bool) -> None:
+    """A transaction that inserts a row, calls ``then``, and inserts another if ``again``."""
+    with db.transaction() as conn:
+        _insert(conn, "a")
+        then()
+        if again:
+            _insert(conn, "b")
+
+
+def test_a_connection_lost_after_a_statement_ran_is_never_retried(
+    pg_db: tuple[Database, str], pg_cluster: PostgresCluster
+) -> None:
+    db, name = pg_db
+    with pytest.raises(DatabaseUnavailable):
+        _write(db, then=lambda: pg_cluster.terminate(name), again=True)
+    assert _names(db) == []
+
+
+def test_a_connection_lost_during_commit_is_not_called_retryable(
+    pg_db: tuple[Database, str], pg_cluster: PostgresCluster
+) -> None:
+    db, name = pg_db
+    with pytest.raises(DatabaseError) as caught:
+        _write(db, then=lambda: pg_cluster.terminate(name), again=False)
+    # Whether a COMMIT whose answer was lost took effect is unknown: not "busy, try again".
+    assert not isinstance(caught.value, DatabaseBusy)
+    assert "may or may not have been committed" in str(caught.value)
+    assert _names(db) == []  # (here it was not: the session ended before COMMIT was sent)
+
+
+def test_a_transaction_whose_error_was_caught_is_not_reported_committed(
+    pg_db: tuple[Database, str],
+) -> None:
+    db, _ = pg_db
+
+    # A caller that catches a failed statement and carries on: on PostgreSQL the transaction
+    # is already rolled back, so its COMMIT must not look like a success.
+    def catches() -> None:
+        with db.transaction() as conn:
+            _insert(conn, "b")
+            with contextlib.suppress(IntegrityError):
+                _insert(conn, "b")
+
+    with pytest.raises(DatabaseError, match="nothing of it was committed"):
+        catches()
+    assert _names(db) == []
+
+
+@pytest.mark.parametrize(
+    ("error", "lost", "committing", "expected"),
+    [
+        (psycopg_errors.DiskFull("could not extend file: No space left on device"), 0, 0, "full"),
+        (psycopg_errors.DiskFull("could not write to file"), 0, 1, "full"),
+        (psycopg_errors.OutOfMemory("out of memory"), 0, 0, "busy"),
+        (psycopg_errors.TooManyConnections("sorry, too many clients already"), 0, 0, "busy"),
+        (psycopg_errors.UniqueViolation("duplicate key value"), 0, 0, "integrity"),
+        (psycopg_errors.LockNotAvailable("canceling statement due to lock timeout"), 0, 0, "busy"),
+        (psycopg_errors.AdminShutdown("terminating connection"), 1, 0, "unavailable"),
+        (psycopg_errors.AdminShutdown("terminating connection"), 1, 1, "error"),
+        (
+            psycopg_errors.CannotConnectNow("the database system is starting up"),
+            0,
+            0,
+            "unavailable",
+        ),
+        (psycopg_errors.ConnectionFailure("connection failure"), 0, 0, "unavailable"),
+        ("server closed the connection unexpectedly", 1, 0, "unavailable"),
+        (psycopg_errors.UndefinedColumn("column x does not exist"), 0, 0, "error"),
+    ],
+)
+def test_postgresql_errors_are_mapped_by_sqlstate(
+    error: Exception | str, lost: int, committing: int, expected: str
+) -> None:
+    url = parse_url("postgresql://reg:hunter2@127.0.0.1:5432/atlas", Path("."))
+    if isinstance(error, str):
+        import psycopg
+
+        error = psycopg.OperationalError(error)
+    kinds = {
+        "full": DatabaseFull,
+        "busy": DatabaseBusy,
+        "integrity": IntegrityError,
+        "unavailable": DatabaseUnavailable,
+        "error": DatabaseError,
+    }
+    mapped = database._pg_error(error, url, lost=bool(lost), committing=bool(committing))
+    assert type(mapped) is kinds[expected]
+    assert str(mapped).startswith("PostgreSQL: ")
+    # What the client is told: a full disk is 507, busy or unreachable 503 (storage.py).
+    translated = _translated(mapped)
+    if expected == "full":
+        assert isinstance(translated, OutOfSpace)
+    elif expected in ("busy", "unavailable"):
+        assert isinstance(translated, Busy)
+    else:
+        assert translated is None
+
+
+def test_the_password_from_pgpassword_is_scrubbed_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGPASSWORD", "env-s3cret")
+    url = parse_url("postgresql://reg@127.0.0.1:5432/atlas", Path("."))
+    assert url.scrub("failed with env-s3cret in it") == "failed with *** in it"
+    assert "env-s3cret" not in repr(url) + str(url)
+
+
 def test_a_server_opens_at_most_its_pool_of_postgresql_connections(
     tmp_path: Path, pg_cluster: PostgresCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -287,7 +449,7 @@ def test_a_server_opens_at_most_its_pool_of_postgresql_connections(
     try:
         with db.connection() as one, db.connection() as two:
             assert one is not two
-            with pytest.raises(DatabaseError, match=r"all 2 connections to .* stayed busy"):
+            with pytest.raises(DatabaseBusy, match=r"all 2 connections to .* stayed busy"):
                 db.connection().__enter__()
         with db.connection() as again:  # a slot is free again, and its connection reused
             assert again in (one, two)

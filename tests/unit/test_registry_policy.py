@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import requests
 
+from atlas_ci.registry import server as server_module
 from atlas_ci.registry.identity import ADMIN, ANONYMOUS, Identity, presented_token
-from atlas_ci.registry.policy import Namespace, decide
+from atlas_ci.registry.policy import Namespace, PolicyMisuse, decide
+from atlas_ci.registry.server import RegistryServer
 
 ALICE = Identity(
     user="alice",
@@ -43,6 +46,21 @@ TABLE = [
     (ALICE, "write", None, "private", 0),
     (ALICE_RO, "write", None, "private", 403),
     (ANONYMOUS, "write", None, "private", 401),
+    # Fail closed: a visibility that is not exactly "public" (a lookup gone wrong) is private.
+    (ALICE, "read", OTHER, None, 404),
+    (ALICE, "read", OTHER, "Public", 404),
+    (ANONYMOUS, "read", OTHER, None, 401),
+]
+
+# Questions without an answer: a read or resume needs the artifact's namespace. Asking
+# without it is a bug in the caller, for every identity (the administrator's too).
+MISUSE = [
+    (ALICE, "read", "public"),
+    (ALICE, "read", "private"),
+    (ANONYMOUS, "read", "private"),
+    (ADMIN, "read", "private"),
+    (ALICE, "resume", "private"),
+    (ADMIN, "resume", "private"),
 ]
 
 # Resuming a pending upload (its URL handed back): who it was handed to, who asks now.
@@ -75,6 +93,14 @@ def test_policy_table(
     assert bool(decision.reason) == (status != 0)
 
 
+@pytest.mark.parametrize(("who", "operation", "visibility"), MISUSE)
+def test_a_read_without_a_namespace_is_a_programming_error(
+    who: Identity, operation: str, visibility: str
+) -> None:
+    with pytest.raises(PolicyMisuse, match=f"a {operation} is decided for one artifact's"):
+        decide(who, operation, None, visibility)  # type: ignore[arg-type]
+
+
 def test_refusals_say_why() -> None:
     assert (
         decide(ALICE, "write", ACME).reason == "user alice has no write access to organization acme"
@@ -93,3 +119,20 @@ def test_token_headers() -> None:
     assert presented_token(None, "Basic Zm9vOmJhcg==") is None
     assert presented_token(None, "Bearer ") is None
     assert presented_token(None, None) is None
+
+
+@pytest.mark.parametrize("database_url", [None])
+def test_the_server_answers_a_misused_policy_500_and_does_nothing(
+    server: RegistryServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A later route that reads without a namespace in its path (here: artifact creation made
+    # a read by mistake) must not be let through: 500, and nothing created.
+    monkeypatch.setitem(server_module._OPERATIONS, "create_artifact", "read")
+    response = requests.post(
+        server.url + "/api/v1/artifacts",
+        json={"artifact": {"username": "u", "name": "n"}},
+        headers={"X-Atlas-Token": "tok"},
+        timeout=10,
+    )
+    assert response.status_code == 500, response.text
+    assert server.storage.get_artifact("u", "n") is None
