@@ -437,7 +437,8 @@ class AtlasClient:
             if token and self._same_origin(url):
                 send_headers["X-Atlas-Token"] = token.reveal()
             self._debug(f"{method} {redact_url(url)}")
-            prepared = self._prepare(method, url, data, send_headers, params, what, hop)
+            request = requests.Request(method, url, data=data, headers=send_headers, params=params)
+            prepared = self._prepare(request, what, hop)
             answer, location = self._exchange(prepared, url, what)
             self._debug(f"{method} {redact_url(url)} -> {answer.status}")
             if location is None:
@@ -492,18 +493,8 @@ class AtlasClient:
             raise timed_out(seconds, redact_url(url))
         return answer, location
 
-    def _prepare(
-        self,
-        method: str,
-        url: str,
-        data: bytes | None,
-        headers: dict[str, str],
-        params: Mapping[str, str] | None,
-        what: str,
-        hop: int,
-    ) -> requests.PreparedRequest:
+    def _prepare(self, request: requests.Request, what: str, hop: int) -> requests.PreparedRequest:
         """The request as it will be sent; one that cannot be made is refused here."""
-        request = requests.Request(method, url, data=data, headers=headers, params=params)
         try:
             return self.session.prepare_request(request)
         except (requests.RequestException, ValueError):
