@@ -94,7 +94,7 @@ class Tries:
 
     @property
     def text(self) -> str:
-        """``after 1 try`` / ``after 3 tries``, plus a word when the run's budget ran out."""
+        """``1 try`` / ``3 tries`` (callers say "after"), plus a word when the budget ran out."""
         n = self.count
         tries = "1 try" if n == 1 else f"{n} tries"
         if self.budget_spent:
