@@ -7,7 +7,6 @@ Every request the tool makes is made here (the file PUT's body is streamed by
 
 from __future__ import annotations
 
-import http.client
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -16,7 +15,6 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 import requests.adapters
-import urllib3.exceptions
 
 from atlas_ci import USER_AGENT
 from atlas_ci.answers import (
@@ -52,12 +50,13 @@ from atlas_ci.redaction import redact_url
 from atlas_ci.retry import NOT_PROCESSED_STATUSES, RETRY_STATUSES, RetryPolicy, Tries
 from atlas_ci.settings import Settings
 from atlas_ci.transport import (
+    SEND_ERRORS,
     BadEncoding,
     BodyTooLarge,
     Deadline,
     DeadlineAdapter,
-    from_requests,
     read_body,
+    send_failure,
     timed_out,
     tls_verify_argument,
 )
@@ -479,13 +478,7 @@ class AtlasClient:
                         answer = _answer(resp, b"")
                     else:
                         location, answer = None, _answer(resp, self._read(resp, what))
-            except (
-                requests.RequestException,
-                urllib3.exceptions.HTTPError,
-                http.client.HTTPException,
-                OSError,
-                ValueError,
-            ) as exc:
+            except SEND_ERRORS as exc:
                 raise self._failure(exc, deadline, url, what) from None
         if deadline.expired:
             # An answer cut short by the deadline can parse as a whole one (a head ended by
@@ -511,27 +504,19 @@ class AtlasClient:
 
     def _failure(self, exc: Exception, deadline: Deadline, url: str, what: str) -> AtlasCIError:
         """What a request that raised ``exc`` failed with, as this tool reports it."""
-        where = redact_url(url)
-        if deadline.expired:
-            return timed_out(self.settings.read_timeout, where)
-        if isinstance(exc, requests.exceptions.InvalidHeader | requests.exceptions.InvalidURL):
+        if not deadline.expired and isinstance(
+            exc, requests.exceptions.InvalidHeader | requests.exceptions.InvalidURL
+        ):
             # Raised while sending or reading: the answer's headers (two Content-Lengths,
             # say), not ours, which _prepare has checked.
             return RegistryRefused(
                 f"the registry's answer to the {what} is malformed ({type(exc).__name__})",
                 "check that atlas_url points at an Atlas-compatible registry",
             )
-        if isinstance(exc, requests.RequestException):
-            return from_requests(exc, where)
-        if isinstance(exc, ValueError) and not isinstance(exc, urllib3.exceptions.HTTPError):
-            # requests parses a redirect's Location even when it follows none: one it
-            # cannot parse ("http://[::1") raises ValueError from inside send.
-            return RegistryRefused(
-                f"the registry's answer to the {what} is malformed (a Location that is not a URL?)",
-                "check that atlas_url points at an Atlas-compatible registry",
-            )
-        # Reading the body: the request went out whole.
-        return from_requests(requests.ConnectionError(exc), where)
+        return send_failure(exc, deadline, redact_url(url)) or RegistryRefused(
+            f"the registry's answer to the {what} is malformed (a Location that is not a URL?)",
+            "check that atlas_url points at an Atlas-compatible registry",
+        )
 
     def _read(self, resp: requests.Response, what: str) -> bytes:
         if not 200 <= resp.status_code < 300:

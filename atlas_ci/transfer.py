@@ -51,14 +51,13 @@ from pathlib import Path
 import requests
 import requests.adapters
 import requests.utils
-import urllib3.exceptions
 from requests.structures import CaseInsensitiveDict
 
 from atlas_ci import USER_AGENT
 from atlas_ci.answers import printable
 from atlas_ci.digest import CHUNK, FileDigest
 from atlas_ci.errors import InputFileError, RegistryRefused, TransportError
-from atlas_ci.transport import Deadline, describe, from_requests, timed_out
+from atlas_ci.transport import SEND_ERRORS, Deadline, describe, send_failure, timed_out
 
 __all__ = ["ProgressFn", "PutOutcome", "PutResponse", "put_file"]
 
@@ -521,13 +520,7 @@ def _put_session(
             with response:
                 # Undecoded: only its start is kept, and a gzip bomb must not inflate here.
                 kept = response.raw.read(BODY_KEEP, decode_content=False) or b""
-    except (
-        requests.exceptions.RequestException,
-        urllib3.exceptions.HTTPError,
-        http.client.HTTPException,
-        OSError,
-        ValueError,
-    ) as e:
+    except SEND_ERRORS as e:
         raise _session_failure(e, deadline, target) from None
     if deadline.expired:  # cut short, however whole it looks
         raise timed_out(timeout[1], target.where)
@@ -567,16 +560,7 @@ def _prepare_put(
 
 def _session_failure(e: Exception, deadline: Deadline, target: _Target) -> Exception:
     """What a PUT through requests that raised ``e`` failed with (no URL path in it)."""
-    if deadline.expired:
-        return timed_out(deadline.seconds, target.where)
-    if isinstance(e, requests.exceptions.RequestException):
-        return from_requests(e, target.where)
-    if isinstance(e, ValueError) and not isinstance(e, urllib3.exceptions.HTTPError):
-        # requests parses a redirect's Location even when it follows none, and raises
-        # ValueError from inside send on one that is not a URL.
-        return RegistryRefused(
-            f"the answer of {target.where} to the upload is malformed (a Location that is "
-            "not a URL?)",
-            "the registry must return the final upload URL in upload_path",
-        )
-    return from_requests(requests.ConnectionError(e), target.where)  # reading the answer
+    return send_failure(e, deadline, target.where) or RegistryRefused(
+        f"the answer of {target.where} to the upload is malformed (a Location that is not a URL?)",
+        "the registry must return the final upload URL in upload_path",
+    )

@@ -237,6 +237,32 @@ def describe(exc: BaseException) -> str | None:
     return None
 
 
+# What sending a request and reading its answer can raise: requests' own errors, and what
+# urllib3, http.client and the socket raise from under it while the answer is read.
+SEND_ERRORS: tuple[type[Exception], ...] = (
+    requests.RequestException,
+    urllib3.exceptions.HTTPError,
+    http.client.HTTPException,
+    OSError,
+    ValueError,
+)
+
+
+def send_failure(exc: Exception, deadline: Deadline, where: str) -> TransportError | None:
+    """What a request run under ``deadline`` that raised one of :data:`SEND_ERRORS` failed with.
+
+    None for a ValueError from inside send: requests parses a redirect's Location even when
+    it follows none, and one that is not a URL raises it; the caller words that refusal.
+    """
+    if deadline.expired:
+        return timed_out(deadline.seconds, where)
+    if isinstance(exc, requests.RequestException):
+        return from_requests(exc, where)
+    if isinstance(exc, ValueError) and not isinstance(exc, urllib3.exceptions.HTTPError):
+        return None
+    return from_requests(requests.ConnectionError(exc), where)  # reading the answer
+
+
 def timed_out(seconds: float, where: str, *, sent: bool = True) -> TransportError:
     """What a request cut by its :class:`Deadline` failed with."""
     return TransportError(
