@@ -91,6 +91,8 @@ def test_a_postgresql_url_is_shown_without_its_password() -> None:
         ("registry.sqlite3", "has no scheme"),
         ("sqlite://host/x.db", "names a host"),
         ("sqlite:///srv/", "names no file"),
+        ("sqlite://u:hunter2@h/x.db", "names a host"),
+        ("sqlite:////u:hunter2@h/", "names no file"),
         ("postgresql://u:hunter2@h:5432/", "names no database"),
         ("postgresql://u:hunter2@h:99999/db", "is not a valid URL"),
     ],
