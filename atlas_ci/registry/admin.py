@@ -23,7 +23,7 @@ from atlas_ci.registry import database_admin
 from atlas_ci.registry.accounts import ROLES, Accounts
 from atlas_ci.registry.database import DatabaseConfigError, DatabaseError, open_database
 from atlas_ci.registry.schema import SchemaError
-from atlas_ci.registry.serve import default_data_dir
+from atlas_ci.registry.serve import data_dir
 from atlas_ci.registry.storage import Conflict, Invalid, NotFound, Storage, StorageError
 
 Command = Callable[[Accounts, argparse.Namespace, TextIO], None]
@@ -324,10 +324,7 @@ def main(argv: list[str], env: Mapping[str, str] | None = None, out: TextIO | No
     env = os.environ if env is None else env
     out = sys.stdout if out is None else out
     args = build_parser().parse_args(argv)  # exits 2 on a usage error, 0 for --help
-    data = args.data or (
-        Path(env["ATLAS_REGISTRY_DATA"]) if env.get("ATLAS_REGISTRY_DATA") else None
-    )
-    data = data or default_data_dir(env)
+    data = data_dir(args.data, env)
     database = args.database or env.get("ATLAS_REGISTRY_DATABASE") or None
     if getattr(args, "database_command", None):
         return database_admin.run(
