@@ -23,7 +23,7 @@ from atlas_ci.registry import database_admin
 from atlas_ci.registry.accounts import ROLES, Accounts
 from atlas_ci.registry.database import DatabaseConfigError, DatabaseError, open_database
 from atlas_ci.registry.schema import SchemaError
-from atlas_ci.registry.serve import default_data_dir
+from atlas_ci.registry.serve import data_dir
 from atlas_ci.registry.storage import Conflict, Invalid, NotFound, Storage, StorageError
 
 Command = Callable[[Accounts, argparse.Namespace, TextIO], None]
@@ -299,15 +299,32 @@ def open_accounts(data: Path, database: str | None = None) -> Accounts:
     return Accounts(Storage(data, open_database(database, data), remove_stale_uploads=False))
 
 
+_EXIT_CODES: tuple[tuple[type[Exception], ExitCode], ...] = (
+    (UsageError, ExitCode.CONFIG),
+    (DatabaseConfigError, ExitCode.CONFIG),
+    (SchemaError, ExitCode.CONFIG),
+    (NotFound, ExitCode.CONFIG),
+    (Invalid, ExitCode.CONFIG),
+    (Conflict, ExitCode.REFUSED),
+    (DatabaseError, ExitCode.UNAVAILABLE),
+)
+"""The exit code of each failure a command reports as a one-line error."""
+_FAILURES = tuple(kind for kind, _ in _EXIT_CODES)
+
+
+def _failed(exc: Exception, urls: tuple[str | None, ...], data: Path) -> int:
+    """Print ``exc`` as the one-line error, without the password of any of ``urls``; its exit
+    code from :data:`_EXIT_CODES`."""
+    print(f"error: {database_admin.scrub(str(exc), urls, data)}", file=sys.stderr)
+    return next(code for kind, code in _EXIT_CODES if isinstance(exc, kind))
+
+
 def main(argv: list[str], env: Mapping[str, str] | None = None, out: TextIO | None = None) -> int:
     """Parse ``argv``, run the command, return the exit code."""
     env = os.environ if env is None else env
     out = sys.stdout if out is None else out
     args = build_parser().parse_args(argv)  # exits 2 on a usage error, 0 for --help
-    data = args.data or (
-        Path(env["ATLAS_REGISTRY_DATA"]) if env.get("ATLAS_REGISTRY_DATA") else None
-    )
-    data = data or default_data_dir(env)
+    data = data_dir(args.data, env)
     database = args.database or env.get("ATLAS_REGISTRY_DATABASE") or None
     if getattr(args, "database_command", None):
         return database_admin.run(
@@ -316,29 +333,15 @@ def main(argv: list[str], env: Mapping[str, str] | None = None, out: TextIO | No
     urls = (database,)
     try:
         accounts = open_accounts(data, database)
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return ExitCode.CONFIG
-    except (DatabaseConfigError, SchemaError) as exc:
-        print(f"error: {database_admin.scrub(str(exc), urls, data)}", file=sys.stderr)
-        return ExitCode.CONFIG
-    except DatabaseError as exc:
-        print(f"error: {database_admin.scrub(str(exc), urls, data)}", file=sys.stderr)
-        return ExitCode.UNAVAILABLE
+    except (UsageError, DatabaseConfigError, SchemaError, DatabaseError) as exc:
+        return _failed(exc, urls, data)
     except (OSError, StorageError) as exc:
         print(f"error: cannot use data directory {data}: {exc}", file=sys.stderr)
         return ExitCode.CONFIG
     try:
         args.run(accounts, args, out)
-    except Conflict as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return ExitCode.REFUSED
-    except (NotFound, Invalid) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return ExitCode.CONFIG
-    except DatabaseError as exc:
-        print(f"error: {database_admin.scrub(str(exc), urls, data)}", file=sys.stderr)
-        return ExitCode.UNAVAILABLE
+    except _FAILURES as exc:
+        return _failed(exc, urls, data)
     finally:
         accounts.storage.close()
     return ExitCode.OK

@@ -161,14 +161,14 @@ def parse_url(raw: str | None, data_dir: Path) -> DatabaseURL:
             parts = urlsplit(raw)
             if parts.netloc:
                 raise DatabaseConfigError(
-                    f"--database {raw!r} names a host; a SQLite URL is sqlite:///ABSOLUTE/PATH"
+                    f"--database {_blank_password(raw)!r} names a host; a SQLite URL is sqlite:///ABSOLUTE/PATH"
                 )
             path_text = unquote(parts.path)
         else:
             path_text = unquote(rest)
         if not path_text or path_text.endswith("/"):
             raise DatabaseConfigError(
-                f"--database {raw!r} names no file; use sqlite:///ABSOLUTE/PATH/registry.sqlite3"
+                f"--database {_blank_password(raw)!r} names no file; use sqlite:///ABSOLUTE/PATH/registry.sqlite3"
             )
         if path_text.startswith("//"):
             path_text = "/" + path_text.lstrip("/")  # sqlite:////abs/path, SQLAlchemy's form

@@ -56,12 +56,9 @@ def run(command: str, database: str | None, other: str | None, data: Path) -> in
             summary = ", ".join(f"{n} {table}" for table, n in counts.items())
             print(f"copied {source.url} to {target.url}: {summary}")
         return ExitCode.OK
-    except (DatabaseConfigError, SchemaError, CopyError) as exc:
+    except (DatabaseConfigError, SchemaError, CopyError, DatabaseError) as exc:
         print(f"error: {scrub(str(exc), (database, other), data)}", file=sys.stderr)
-        return ExitCode.CONFIG
-    except DatabaseError as exc:
-        print(f"error: {scrub(str(exc), (database, other), data)}", file=sys.stderr)
-        return ExitCode.UNAVAILABLE
+        return ExitCode.UNAVAILABLE if isinstance(exc, DatabaseError) else ExitCode.CONFIG
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.CONFIG

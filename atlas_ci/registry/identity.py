@@ -12,7 +12,7 @@ import dataclasses
 import hmac
 from collections.abc import Mapping, Sequence
 
-from atlas_ci.registry.accounts import ADMIN_NAME, Accounts, Expired, Role
+from atlas_ci.registry.accounts import ADMIN_NAME, Accounts, Expired, Role, TokenOwner
 
 ADMIN_GRANTEE = "admin"
 TOKEN_GRANTEE = "token:"  # noqa: S105 (a prefix, not a secret)
@@ -84,6 +84,11 @@ def identify(token: str | None, admin_tokens: Sequence[str], accounts: Accounts)
         raise Unauthenticated("the token has expired; create a new one") from None
     if owner is None:
         raise Unauthenticated("invalid token")
+    return _of(owner)
+
+
+def _of(owner: TokenOwner) -> Identity:
+    """The identity of a token's owner."""
     return Identity(
         user=owner.user, read_only=owner.read_only, roles=owner.roles, token_id=owner.token_id
     )
@@ -104,6 +109,4 @@ def grant_holder(grantee: str | None, accounts: Accounts) -> Identity:
         raise Unauthenticated("the token it was created with has expired") from None
     if owner is None or not grantee.startswith(TOKEN_GRANTEE):
         raise Unauthenticated("the token it was created with was revoked")
-    return Identity(
-        user=owner.user, read_only=owner.read_only, roles=owner.roles, token_id=owner.token_id
-    )
+    return _of(owner)

@@ -36,8 +36,14 @@ class UsageError(Exception):
     address it names cannot be used); the message says which and why."""
 
 
-def default_data_dir(env: Mapping[str, str]) -> Path:
-    """``$XDG_DATA_HOME/atlas-ci/registry``, with XDG's fallback ``~/.local/share``."""
+def data_dir(flag: Path | None, env: Mapping[str, str]) -> Path:
+    """The data directory of ``serve`` and ``registry``: ``--data``, else
+    ``$ATLAS_REGISTRY_DATA``, else ``$XDG_DATA_HOME/atlas-ci/registry`` (XDG's fallback
+    ``~/.local/share``)."""
+    if flag:
+        return flag
+    if env.get("ATLAS_REGISTRY_DATA"):
+        return Path(env["ATLAS_REGISTRY_DATA"])
     base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "atlas-ci" / "registry"
 
@@ -211,13 +217,10 @@ def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> _Settings:
         raise UsageError("--timeout must be positive and --shutdown-grace not negative")
     max_connections = _max_connections(args.max_connections)
     header_timeout = _seconds("--header-timeout", args.header_timeout)
-    data = args.data or (
-        Path(env["ATLAS_REGISTRY_DATA"]) if env.get("ATLAS_REGISTRY_DATA") else None
-    )
     return _Settings(
         host=args.host,
         port=port,
-        data=data or default_data_dir(env),
+        data=data_dir(args.data, env),
         database=args.database,
         config=Config(
             tokens=tuple(tokens or [secrets.token_urlsafe(32)]),

@@ -459,13 +459,23 @@ class RegistryHandler(BaseHTTPRequestHandler):
         if not decision.allowed:
             raise HTTPError(403, refused + decision.reason)
 
-    def _may_resume(self, version: Version) -> bool:
-        """May the identity be handed ``version``'s upload URL (see :func:`policy.decide`)?"""
-        if self.identity.admin:
-            return True  # no lookups for the administrator
-        grantee = self.server.storage.upload_grantee(version)
-        namespace = policy.Namespace(version.user, self.server.accounts.kind(version.user))
-        return policy.decide(self.identity, "resume", namespace, grantee=grantee).allowed
+    def _resumable(self, found: list[Version]) -> list[Version]:
+        """The pending versions of ``found`` (one search's: all in one namespace) whose upload
+        URL the identity may be handed (see :func:`policy.decide`); the namespace is looked up
+        once, not once a version."""
+        pending = [v for v in found if v.state == "pending"]
+        if self.identity.admin or not pending:
+            return pending  # no lookups for the administrator
+        user = pending[0].user
+        namespace = policy.Namespace(user, self.server.accounts.kind(user))
+        storage = self.server.storage
+        return [
+            v
+            for v in pending
+            if policy.decide(
+                self.identity, "resume", namespace, grantee=storage.upload_grantee(v)
+            ).allowed
+        ]
 
     def authorize_write(self, user: str) -> None:
         """For a route whose namespace is in its body: may the identity write into ``user``?"""
@@ -728,11 +738,10 @@ class RegistryHandler(BaseHTTPRequestHandler):
         # The token a pending upload was handed to may finish it: its upload_path comes back
         # (the uploader adopts a version its failed POST created this way). Nobody else,
         # a reader or another writer, sees the URL.
+        resumable = {v.pk for v in self._resumable(found)}
         versions = []
         for v in found:
-            secret = None
-            if v.state == "pending" and self._may_resume(v):
-                secret = storage.pending_upload_secret(v)
+            secret = storage.pending_upload_secret(v) if v.pk in resumable else None
             upload_path = None if secret is None else f"{self._public_base()}/binstore/{secret}"
             versions.append({**wire.version_json(v, upload_path), "state": v.state})
         self.send_json(200, {"versions": versions, "pending_listed": True})

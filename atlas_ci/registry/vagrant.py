@@ -30,6 +30,9 @@ from collections.abc import Iterable
 BOX_TYPE = "vagrant.box"
 CATALOG_LIMIT = 1000
 """How many of the newest versions the catalog lists."""
+MAX_PROVIDER = 255
+"""The longest provider name listed (Vagrant's are words like ``virtualbox``): a metadata value
+may be up to a JSON body long, and 1,000 of those would make a catalog of a gigabyte."""
 
 
 def file_url(base: str, user: str, name: str, version: int) -> str:
@@ -42,12 +45,13 @@ def catalog_json(
     user: str, name: str, rows: Iterable[tuple[int, str, str]], base: str
 ) -> dict[str, object]:
     """The catalog of ``user/name`` from ``(version, sha256, metadata JSON)`` rows given
-    newest first; rows whose metadata has no string ``provider`` are left out."""
+    newest first; rows whose metadata has no ``provider`` string of 1 to :data:`MAX_PROVIDER`
+    characters are left out."""
     prefix = file_url(base, user, name, 0)[: -len("0/file")]
     versions: list[dict[str, object]] = []
     for number, sha256, metadata in rows:
         provider = json.loads(metadata).get("provider")
-        if not isinstance(provider, str) or not provider:
+        if not isinstance(provider, str) or not 0 < len(provider) <= MAX_PROVIDER:
             continue
         versions.append(
             {

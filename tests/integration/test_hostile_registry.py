@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -103,6 +104,7 @@ class Run:
     outcome: Outcome
     max_rss_kib: int
     requests: list[str]
+    seconds: float = 0.0  # the whole process, wall clock; printed with -s, never asserted
 
 
 # The child's own peak, read by itself at exit: the kernel's ru_maxrss of a child counts
@@ -123,6 +125,7 @@ runpy.run_module("atlas_ci", run_name="__main__", alter_sys=True)
 def run_measured(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 90) -> Run:
     """``atlas-ci ARGS`` as a child process, and its peak resident memory (KiB)."""
     peak_file = cwd / "peak-kib"
+    started = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-c", _MEASURED, *args],
         cwd=cwd,
@@ -133,7 +136,8 @@ def run_measured(args: list[str], env: dict[str, str], cwd: Path, timeout: float
         check=False,
     )
     peak = int(peak_file.read_text()) if peak_file.exists() else -1
-    return Run(Outcome(proc.returncode, proc.stdout, proc.stderr), peak, [])
+    seconds = time.monotonic() - started
+    return Run(Outcome(proc.returncode, proc.stdout, proc.stderr), peak, [], seconds)
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +166,8 @@ def test_a_hostile_registry_ends_in_one_clear_line_in_bounded_memory(
 ) -> None:
     case, run = CASES[name], runs[name]
     out = run.outcome
+    # The figures of the hardening notes: `pytest tests/integration/test_hostile_registry.py -s`.
+    print(f"\n{name}: exit {out.code} in {run.seconds:.1f} s, peak {run.max_rss_kib >> 10} MiB")
     assert out.code == case.code, out.stderr
     [line] = out.error_lines()
     assert all(w in line for w in case.words), line

@@ -256,6 +256,11 @@ def test_no_secret_in_the_log_or_token_list(world: dict[str, Any]) -> None:
         admin(registry, "token", "list").stdout + admin(registry, "token", "list", "--json").stdout
     )
     log = registry.stderr_text()
+    # The searched texts hold what was done: every read logged once per token, every user listed.
+    for path in READS:
+        logged = f" GET {path.format(a='hashicorp/web')} "
+        assert log.count(logged) >= len(tokens), (logged, log)
+    assert all(f'"user": "{user}"' in listing for user in ("alice", "carol", "dave")), listing
     for token in [*tokens.values(), registry.token]:
         for text in (log, listing):
             assert token not in text

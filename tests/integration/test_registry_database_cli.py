@@ -257,3 +257,16 @@ def test_account_commands_use_the_database_and_want_it_migrated(
     assert listed.stdout.split()[0] == "alice"
     # Nothing went to a SQLite file in the data directory on the way.
     assert not (data / "registry.sqlite3").exists()
+
+
+@pytest.mark.parametrize("command", [["migrate"], ["user", "list"]])
+def test_an_unreachable_database_is_exit_6_without_its_password(
+    tmp_path: Path, command: list[str]
+) -> None:
+    # Nothing listens on port 1 of 127.0.0.1: the connection is refused at once.
+    url = "postgresql://reg:hunter2@127.0.0.1:1/atlas?connect_timeout=5"
+    proc = _atlas_ci("registry", "--data", str(tmp_path), "--database", url, *command)
+    assert proc.returncode == 6, proc.stderr
+    line = _one_error_line(proc)
+    assert "127.0.0.1" in line
+    assert "hunter2" not in proc.stderr + proc.stdout

@@ -101,4 +101,7 @@ def test_a_credential_in_the_query_string_never_reaches_the_log(registry: Regist
     assert secret not in log
     assert quoted not in log
     assert "access_token=<redacted>" in log
+    # Each of the three requests was logged with its credential cut, not left out.
+    assert "X-Amz-Signature=<redacted>&version=1" in log
+    assert "version=latest&token=<redacted>" in log
     assert "version=latest" in log  # the parameters the registry reads are still logged

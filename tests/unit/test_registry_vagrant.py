@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from atlas_ci.registry.vagrant import catalog_json, file_url
+from atlas_ci.registry.vagrant import MAX_PROVIDER, catalog_json, file_url
 
 
 def test_catalog_keeps_the_order_and_skips_rows_without_a_provider() -> None:
@@ -31,6 +31,18 @@ def test_catalog_keeps_the_order_and_skips_rows_without_a_provider() -> None:
         }
         for n, p, c in ((5, "libvirt", "e"), (1, "virtualbox", "a"))
     ]
+
+
+def test_catalog_leaves_out_a_provider_name_too_long_to_be_one() -> None:
+    # Metadata values are as long as a JSON body allows; 1,000 of them must not make the answer.
+    rows = [
+        (2, "b" * 64, json.dumps({"provider": "p" * (MAX_PROVIDER + 1)})),
+        (1, "a" * 64, json.dumps({"provider": "p" * MAX_PROVIDER})),
+    ]
+    catalog = catalog_json("acme", "web", rows, "http://h:1")
+    versions = catalog["versions"]
+    assert isinstance(versions, list)
+    assert [v["version"] for v in versions] == ["1"]
 
 
 def test_download_urls_escape_names() -> None:
