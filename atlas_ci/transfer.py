@@ -104,8 +104,12 @@ def put_file(
     progress: ProgressFn | None = None,
     proxies: Mapping[str, str] | None = None,
     digest: FileDigest | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> PutOutcome:
     """PUT the ``size`` bytes of ``path`` to ``url`` with ``Content-Length: size``.
+
+    ``headers`` are sent as well (a Vagrant Cloud upload through the registry carries the
+    token and a JSON content type, as Packer sends them); their values are never logged.
 
     No token, no ``Content-Type``, no chunking, no redirect followed. The URL's query
     string is kept. With ``hash_file``, the SHA-256 is computed alongside the send, or
@@ -118,14 +122,15 @@ def put_file(
     proxy = requests.utils.select_proxy(target.url, env["proxies"])
     if digest is not None and digest.size != size:
         raise ValueError(f"the digest covers {digest.size} bytes, not {size}")
+    extra = dict(headers or {})
     with _open_exact(path, size) as file:
         own = FileDigest(file.fileno(), size, str(path)) if hash_file and not digest else None
         try:
             if _sendfile_usable(target, session, proxy):
-                response, sent = _put_sendfile(target, file, size, timeout, progress)
+                response, sent = _put_sendfile(target, file, size, timeout, progress, extra)
             else:
                 response, sent = _put_session(
-                    target, file, size, session, timeout, progress, env["verify"], proxy
+                    target, file, size, session, timeout, progress, env["verify"], proxy, extra
                 )
         except BaseException:
             if own is not None:
@@ -252,6 +257,7 @@ def _put_sendfile(
     size: int,
     timeout: tuple[float, float],
     progress: ProgressFn | None,
+    extra: Mapping[str, str],
 ) -> tuple[PutResponse, int]:
     connect_timeout, read_timeout = timeout
     try:
@@ -269,7 +275,8 @@ def _put_sendfile(
             f"Host: {target.host_header}\r\n"
             f"User-Agent: {USER_AGENT}\r\n"
             f"Content-Length: {size}\r\n"
-            "Connection: close\r\n"
+            + "".join(f"{name}: {value}\r\n" for name, value in extra.items())
+            + "Connection: close\r\n"
             "\r\n"
         ).encode("latin-1")
         sent = 0
@@ -499,11 +506,12 @@ def _put_session(
     progress: ProgressFn | None,
     verify: bool | str | None,
     proxy: str | None,
+    extra: Mapping[str, str],
 ) -> tuple[PutResponse, int]:
     deadline = Deadline(timeout[1], armed=False)
     body = _Body(file, size, progress, deadline)
     try:
-        prepared = _prepare_put(session, target, body, size)
+        prepared = _prepare_put(session, target, body, size, extra)
         with deadline:
             response = session.send(
                 prepared,
@@ -539,7 +547,11 @@ def _put_session(
 
 
 def _prepare_put(
-    session: requests.Session, target: _Target, body: _Body, size: int
+    session: requests.Session,
+    target: _Target,
+    body: _Body,
+    size: int,
+    extra: Mapping[str, str],
 ) -> requests.PreparedRequest:
     """The PUT as requests will send it: the session's settings, none of its API headers."""
     # None drops a header the session would add: the token belongs to API calls only.
@@ -548,6 +560,7 @@ def _prepare_put(
         "X-Atlas-Token": None,
         "Content-Type": None,
         "Accept-Encoding": "identity",
+        **extra,
     }
     request = requests.Request("PUT", target.url, data=body, headers=headers)
     prepared = session.prepare_request(request)
