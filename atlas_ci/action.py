@@ -10,6 +10,7 @@ reading two pipes.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -80,7 +81,24 @@ def settings_from_inputs(environ: Mapping[str, str]) -> Settings:
         workspace=workspace,
         allow_outside_workspace=False,
     )
-    return Settings.from_inputs(inputs, environ)
+    return Settings.from_inputs(with_box_inputs(inputs, environ), environ)
+
+
+def with_box_inputs(inputs: Inputs, environ: Mapping[str, str]) -> Inputs:
+    """``inputs`` with those of the vagrant-cloud target (``to: vagrant-cloud``)."""
+
+    def flag(name: str) -> bool:
+        return github.parse_bool(name, read_input(environ, name) or "false")
+
+    return dataclasses.replace(
+        inputs,
+        to=read_input(environ, "to") or None,
+        box_version=read_input(environ, "version") or None,
+        version_description=read_input(environ, "version_description") or None,
+        no_release=flag("no_release"),
+        no_direct_upload=flag("no_direct_upload"),
+        private=flag("private"),
+    )
 
 
 def outputs(result: Result) -> dict[str, str]:
@@ -98,6 +116,10 @@ def outputs(result: Result) -> dict[str, str]:
 
 def _upload(settings: Settings, log: Log, debug: Log) -> Result:
     """The one call into the core."""
+    if settings.box is not None:  # to: vagrant-cloud
+        from atlas_ci.publish_box import run_publish
+
+        return run_publish(settings, log, debug=debug)
     from atlas_ci.upload import run_upload
 
     return run_upload(settings, log, debug=debug)

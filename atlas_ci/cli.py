@@ -182,9 +182,16 @@ def _upload(ns: argparse.Namespace, console: Console) -> int:
     settings = _settings(ns, console)
     if settings.dotenv:
         reporters.check_writable(settings.dotenv, "--dotenv")
-    result = run_upload(
-        settings, console.info, debug=console.debug, interactive=console.interactive
-    )
+    if settings.box is not None:  # --to vagrant-cloud
+        from atlas_ci.publish_box import run_publish
+
+        result = run_publish(
+            settings, console.info, debug=console.debug, interactive=console.interactive
+        )
+    else:
+        result = run_upload(
+            settings, console.info, debug=console.debug, interactive=console.interactive
+        )
     if settings.dotenv:
         try:
             reporters.write_dotenv(settings.dotenv, result)

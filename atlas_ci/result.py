@@ -13,19 +13,23 @@ class FileJSON(TypedDict):
     sha256: str
 
 
-class BuildJSON(TypedDict):
+class _BuildKeys(TypedDict):
     build: str
     artifact_type: str
-    version: int | None
+    version: int | str | None  # a box version (1.2.0) for the vagrant-cloud target
     id: str | None
     metadata: dict[str, str] | None
     file: FileJSON | None
 
 
+class BuildJSON(_BuildKeys, total=False):
+    provider: str  # the vagrant-cloud target's provider of this build's box
+
+
 class _ResultKeys(TypedDict):
     artifact: str
     artifact_type: str
-    version: int | None
+    version: int | str | None
     id: str | None
     builds: list[BuildJSON]
 
@@ -45,16 +49,20 @@ class BuildResult:
     build: str
     artifact: str
     artifact_type: str
-    version: int | None  # None in a dry run: nothing was created
+    version: int | str | None  # None in a dry run: nothing was created; str: a box version
     file: FileInfo | None
     seconds: float  # wall time of this build's archive + upload
     metadata: dict[str, str] | None
+    provider: str | None = None  # set by the vagrant-cloud target only
 
     @property
     def id(self) -> str | None:
-        """``user/name/type/N``, Packer's result artifact id."""
+        """``user/name/type/N``, Packer's result artifact id; ``user/name/V/provider`` for a
+        box published to Vagrant Cloud (whose Packer artifact has no id)."""
         if self.version is None:
             return None
+        if self.provider is not None:
+            return f"{self.artifact}/{self.version}/{self.provider}"
         return f"{self.artifact}/{self.artifact_type}/{self.version}"
 
 
@@ -68,7 +76,7 @@ class Result:
         return self.builds[-1]
 
     @property
-    def version(self) -> int | None:
+    def version(self) -> int | str | None:
         return self.last.version
 
     @property
@@ -83,7 +91,7 @@ class Result:
     def artifact_type(self) -> str:
         return self.last.artifact_type
 
-    def versions(self) -> dict[str, int | None]:
+    def versions(self) -> dict[str, int | str | None]:
         """Build name -> version (the action's ``versions`` output)."""
         return {b.build: b.version for b in self.builds}
 
@@ -94,20 +102,22 @@ class Result:
             "artifact_type": self.artifact_type,
             "version": self.version,
             "id": self.id,
-            "builds": [
-                {
-                    "build": b.build,
-                    "artifact_type": b.artifact_type,
-                    "version": b.version,
-                    "id": b.id,
-                    "metadata": b.metadata,
-                    "file": None
-                    if b.file is None
-                    else {"size": b.file.size, "sha256": b.file.sha256},
-                }
-                for b in self.builds
-            ],
+            "builds": [_build_json(b) for b in self.builds],
         }
         if self.dry_run:
             data["dry_run"] = True
         return data
+
+
+def _build_json(b: BuildResult) -> BuildJSON:
+    data: BuildJSON = {
+        "build": b.build,
+        "artifact_type": b.artifact_type,
+        "version": b.version,
+        "id": b.id,
+        "metadata": b.metadata,
+        "file": None if b.file is None else {"size": b.file.size, "sha256": b.file.sha256},
+    }
+    if b.provider is not None:
+        data["provider"] = b.provider
+    return data

@@ -14,11 +14,19 @@ import os
 import posixpath
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from atlas_ci.box_settings import (
+    DEFAULT_VAGRANT_CLOUD_URL,
+    BoxSettings,
+    api_root,
+    box_token,
+    box_version,
+    target_of,
+)
 from atlas_ci.errors import ConfigError
 from atlas_ci.redaction import Secret, redact_url, register
 from atlas_ci.textfile import control_character, quoted, unsendable
@@ -63,6 +71,13 @@ class Inputs:
     dotenv: str | None = None
     workspace: Path | str | None = None
     allow_outside_workspace: bool | None = None  # None: allowed unless a workspace is set
+    # The Vagrant Cloud target (atlas_ci.box_settings reads these; issue 19).
+    to: str | None = None
+    box_version: str | None = None
+    version_description: str | None = None
+    no_release: bool = False
+    no_direct_upload: bool = False
+    private: bool = False
 
     @classmethod
     def from_argparse(cls, ns: argparse.Namespace) -> Inputs:
@@ -148,6 +163,9 @@ class Inputs:
             action="store_true",
             help="accept artifact files outside --workspace",
         )
+        from atlas_ci.box_settings import add_box_arguments
+
+        add_box_arguments(p)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -175,6 +193,8 @@ class Settings:
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+    box: BoxSettings | None = None
+    """The Vagrant Cloud target's settings (``--to vagrant-cloud``); None for Atlas."""
 
     @property
     def user(self) -> str:
@@ -199,7 +219,10 @@ class Settings:
     @classmethod
     def from_inputs(cls, inputs: Inputs, env: Mapping[str, str] | None = None) -> Settings:
         """Lay the inputs over the environment, validate, freeze."""
-        return _build(inputs, os.environ if env is None else env)
+        env = os.environ if env is None else env
+        if _target(inputs) == "vagrant-cloud":
+            return _build_for_boxes(inputs, env)
+        return _build(inputs, env)
 
 
 # --- building -------------------------------------------------------------------------
@@ -521,3 +544,39 @@ def parse_go_int(name: str, value: str | None) -> int:
 def split_lines(values: Sequence[str]) -> list[str]:
     """Names given one per line (the action's ``build`` input), blanks dropped."""
     return [line.strip() for value in values for line in value.splitlines() if line.strip()]
+
+
+# --- the Vagrant Cloud target (issue 19; the rules are atlas_ci.box_settings') -------------
+
+
+def _target(inputs: Inputs) -> str:
+    box_values = {
+        "box version": inputs.box_version,
+        "version description": inputs.version_description,
+        "no release": inputs.no_release,
+        "no direct upload": inputs.no_direct_upload,
+        "private": inputs.private,
+    }
+    return target_of(inputs.to, inputs.given_as, box_values)
+
+
+def _build_for_boxes(inputs: Inputs, env: Mapping[str, str]) -> Settings:
+    """The common settings with the token and API root of ``--to vagrant-cloud``, then its own."""
+    sources: dict[str, str] = {"to": inputs.given_as}
+    version = box_version(inputs.box_version, inputs.given_as)
+    token, warning = (
+        (None, None) if inputs.no_token else box_token(inputs.token, inputs.given_as, env, sources)
+    )
+    raw_url = _text(inputs.atlas_url) or DEFAULT_VAGRANT_CLOUD_URL
+    sources["atlas_url"] = inputs.given_as if _text(inputs.atlas_url) else "default"
+    common = _build(replace(inputs, token=token, atlas_url=raw_url), env)
+    box = BoxSettings(
+        version=version,
+        description=(inputs.version_description or "").strip(),
+        release=not inputs.no_release,
+        direct_upload=not inputs.no_direct_upload,
+        private=bool(inputs.private),
+        api_root=api_root(raw_url),
+        token_warning=warning,
+    )
+    return replace(common, box=box, sources={**common.sources, **sources})
