@@ -95,6 +95,7 @@ class State:
     boxes: dict[str, Box] = field(default_factory=dict)
     faults: dict[str, str] = field(default_factory=dict)
     uploads: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # token -> where
+    conflicts: list[str] = field(default_factory=list)  # creations refused as duplicates
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -129,6 +130,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._error(503, "unavailable")
                 return
             status, payload = _route(state, rec, self.headers.get("Host") or "")
+            if rec.method == "POST" and status == 422:
+                state.conflicts.append(rec.path)
         if fault == "lose":
             self.close_connection = True  # processed; the answer is lost
             return
