@@ -6,6 +6,9 @@ vagrant-cloud`` against the same server); ``atlas-ci serve`` is the real registr
 versions and providers live in memory; a provider's checksum is the sha256 of the box it
 received, set once the upload is complete (after the callback of a direct upload).
 
+It also serves what ``vagrant box add`` reads (vagrant-cloud-wire.md §6): the catalog at
+``/{user}/{name}`` (released versions only) and each provider's box at ``/files/...``.
+
 ``faults`` maps ``"METHOD /path-regex"`` to ``"lose"`` (the request is processed, then the
 connection is closed with no answer) or ``"refuse"`` (503, nothing processed); each fires
 once, on the first request that matches.
@@ -122,6 +125,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         rec = Recorded(self.command, self.path, dict(self.headers.items()), body)
         state = self.server.state
+        if self.command == "GET" and self._download(self.path.split("?")[0]):
+            return
         with state.lock:
             state.requests.append(rec)
             fault = self._fault(rec)
@@ -147,6 +152,33 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_DELETE = _handle
 
+    def do_HEAD(self) -> None:
+        with self.server.state.lock:
+            status, _ = _catalog(self.server.state, self.path, self.headers.get("Host") or "")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _download(self, path: str) -> bool:
+        """The box of ``/files/USER/NAME/VERSION/PROVIDER``, if that is the path."""
+        parts = path.split("/")
+        if len(parts) != 6 or parts[1] != "files":
+            return False
+        box = self.server.state.boxes.get(f"{parts[2]}/{parts[3]}")
+        version = box.versions.get(parts[4]) if box else None
+        provider = version.providers.get(parts[5]) if version else None
+        data = provider.data if provider and provider.checksum else None
+        if data is None:
+            self._error(404, "no such file")
+            return True
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        return True
+
 
 def _route(state: State, rec: Recorded, host: str) -> tuple[int, Any]:
     path = rec.path.split("?")[0]
@@ -156,7 +188,9 @@ def _route(state: State, rec: Recorded, host: str) -> tuple[int, Any]:
         return _store(state, path.rsplit("/", 1)[1], rec.body, confirm=True)
     if path.startswith(API + "/callback/"):
         return _callback(state, path.rsplit("/", 1)[1])
-    parts = path[len(API) + 1 :].split("/") if path.startswith(API + "/") else []
+    if not path.startswith(API + "/"):
+        return _catalog(state, path, host)
+    parts = path[len(API) + 1 :].split("/")
     if parts == ["authenticate"] and rec.method == "GET":
         return 200, {"user": {"username": "tester"}}
     if parts == ["boxes"] and rec.method == "POST":
@@ -219,6 +253,32 @@ def _box_route(
             "callback": f"http://{host}{API}/callback/{token}",
         }
     return 404, {"errors": ["no such endpoint"], "success": False}
+
+
+def _catalog(state: State, path: str, host: str) -> tuple[int, Any]:
+    """What Vagrant reads at ``/{user}/{name}``: released versions and their boxes."""
+    parts = path.split("?")[0].strip("/").split("/")
+    box = state.boxes.get("/".join(parts)) if len(parts) == 2 else None
+    if box is None:
+        return 404, {"errors": ["not found"], "success": False}
+    versions = [
+        {
+            "version": v.version,
+            "providers": [
+                {
+                    "name": p.name,
+                    "url": f"http://{host}/files/{box.username}/{box.name}/{v.version}/{p.name}",
+                    "checksum_type": "sha256",
+                    "checksum": p.checksum,
+                }
+                for p in v.providers.values()
+                if p.checksum
+            ],
+        }
+        for v in reversed(box.versions.values())
+        if v.status == "active"
+    ]
+    return 200, {"name": f"{box.username}/{box.name}", "versions": versions}
 
 
 def _provider_of(state: State, token: str) -> Provider | None:
