@@ -9,6 +9,7 @@ no retries, so the fault is the run's to survive or to report; the second run fi
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,7 @@ STEPS = {
 
 def publish(workdir: Path, api: str, retries: str) -> tuple[int, str]:
     args = ["upload", "--to", "vagrant-cloud", "--artifact", "acme/web", "--box-version"]
-    args += ["1.0.0", "--atlas-url", api, "--retries", retries, "--max-wait", "0"]
+    args += ["1.0.0", "--atlas-url", api, "--retries", retries, "--max-wait", "0", "--debug"]
     proc = run_cli(args, workdir, {"VAGRANT_CLOUD_TOKEN": TOKEN})
     return proc.returncode, proc.stdout + proc.stderr
 
@@ -103,3 +104,21 @@ def test_a_provider_holding_another_box_is_exit_5_naming_both_checksums(tmp_path
             srv.state.boxes["acme/web"].versions["1.0.0"].providers["libvirt"].checksum
             == (sums["libvirt"])
         )
+
+
+def test_a_dry_run_creates_nothing_and_the_atlas_token_fallback_is_warned(tmp_path: Path) -> None:
+    two_boxes(tmp_path)
+    args = ["upload", "--to", "vagrant-cloud", "--artifact", "acme/web", "--box-version"]
+    args += ["1.0.0", "--dry-run", "--json"]
+    with VagrantCloudRecorder() as srv:
+        proc = run_cli([*args, "--atlas-url", srv.api], tmp_path, {"ATLAS_TOKEN": TOKEN})
+        assert proc.returncode == 0, proc.stderr
+        assert "using the Vagrant Cloud token found in ATLAS_TOKEN" in proc.stderr
+        assert "Dry run: would create public box acme/web and its version 1.0.0" in proc.stderr
+        assert "Dry run: would upload virtualbox.box as acme/web 1.0.0 virtualbox" in proc.stderr
+        assert [r.method for r in srv.requests] == ["GET", "GET"]  # token check, box read
+        assert srv.requests[0].headers["Authorization"] == f"Bearer {TOKEN}"
+        assert srv.state.boxes == {}
+        result = json.loads(proc.stdout)
+        assert result["version"] is None and result["dry_run"] is True
+        assert [b["provider"] for b in result["builds"]] == ["virtualbox", "libvirt"]
