@@ -293,8 +293,9 @@ class _Publish:
 def _holds(provider: Object, path: Path, sha: str, where: str) -> bool:
     """Whether ``provider`` holds the box at ``path`` (sha256 ``sha``); another box is exit 5.
 
-    A provider without a checksum holds no file yet (its upload failed or never began). A
-    checksum of another type (``vagrant cloud publish -C md5``) is compared in its own kind.
+    A provider without a checksum holds no file yet (its upload failed or never began); nor
+    does one that says ``"hosted": false`` and has no external url. A checksum of another
+    type (``vagrant cloud publish -C md5``) is compared in its own kind.
     """
     checksum = provider.get("checksum")
     kind = str(provider.get("checksum_type") or "sha256").lower()
@@ -302,7 +303,9 @@ def _holds(provider: Object, path: Path, sha: str, where: str) -> bool:
         return False
     ours = sha if kind == "sha256" else _file_hash(path, kind)
     if ours is not None and checksum.lower() == ours.lower():
-        return True
+        # Our checksum declared (by `vagrant cloud publish -c`, say) but not hosted yet: the
+        # box still has to be sent. An API that does not say is taken at its checksum.
+        return provider.get("hosted") is not False or bool(provider.get("url"))
     raise RegistryRefused(
         f"provider {where} already holds another box ({kind} {checksum.lower()}; this box "
         f"has sha256 {sha})",

@@ -4,6 +4,7 @@ the provider of a box (from the build or its metadata.json) and the action's inp
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import tarfile
@@ -319,3 +320,27 @@ def test_the_actions_inputs_map_onto_the_box_settings(tmp_path: Path) -> None:
     env["INPUT_PRIVATE"] = "yes"
     with pytest.raises(ConfigError, match="'private'"):
         action.settings_from_inputs(env)
+
+
+def test_what_an_existing_provider_holds_is_read_from_its_checksum(tmp_path: Path) -> None:
+    from atlas_ci.publish_box import _holds
+
+    box = tmp_path / "x.box"
+    box.write_bytes(b"the box")
+    sha = hashlib.sha256(b"the box").hexdigest()
+    md5 = hashlib.md5(b"the box").hexdigest()  # noqa: S324 - the kind a publisher may declare
+    assert _holds({"checksum": None}, box, sha, "p") is False  # created, never uploaded
+    assert _holds({"checksum": sha, "checksum_type": "sha256"}, box, sha, "p") is True
+    assert _holds({"checksum": sha.upper(), "hosted": True}, box, sha, "p") is True
+    assert _holds({"checksum": md5, "checksum_type": "md5"}, box, sha, "p") is True
+    # Declared (vagrant cloud publish -c) but the file never arrived: send it.
+    assert (
+        _holds({"checksum": sha, "checksum_type": "sha256", "hosted": False}, box, sha, "p")
+        is False
+    )
+    other = "ab" * 32
+    with pytest.raises(RegistryRefused) as caught:
+        _holds({"checksum": other, "checksum_type": "sha256"}, box, sha, "acme/web 1.0 vb")
+    assert caught.value.exit_code == ExitStatus.REFUSED
+    assert other in caught.value.message and sha in caught.value.message
+    assert "never overwritten" in caught.value.hint
