@@ -42,17 +42,17 @@ from atlas_ci.registry.identity import (
     identify,
     presented_token,
 )
-from atlas_ci.registry.storage import (
+from atlas_ci.registry.model import (
     INT64_MAX,
     Busy,
     Conflict,
     Invalid,
     NotFound,
     OutOfSpace,
-    Storage,
-    Upload,
     Version,
 )
+from atlas_ci.registry.storage import Storage
+from atlas_ci.registry.uploads import Upload
 
 CHUNK_SIZE = 1 << 20
 """Bytes per read when streaming a file in or out: memory stays constant whatever the size."""
