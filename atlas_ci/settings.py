@@ -563,6 +563,16 @@ def _target(inputs: Inputs) -> str:
 def _build_for_boxes(inputs: Inputs, env: Mapping[str, str]) -> Settings:
     """The common settings with the token and API root of ``--to vagrant-cloud``, then its own."""
     sources: dict[str, str] = {"to": inputs.given_as}
+    atlas_only = {
+        "artifact_type": inputs.artifact_type,
+        "metadata": inputs.metadata_pairs or inputs.metadata_file or inputs.metadata_text,
+    }
+    for name, value in atlas_only.items():
+        if value and str(value).strip():
+            raise ConfigError(
+                f"{name} was given for the vagrant-cloud target, which has no {name}",
+                "drop it (a box's provider comes from the build or its metadata.json)",
+            )
     version = box_version(inputs.box_version, inputs.given_as)
     token, warning = (
         (None, None) if inputs.no_token else box_token(inputs.token, inputs.given_as, env, sources)

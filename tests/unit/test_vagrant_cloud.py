@@ -344,3 +344,12 @@ def test_what_an_existing_provider_holds_is_read_from_its_checksum(tmp_path: Pat
     assert caught.value.exit_code == ExitStatus.REFUSED
     assert other in caught.value.message and sha in caught.value.message
     assert "never overwritten" in caught.value.hint
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [{"artifact_type": "vagrant.box"}, {"metadata_pairs": ["provider=libvirt"]}],
+)
+def test_atlas_only_settings_are_refused_for_this_target(flags: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match="given for the vagrant-cloud target"):
+        vc_settings(**flags)
