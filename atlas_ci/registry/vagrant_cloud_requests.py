@@ -13,12 +13,14 @@ from __future__ import annotations
 import dataclasses
 import urllib.parse
 
+from atlas_ci.registry.box_model import BoxQuery, Order, Sort
 from atlas_ci.registry.wire import BadRequest
 
 MAX_DESCRIPTION = 64 << 10
 """The longest description kept (characters): a box page, not a document store."""
 MAX_SEARCH_LIMIT = 100
-SORTS = ("downloads", "created", "updated")
+SORTS: tuple[Sort, ...] = ("downloads", "created", "updated")
+ORDERS: tuple[Order, ...] = ("desc", "asc")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,18 +50,6 @@ class ProviderFields:
     url: str | None = None
     checksum: str | None = None
     checksum_type: str | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class BoxSearch:
-    """``GET /api/v1/search``'s query."""
-
-    q: str = ""
-    provider: str | None = None
-    sort: str = "downloads"
-    order: str = "desc"
-    limit: int = 25
-    page: int = 1
 
 
 def _object(value: object, where: str) -> dict[str, object]:
@@ -102,7 +92,7 @@ def parse_box(body: object) -> BoxFields:
 
 
 def parse_version(body: object) -> VersionFields:
-    """``POST .../versions`` or ``PUT .../version/{v}``: ``{"version": {"version", "description"}}``."""
+    """``POST .../versions`` or ``PUT .../version/{v}``: ``{"version": {"version", ...}}``."""
     outer = _object({} if body is None else body, "the body")
     inner = outer.get("version")
     fields = _object(inner, '"version"') if isinstance(inner, dict) else outer
@@ -134,20 +124,22 @@ def _number(params: dict[str, str], key: str, default: int, top: int) -> int:
     return int(raw)
 
 
-def parse_search(query: str) -> BoxSearch:
+def parse_search(query: str) -> BoxQuery:
     """``q``, ``provider``, ``sort`` (downloads, created, updated), ``order`` (desc, asc),
     ``limit`` (1 to 100) and ``page``; unknown parameters (``access_token``) are ignored."""
     try:
         params = dict(urllib.parse.parse_qsl(query, keep_blank_values=True, errors="strict"))
     except UnicodeDecodeError:
         raise BadRequest("the query string is not valid UTF-8", 400) from None
-    sort = params.get("sort") or "downloads"
-    if sort not in SORTS:
-        raise BadRequest(f"sort must be one of {', '.join(SORTS)}, not {sort[:40]!r}", 400)
-    order = params.get("order") or "desc"
-    if order not in ("desc", "asc"):
-        raise BadRequest(f"order must be desc or asc, not {order[:40]!r}", 400)
-    return BoxSearch(
+    sort = next((s for s in SORTS if s == (params.get("sort") or "downloads")), None)
+    if sort is None:
+        raise BadRequest(
+            f"sort must be one of {', '.join(SORTS)}, not {params['sort'][:40]!r}", 400
+        )
+    order = next((o for o in ORDERS if o == (params.get("order") or "desc")), None)
+    if order is None:
+        raise BadRequest(f"order must be desc or asc, not {params['order'][:40]!r}", 400)
+    return BoxQuery(
         q=params.get("q", "")[:255],
         provider=params.get("provider") or None,
         sort=sort,

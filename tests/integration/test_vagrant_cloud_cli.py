@@ -15,7 +15,9 @@ from tests.postgres import BACKENDS
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def team(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
+def team(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Team]:
     yield from team_registry(request, tmp_path_factory.mktemp("vagrant-cloud-cli"))
 
 
@@ -130,7 +132,8 @@ def test_a_private_box_is_invisible_to_outsiders_and_their_search(team: Team) ->
         team, team.outsider, "box", "add", "acme/secret", home=team.home / "outsider", check=False
     )
     assert denied.returncode != 0
-    assert not (team.home / "outsider" / "vagrant.d" / "boxes" / "acme-VAGRANTSLASH-secret").exists()
+    assert not (
+        team.home / "outsider" / "vagrant.d" / "boxes" / "acme-VAGRANTSLASH-secret"
+    ).exists()
     allowed = vagrant(team, team.reader, "box", "add", "acme/secret", home=team.home / "deploy")
     assert "(v1.0.0) for 'virtualbox'" in allowed.stdout
-

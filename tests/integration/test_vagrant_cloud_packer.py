@@ -15,7 +15,9 @@ from tests.postgres import BACKENDS
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def team(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
+def team(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Team]:
     yield from team_registry(request, tmp_path_factory.mktemp("vagrant-cloud-packer"))
 
 
