@@ -25,8 +25,6 @@ from __future__ import annotations
 import functools
 import re
 
-from atlas_ci.registry.storage import Invalid
-
 MAX_LENGTH = 128
 """The longest version string accepted (Vagrant Cloud's own are short: ``2026.12.07``)."""
 
@@ -37,15 +35,20 @@ Segment = int | str
 _WORD, _END, _NUMBER = b"\x01", b"\x02", b"\x03"
 
 
+class BadVersion(ValueError):
+    """Not a box version; the message says why and what to send (the box service raises it
+    again as the storage's ``Invalid``: this module is below the storage)."""
+
+
 def check(version: str) -> None:
-    """Refuse (:class:`Invalid`) a string Vagrant would not read as a box version."""
+    """Refuse (:class:`BadVersion`) a string Vagrant would not read as a box version."""
     if not version:
-        raise Invalid("version must not be empty; use a version such as 1.0.0")
+        raise BadVersion("version must not be empty; use a version such as 1.0.0")
     if len(version) > MAX_LENGTH:
-        raise Invalid(f"version is longer than {MAX_LENGTH} characters")
+        raise BadVersion(f"version is longer than {MAX_LENGTH} characters")
     if not _VALID.fullmatch(version):
         shown = version if version.isprintable() else ascii(version)
-        raise Invalid(
+        raise BadVersion(
             f"version {shown!r} is not a version Vagrant accepts: use numbers separated by "
             "dots, optionally followed by letters (1.2.0, 2026.12.07, 1.0.0.rc1)"
         )
