@@ -241,7 +241,7 @@ def _provider_names(route: Route) -> tuple[str, str, str, str]:
 
 
 def _provider_answer(request: Request, route: Route, provider: BoxProvider) -> Answer:
-    user, name, version, _ = _provider_names(route)
+    user, name, version = _version_names(route)
     return _ok(rep.provider_json(request.public_base(), user, name, version, provider))
 
 

@@ -128,3 +128,32 @@ def user_json(
 def errors_json(*errors: str) -> dict[str, object]:
     """The error body both clients print (``errors`` joined)."""
     return {"errors": list(errors), "success": False}
+
+
+def catalog_json(
+    base: str, user: str, name: str, versions: Sequence[BoxVersion]
+) -> dict[str, object]:
+    """Vagrant's box catalog (``GET /{user}/{name}``) of the versions it may install, newest
+    first: each provider's ``url`` is where its box is fetched (the Atlas file URL for a box an
+    Atlas upload made, which it always was), with its checksum when one is known."""
+    listed: list[dict[str, object]] = []
+    for version in versions:
+        providers: list[dict[str, object]] = []
+        for provider in version.providers:
+            entry: dict[str, object] = {"name": provider.name}
+            if provider.atlas_version is not None:
+                entry["url"] = atlas_file_url(base, user, name, provider.atlas_version)
+            else:
+                entry["url"] = download_url(base, user, name, version.version, provider)
+            checksum = provider_json(base, user, name, version.version, provider)
+            if checksum["checksum"]:
+                entry["checksum_type"] = checksum["checksum_type"]
+                entry["checksum"] = checksum["checksum"]
+            providers.append(entry)
+        listed.append({"version": version.version, "providers": providers})
+    return {"name": f"{user}/{name}", "versions": listed}
+
+
+def atlas_file_url(base: str, user: str, name: str, number: int) -> str:
+    """The Atlas API's URL of the file of ``vagrant.box`` version ``number``."""
+    return f"{base}/api/v1/artifacts/{_quoted(user, name, 'vagrant.box', str(number))}/file"

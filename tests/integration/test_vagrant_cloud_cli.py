@@ -36,7 +36,8 @@ def test_publish_creates_the_box_and_vagrant_installs_it_by_constraint(team: Tea
     )  # fmt: skip
     assert "Complete! Published acme/app" in published.stdout, published.stdout
     box = team.box("acme/app")
-    assert (box["tag"], box["short_description"], box["private"]) == ("acme/app", "the app", False)
+    # Vagrant sends no is_private without -p: private, the registry's default for a new box.
+    assert (box["tag"], box["short_description"], box["private"]) == ("acme/app", "the app", True)
     version = box["versions"][0]
     assert (version["version"], version["status"]) == ("1.0.0", "active")
     assert version["providers"][0]["name"] == "virtualbox"
@@ -116,7 +117,7 @@ def test_a_private_box_is_invisible_to_outsiders_and_their_search(team: Team) ->
         if "No results found" in done.stdout + done.stderr:
             return []
         assert done.returncode == 0, (done.stdout, done.stderr)
-        return [b["tag"] for b in json.loads(done.stdout)]
+        return [b["name"] for b in json.loads(done.stdout)]
 
     assert found(team.writer) == ["acme/secret"]
     assert found(team.reader) == ["acme/secret"]

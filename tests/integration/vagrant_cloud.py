@@ -107,6 +107,7 @@ def vagrant(
     """``vagrant ARGS`` with the registry as its server and ``token`` as its cloud token."""
     binary = tool_or_skip("vagrant")
     home = home or team.home
+    home.mkdir(parents=True, exist_ok=True)
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(home),
