@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from atlas_ci.registry import box_tables, schema
 from atlas_ci.registry.accounts import Accounts
 from atlas_ci.registry.boxes import (
     Boxes,
@@ -25,8 +26,11 @@ from atlas_ci.registry.boxes import (
     Refused,
     status_of,
 )
+from atlas_ci.registry.database import Database, open_database
 from atlas_ci.registry.identity import ADMIN, ANONYMOUS, Identity, identify
-from atlas_ci.registry.storage import Storage
+from atlas_ci.registry.migrate import copy
+from atlas_ci.registry.storage import SCHEMA_VERSION, STEPS, Storage
+from tests.postgres import BACKENDS, PostgresCluster
 from tests.registry_inproc import new_version
 
 Opener = Callable[[Path], Storage]
@@ -555,3 +559,91 @@ def test_search_filters_sorts_and_pages(boxes: Boxes) -> None:
     for bad in [BoxQuery(limit=0), BoxQuery(limit=101), BoxQuery(page=0), BoxQuery(q="x" * 257)]:
         with pytest.raises(Invalid):
             boxes.search(A, bad)
+
+
+# -- schema: the step that makes the tables, export and import ----------------------------------
+
+
+def _database(request: pytest.FixtureRequest, backend: str, directory: Path) -> Database:
+    """A new, empty database of ``backend`` (nothing migrated)."""
+    if backend == "sqlite":
+        return open_database(None, directory)
+    cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
+    return open_database(cluster.url(cluster.create_database()), directory)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_schema_step_lands_existing_atlas_boxes_as_numbered_versions(
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str
+) -> None:
+    db = _database(request, backend, tmp_path)
+    schema.migrate(db, STEPS[:5])  # a registry from before the box model
+    rows = [
+        (1, "vagrant.box", '{"provider": "virtualbox"}', "ready"),
+        (2, "vagrant.box", '{"other": "x"}', "ready"),  # no provider: not a box version
+        (3, "vagrant.box", '{"provider": "libvirt"}', "ready"),
+        (4, "vagrant.box", '{"provider": "virtualbox"}', "pending"),
+        (1, "amazon.ami", '{"provider": "aws"}', "ready"),
+    ]
+    with db.transaction() as conn:
+        conn.execute("INSERT INTO artifacts VALUES ('acme', 'web', 'then')")
+        for number, type_, metadata, state in rows:
+            conn.execute(
+                'INSERT INTO versions ("user", name, type, version, id, build_id, compile_id, '
+                "metadata, file, state, sha256, created) "
+                "VALUES ('acme', 'web', ?, ?, '', 0, 0, ?, 1, ?, ?, 'then')",
+                (type_, number, metadata, state, f"sha-{number}" if state == "ready" else None),
+            )
+    assert schema.migrate(db, STEPS) == (5, SCHEMA_VERSION)
+    store = Storage(tmp_path, db)
+    try:
+        boxes = Boxes(store, Accounts(store))
+        listed = [
+            (v.version, [(p.name, p.sha256) for p in v.providers])
+            for v in boxes.catalog(A, "acme", "web", 10)
+        ]
+        assert listed == [("3", [("libvirt", "sha-3")]), ("1", [("virtualbox", "sha-1")])]
+        assert [v.version for v in boxes.versions(A, "acme", "web")] == ["4", "3", "1"]
+    finally:
+        store.close()
+
+
+def test_export_and_import_carry_the_box_tables(
+    boxes: Boxes,
+    storage: Storage,
+    tmp_path: Path,
+    database_url: str | None,
+    request: pytest.FixtureRequest,
+) -> None:
+    _published(boxes, "1.0.0", b"one")
+    boxes.create_provider(A, "acme", "web", "1.0.0", "libvirt", url="https://h/l.box")
+    boxes.count_download("acme", "web")
+    pending = boxes.upload_target(A, "acme", "web", "1.0.0", "libvirt")
+    # Exported to a SQLite file, then imported into a new database of the backend under test.
+    exported = open_database(None, tmp_path / "exported")
+    target = _database(
+        request, "sqlite" if database_url is None else "postgresql", tmp_path / "target"
+    )
+    try:
+        copy(storage.db, exported)
+        counts = copy(exported, target)
+    finally:
+        exported.close()
+    assert {t: counts[t] for t in box_tables.TABLES} == {
+        "box_details": 1,
+        "box_versions": 1,
+        "box_providers": 2,
+        "box_uploads": 2,  # one spent (its file came, no callback yet), one waiting
+    }
+    # The data directory moves as it is (files/, upload.key); the rows come from the copy.
+    moved = Storage(storage.data_dir, target)
+    try:
+        again = Boxes(moved, Accounts(moved))
+        [version] = again.catalog(A, "acme", "web", 10)
+        assert [p.name for p in version.providers] == ["libvirt", "virtualbox"]
+        assert again.get_box(A, "acme", "web").downloads == 1
+        assert again.upload_target(A, "acme", "web", "1.0.0", "libvirt") == pending
+        again.create_version(A, "acme", "web", "2.0.0")  # row ids go on past the copied ones
+        again.create_provider(A, "acme", "web", "2.0.0", "virtualbox")
+    finally:
+        moved.close()
