@@ -33,6 +33,8 @@ from typing import BinaryIO, Literal, cast
 from atlas_ci import __version__
 from atlas_ci.registry import framing, policy, vagrant, wire
 from atlas_ci.registry.accounts import Accounts
+from atlas_ci.registry.box_model import BoxFile, Refused
+from atlas_ci.registry.boxes import Boxes, status_of
 from atlas_ci.registry.connections import DeadlineIO, HeaderTimeout, Refuser, refusal
 from atlas_ci.registry.identity import (
     ANONYMOUS,
@@ -120,6 +122,11 @@ _ROUTES: tuple[tuple[tuple[str, ...], dict[str, str]], ...] = (
     (("binstore", "{secret}"), {"PUT": "upload"}),
     # Vagrant's box catalog; after every literal route ("api", "binstore" are reserved names).
     (("{user}", "{name}"), {"GET": "box_catalog"}),
+    # A box provider's hosted file, where Vagrant Cloud serves one (see vagrant.box_file_url).
+    (
+        ("{user}", "boxes", "{name}", "versions", "{version}", "providers", "{file}"),
+        {"GET": "box_file"},
+    ),
 )
 _OPERATIONS: dict[str, policy.Operation] = {
     "get_artifact": "read",
@@ -127,6 +134,7 @@ _OPERATIONS: dict[str, policy.Operation] = {
     "latest_file": "read",
     "version_file": "read",
     "box_catalog": "read",
+    "box_file": "read",
     "create_artifact": "write",
     "create_version": "write",
 }
@@ -576,7 +584,7 @@ class RegistryHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
             self.bytes_out += len(body)
 
-    def _send_file(self, path: Path, version: Version) -> None:
+    def _send_file(self, path: Path, version: Version | BoxFile) -> None:
         try:
             blob = path.open("rb", buffering=0)
         except FileNotFoundError:
@@ -695,6 +703,11 @@ class RegistryHandler(BaseHTTPRequestHandler):
         new = wire.parse_new_version(self.read_json())
         secret = secrets.token_urlsafe(32) if new.file else None
         try:
+            landing = (
+                self.server.boxes.atlas_version_hook(new.metadata)
+                if route.params["type"] == vagrant.BOX_TYPE
+                else None
+            )
             version = self.server.storage.create_version(
                 route.params["user"],
                 route.params["name"],
@@ -707,10 +720,11 @@ class RegistryHandler(BaseHTTPRequestHandler):
                 upload_secret=secret,
                 idempotency_key=key,
                 grantee=self.identity.grantee,
+                landing=landing,
             )
         except NotFound as exc:
             raise HTTPError(404, str(exc)) from None
-        except Invalid as exc:
+        except (Invalid, Conflict) as exc:  # Conflict: the box version has that provider
             raise HTTPError(422, str(exc)) from None
         if key is not None:
             # Perhaps the version an earlier request with this key created: its own secret,
@@ -753,6 +767,8 @@ class RegistryHandler(BaseHTTPRequestHandler):
         if version is None:
             raise HTTPError(404, f"{user}/{name}/{type_} has no version with an uploaded file")
         self._send_file(self.server.storage.blob_path(version), version)
+        if type_ == vagrant.BOX_TYPE:
+            self._count_download(user, name)
 
     def do_route_version_file(self, route: Route) -> None:
         self._artifact(route)
@@ -766,12 +782,31 @@ class RegistryHandler(BaseHTTPRequestHandler):
         if version is None or not version.file or version.state != "ready":
             raise HTTPError(404, f"{user}/{name}/{type_}/{raw} has no uploaded file")
         self._send_file(self.server.storage.blob_path(version), version)
+        if type_ == vagrant.BOX_TYPE:
+            self._count_download(user, name)
 
     def do_route_box_catalog(self, route: Route) -> None:
         self._artifact(route)
         user, name = route.params["user"], route.params["name"]
-        rows = self.server.storage.ready_files(user, name, vagrant.BOX_TYPE, vagrant.CATALOG_LIMIT)
-        self.send_json(200, vagrant.catalog_json(user, name, rows, self._public_base()))
+        found = self.server.boxes.catalog(self.identity, user, name, vagrant.CATALOG_LIMIT)
+        self.send_json(200, vagrant.catalog_json(user, name, found, self._public_base()))
+
+    def do_route_box_file(self, route: Route) -> None:
+        user, name, version = route.params["user"], route.params["name"], route.params["version"]
+        provider, dot_box = route.params["file"][:-4], route.params["file"][-4:]
+        try:
+            if dot_box != ".box":
+                raise NotFound(f"no such file: {route.params['file']!r} (a provider's is NAME.box)")
+            box_file = self.server.boxes.open_file(self.identity, user, name, version, provider)
+        except (NotFound, Invalid, Refused) as exc:
+            raise HTTPError(status_of(exc), str(exc)) from None
+        self._send_file(box_file.path, box_file)
+        self._count_download(user, name)
+
+    def _count_download(self, user: str, name: str) -> None:
+        """A box file went out (GET, whole): one download of the box."""
+        if self.command == "GET" and not self.close_connection:
+            self.server.boxes.count_download(user, name)
 
     def do_route_upload(self, route: Route) -> None:
         if self.content_length is None:
@@ -845,6 +880,7 @@ class RegistryServer(ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         self.storage = storage
         self.accounts = Accounts(storage)
+        self.boxes = Boxes(storage, self.accounts)
         self.config = config
         self.draining = False
         self._state: dict[socket.socket, Lifecycle] = {}

@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 import requests
 
-from atlas_ci.registry.storage import Storage
+from atlas_ci.registry import schema
+from atlas_ci.registry.database import open_database
+from atlas_ci.registry.storage import STEPS
 from tests.artifacts import file_build, make_box, run_cli, write_manifest
 from tests.integration.registry_admin import admin, new_token
 from tests.integration.registry_api import (
@@ -97,17 +99,21 @@ def test_the_catalog_and_downloads_accept_a_bearer_token(registry: RegistryProce
 
 
 def test_the_catalog_lists_the_newest_thousand_versions(tmp_path: Path) -> None:
+    # 1005 numbered boxes stored by an atlas-ci from before the box model (schema step 5):
+    # the server's upgrade lands them as box versions "1" to "1005".
     data = tmp_path / "data"
-    storage = Storage(data)
-    storage.create_artifact("acme", "web")
-    with storage.transaction() as conn:
+    data.mkdir()
+    db = open_database(None, data)
+    schema.migrate(db, STEPS[:5])
+    with db.transaction() as conn:
+        conn.execute("INSERT INTO artifacts (\"user\", name, created) VALUES ('acme', 'web', 'x')")
         conn.executemany(
             "INSERT INTO versions (user, name, type, version, id, build_id, compile_id, "
             "metadata, file, state, size, sha256, created) "
             "VALUES ('acme', 'web', 'vagrant.box', ?, '', 0, 0, ?, 1, 'ready', 1, ?, 'x')",
             [(n, '{"provider": "virtualbox"}', f"{n:064x}") for n in range(1, 1006)],
         )
-    storage.close()
+    db.close()
     with RegistryProcess(data) as registry:
         versions = api(registry, "GET", "/acme/web").json()["versions"]
     assert [v["version"] for v in versions] == [str(n) for n in range(1005, 5, -1)]
