@@ -199,3 +199,68 @@ def test_real_vagrant_adds_updates_and_pins_boxes(
         admin(registry, "token", "list", "--user", "deploy", "--json").stdout
     )
     assert tokens[0]["last_used"] is not None
+
+
+def _upload_named(
+    registry: RegistryProcess, workdir: Path, provider: str, version: str
+) -> subprocess.CompletedProcess[str]:
+    """``atlas-ci upload`` of a fresh .box for ``provider`` with metadata ``version``."""
+    make_box(workdir / "out" / f"{provider}.box", provider=provider, disk=4096)
+    write_manifest(workdir, [file_build(provider, "vagrant", provider, [f"out/{provider}.box"])])
+    args = ["upload", "--artifact", "acme/web", "--atlas-url", registry.url, "--json"]
+    return run_cli(
+        [*args, "--metadata", f"version={version}"],
+        workdir,
+        {"ATLAS_TOKEN": registry.token},
+    )
+
+
+def test_builds_of_one_version_make_one_box_version_real_vagrant_pins(
+    registry: RegistryProcess, tmp_path: Path
+) -> None:
+    vagrant = _vagrant_or_skip()
+    for provider, version in [
+        ("virtualbox", "0.9.0"),
+        ("virtualbox", "1.0.0"),
+        ("libvirt", "1.0.0"),
+    ]:
+        done = _upload_named(registry, tmp_path, provider, version)
+        assert done.returncode == 0, done.stderr
+    # The same provider in that version again: refused before its file is sent, nothing made.
+    again = _upload_named(registry, tmp_path, "libvirt", "1.0.0")
+    assert again.returncode == 5, again.stderr
+    assert "box version 1.0.0 of acme/web already has provider libvirt" in again.stderr
+    atlas_versions = api(
+        registry, "GET", "/api/v1/artifacts/acme/web/vagrant.box/search", params={"version": "any"}
+    ).json()["versions"]
+    assert [v["version"] for v in atlas_versions] == [3, 2, 1]
+
+    catalog = api(registry, "GET", "/acme/web").json()
+    assert [(v["version"], [p["name"] for p in v["providers"]]) for v in catalog["versions"]] == [
+        ("1.0.0", ["libvirt", "virtualbox"]),
+        ("0.9.0", ["virtualbox"]),
+    ]
+    libvirt = catalog["versions"][0]["providers"][0]
+    file = requests.get(libvirt["url"], headers=registry.headers, timeout=TIMEOUT)
+    assert hashlib.sha256(file.content).hexdigest() == libvirt["checksum"]
+
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "VAGRANT_HOME": str(tmp_path / "vagrant.d"),
+        "VAGRANT_SERVER_URL": registry.url,
+        "VAGRANT_CLOUD_TOKEN": registry.token,
+        "VAGRANT_CHECKPOINT_DISABLE": "1",
+        "VAGRANT_NO_COLOR": "1",
+    }
+    for provider in ("libvirt", "virtualbox"):
+        added = subprocess.run(
+            [vagrant, "box", "add", "acme/web", "--box-version", "~> 1.0", "--provider", provider],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert added.returncode == 0, (added.stdout, added.stderr)
+        assert f"Successfully added box 'acme/web' (v1.0.0) for '{provider}'" in added.stdout
