@@ -140,5 +140,3 @@ class BoxFile:
     path: Path
     size: int
     sha256: str
-    slug: str
-    """``user/name/version/provider``, for log lines and messages."""

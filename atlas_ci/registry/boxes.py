@@ -526,8 +526,7 @@ class Boxes:
             blob = box_store.provider_blob(conn, found.pk)
         if not found.hosted or blob is None or found.size is None or found.sha256 is None:
             raise NotFound(f"provider {provider} of {user}/{name} {version} has no uploaded file")
-        slug = f"{user}/{name}/{version}/{provider}"
-        return BoxFile(self.storage.files_dir / blob, found.size, found.sha256, slug)
+        return BoxFile(self.storage.files_dir / blob, found.size, found.sha256)
 
     # -- Atlas uploads -------------------------------------------------------------------------
 

@@ -33,8 +33,7 @@ from typing import BinaryIO, Literal, cast
 from atlas_ci import __version__
 from atlas_ci.registry import framing, policy, vagrant, wire
 from atlas_ci.registry.accounts import Accounts
-from atlas_ci.registry.box_model import BoxFile, Refused
-from atlas_ci.registry.boxes import Boxes, status_of
+from atlas_ci.registry.boxes import Boxes
 from atlas_ci.registry.connections import DeadlineIO, HeaderTimeout, Refuser, refusal
 from atlas_ci.registry.identity import (
     ANONYMOUS,
@@ -122,11 +121,6 @@ _ROUTES: tuple[tuple[tuple[str, ...], dict[str, str]], ...] = (
     (("binstore", "{secret}"), {"PUT": "upload"}),
     # Vagrant's box catalog; after every literal route ("api", "binstore" are reserved names).
     (("{user}", "{name}"), {"GET": "box_catalog"}),
-    # A box provider's hosted file, where Vagrant Cloud serves one (see vagrant.box_file_url).
-    (
-        ("{user}", "boxes", "{name}", "versions", "{version}", "providers", "{file}"),
-        {"GET": "box_file"},
-    ),
 )
 _OPERATIONS: dict[str, policy.Operation] = {
     "get_artifact": "read",
@@ -134,7 +128,6 @@ _OPERATIONS: dict[str, policy.Operation] = {
     "latest_file": "read",
     "version_file": "read",
     "box_catalog": "read",
-    "box_file": "read",
     "create_artifact": "write",
     "create_version": "write",
 }
@@ -584,7 +577,7 @@ class RegistryHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
             self.bytes_out += len(body)
 
-    def _send_file(self, path: Path, version: Version | BoxFile) -> None:
+    def _send_file(self, path: Path, version: Version) -> None:
         try:
             blob = path.open("rb", buffering=0)
         except FileNotFoundError:
@@ -790,18 +783,6 @@ class RegistryHandler(BaseHTTPRequestHandler):
         user, name = route.params["user"], route.params["name"]
         found = self.server.boxes.catalog(self.identity, user, name, vagrant.CATALOG_LIMIT)
         self.send_json(200, vagrant.catalog_json(user, name, found, self._public_base()))
-
-    def do_route_box_file(self, route: Route) -> None:
-        user, name, version = route.params["user"], route.params["name"], route.params["version"]
-        provider, dot_box = route.params["file"][:-4], route.params["file"][-4:]
-        try:
-            if dot_box != ".box":
-                raise NotFound(f"no such file: {route.params['file']!r} (a provider's is NAME.box)")
-            box_file = self.server.boxes.open_file(self.identity, user, name, version, provider)
-        except (NotFound, Invalid, Refused) as exc:
-            raise HTTPError(status_of(exc), str(exc)) from None
-        self._send_file(box_file.path, box_file)
-        self._count_download(user, name)
 
     def _count_download(self, user: str, name: str) -> None:
         """A box file went out (GET, whole): one download of the box."""

@@ -15,7 +15,7 @@ Versions come from the box model (:mod:`.boxes`): named by their publisher throu
 Vagrant Cloud API or an Atlas upload's ``version`` metadata, or numbered ``"4"`` for an
 Atlas upload without one (what this catalog always called them). A provider that came from
 an Atlas upload is downloaded from the Atlas file URL, as before; one uploaded through the
-box API from :func:`box_file_url`, shaped as Vagrant Cloud's.
+Vagrant Cloud API from that API's download URL (:func:`box_file_url`).
 
 The catalog lists the newest :data:`CATALOG_LIMIT` versions, so it stays small and quick
 however many versions a box has (100,000 versions would be 23 MB of JSON and seconds of
@@ -46,11 +46,11 @@ def file_url(base: str, user: str, name: str, version: int) -> str:
 
 
 def box_file_url(base: str, user: str, name: str, version: str, provider: str) -> str:
-    """Where the registry serves a provider's hosted file, as Vagrant Cloud shapes it:
-    ``/{user}/boxes/{name}/versions/{version}/providers/{provider}.box``."""
+    """Where the Vagrant Cloud API serves a provider's hosted file:
+    ``/api/v1/box/{user}/{name}/version/{version}/provider/{provider}/download``."""
     return (
-        f"{base}/{_quoted(user)}/boxes/{_quoted(name)}/versions/{_quoted(version)}"
-        f"/providers/{_quoted(provider + '.box')}"
+        f"{base}/api/v1/box/{_quoted(user, name)}/version/{_quoted(version)}"
+        f"/provider/{_quoted(provider)}/download"
     )
 
 

@@ -16,6 +16,8 @@ import requests
 
 from atlas_ci.registry import schema
 from atlas_ci.registry.database import open_database
+from atlas_ci.registry.identity import ADMIN
+from atlas_ci.registry.server import RegistryServer
 from atlas_ci.registry.storage import STEPS
 from tests.artifacts import file_build, make_box, run_cli, write_manifest
 from tests.integration.registry_admin import admin, new_token
@@ -264,3 +266,27 @@ def test_builds_of_one_version_make_one_box_version_real_vagrant_pins(
         )
         assert added.returncode == 0, (added.stdout, added.stderr)
         assert f"Successfully added box 'acme/web' (v1.0.0) for '{provider}'" in added.stdout
+
+
+def test_a_whole_get_of_a_box_file_counts_one_download(server: RegistryServer) -> None:
+    headers = {"X-Atlas-Token": "tok"}
+    base = server.url + "/api/v1/artifacts"
+    assert requests.post(
+        base,
+        json={"artifact": {"username": "acme", "name": "web"}},
+        headers=headers,
+        timeout=TIMEOUT,
+    ).ok
+    for slug in ("acme/web/vagrant.box", "acme/web/amazon.ami"):
+        body = {"artifact_version": {"file": True, "metadata": {"provider": "virtualbox"}}}
+        made = requests.post(f"{base}/{slug}", json=body, headers=headers, timeout=TIMEOUT).json()
+        assert requests.put(made["upload_path"], data=b"a box", timeout=TIMEOUT).ok
+    for method, path in [
+        ("GET", "acme/web/vagrant.box/1/file"),
+        ("GET", "acme/web/vagrant.box/file"),
+        ("HEAD", "acme/web/vagrant.box/1/file"),  # not a download
+        ("GET", "acme/web/amazon.ami/1/file"),  # not a box
+    ]:
+        got = requests.request(method, f"{base}/{path}", headers=headers, timeout=TIMEOUT)
+        assert got.status_code == 200
+    assert server.boxes.get_box(ADMIN, "acme", "web").downloads == 2

@@ -56,7 +56,7 @@ def test_catalog_keeps_the_order_and_points_each_provider_at_its_file() -> None:
                 "providers": [
                     {
                         "name": "libvirt",
-                        "url": "http://h:1/acme/boxes/web/versions/1.10.0/providers/libvirt.box",
+                        "url": "http://h:1/api/v1/box/acme/web/version/1.10.0/provider/libvirt/download",
                         "checksum_type": "sha256",
                         "checksum": "b" * 64,
                     },
@@ -89,5 +89,5 @@ def test_download_urls_escape_names() -> None:
         "https://r/x/api/v1/artifacts/my%20org/w%3Fb%23/vagrant.box/7/file"
     )
     assert box_file_url("https://r", "my org", "w?b", "1.0", "v/b") == (
-        "https://r/my%20org/boxes/w%3Fb/versions/1.0/providers/v%2Fb.box"
+        "https://r/api/v1/box/my%20org/w%3Fb/version/1.0/provider/v%2Fb/download"
     )
