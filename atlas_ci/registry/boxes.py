@@ -288,10 +288,13 @@ class Boxes:
 
     # -- versions ------------------------------------------------------------------------------
 
-    def versions(self, identity: Identity, user: str, name: str) -> list[BoxVersion]:
-        """Every version of the box, any status, newest first in Vagrant's order (read)."""
+    def versions(
+        self, identity: Identity, user: str, name: str, limit: int | None = None
+    ) -> list[BoxVersion]:
+        """Every version of the box (the newest ``limit`` of them), any status, newest first in
+        Vagrant's order (read)."""
         with self._reading(identity, user, name) as conn:
-            return box_store.select_versions(conn, user, name)
+            return box_store.select_versions(conn, user, name, limit=-1 if limit is None else limit)
 
     def current_version(self, identity: Identity, user: str, name: str) -> BoxVersion | None:
         """The newest active version, or None (read)."""

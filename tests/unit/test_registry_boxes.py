@@ -139,6 +139,7 @@ def test_versions_come_newest_first_in_vagrants_order(boxes: Boxes) -> None:
         assert boxes.create_version(A, "acme", "web", version).status == "unreleased"
     names = [v.version for v in boxes.versions(A, "acme", "web")]
     assert names == ["2026.12.07", "1.10.0", "1.9.0", "1.0.0", "1.0.0.rc1"]
+    assert [v.version for v in boxes.versions(A, "acme", "web", limit=2)] == names[:2]
 
 
 def test_a_version_twice_or_equal_in_vagrants_order_exists(boxes: Boxes) -> None:
