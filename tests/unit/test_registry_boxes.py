@@ -428,7 +428,7 @@ def test_a_provider_already_in_the_version_refuses_the_atlas_version(
 
 
 def test_atlas_metadata_version_must_be_a_vagrant_version_with_a_provider(boxes: Boxes) -> None:
-    with pytest.raises(Invalid, match="not a version Vagrant accepts"):
+    with pytest.raises(Invalid, match="metadata version 'release one' is not a version Vagrant"):
         boxes.atlas_version_hook({"version": "release one", "provider": "virtualbox"})
     with pytest.raises(Invalid, match="send metadata provider"):
         boxes.atlas_version_hook({"version": "1.0.0"})
