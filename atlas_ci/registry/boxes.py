@@ -132,12 +132,13 @@ def status_of(exc: StorageError) -> int:
     return 422  # Invalid, Exists, and any other rule broken by the request
 
 
-def checked_version(version: str) -> str:
-    """``version`` if Vagrant accepts it as a box version; :class:`Invalid` otherwise."""
+def checked_version(version: str, field: str = "") -> str:
+    """``version`` if Vagrant accepts it as a box version; :class:`Invalid` otherwise, its
+    message starting with ``field`` (``metadata``: where the client wrote it)."""
     try:
         box_version.check(version)
     except box_version.BadVersion as exc:
-        raise Invalid(str(exc)) from None
+        raise Invalid(f"{field} {exc}" if field else str(exc)) from None
     return version
 
 
@@ -288,10 +289,13 @@ class Boxes:
 
     # -- versions ------------------------------------------------------------------------------
 
-    def versions(self, identity: Identity, user: str, name: str) -> list[BoxVersion]:
-        """Every version of the box, any status, newest first in Vagrant's order (read)."""
+    def versions(
+        self, identity: Identity, user: str, name: str, limit: int | None = None
+    ) -> list[BoxVersion]:
+        """Every version of the box (the newest ``limit`` of them), any status, newest first in
+        Vagrant's order (read)."""
         with self._reading(identity, user, name) as conn:
-            return box_store.select_versions(conn, user, name)
+            return box_store.select_versions(conn, user, name, limit=-1 if limit is None else limit)
 
     def current_version(self, identity: Identity, user: str, name: str) -> BoxVersion | None:
         """The newest active version, or None (read)."""
@@ -686,7 +690,7 @@ def atlas_landing(metadata: dict[str, str] | None) -> Callable[[Connection, Vers
     named = (metadata or {}).get("version")
     provider = (metadata or {}).get("provider")
     if named is not None:
-        checked_version(named)
+        checked_version(named, field="metadata")
         if provider is None:
             raise Invalid(
                 f"metadata version {named!r} names a box version: send metadata provider "

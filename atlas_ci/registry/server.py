@@ -33,6 +33,7 @@ from typing import BinaryIO, Literal, cast
 from atlas_ci import __version__
 from atlas_ci.registry import framing, policy, vagrant, wire
 from atlas_ci.registry.accounts import Accounts
+from atlas_ci.registry.boxes import Boxes
 from atlas_ci.registry.connections import DeadlineIO, HeaderTimeout, Refuser, refusal
 from atlas_ci.registry.identity import (
     ANONYMOUS,
@@ -695,6 +696,11 @@ class RegistryHandler(BaseHTTPRequestHandler):
         new = wire.parse_new_version(self.read_json())
         secret = secrets.token_urlsafe(32) if new.file else None
         try:
+            landing = (
+                self.server.boxes.atlas_version_hook(new.metadata)
+                if route.params["type"] == vagrant.BOX_TYPE
+                else None
+            )
             version = self.server.storage.create_version(
                 route.params["user"],
                 route.params["name"],
@@ -707,10 +713,11 @@ class RegistryHandler(BaseHTTPRequestHandler):
                 upload_secret=secret,
                 idempotency_key=key,
                 grantee=self.identity.grantee,
+                landing=landing,
             )
         except NotFound as exc:
             raise HTTPError(404, str(exc)) from None
-        except Invalid as exc:
+        except (Invalid, Conflict) as exc:  # Conflict: the box version has that provider
             raise HTTPError(422, str(exc)) from None
         if key is not None:
             # Perhaps the version an earlier request with this key created: its own secret,
@@ -753,6 +760,8 @@ class RegistryHandler(BaseHTTPRequestHandler):
         if version is None:
             raise HTTPError(404, f"{user}/{name}/{type_} has no version with an uploaded file")
         self._send_file(self.server.storage.blob_path(version), version)
+        if type_ == vagrant.BOX_TYPE:
+            self._count_download(user, name)
 
     def do_route_version_file(self, route: Route) -> None:
         self._artifact(route)
@@ -766,12 +775,19 @@ class RegistryHandler(BaseHTTPRequestHandler):
         if version is None or not version.file or version.state != "ready":
             raise HTTPError(404, f"{user}/{name}/{type_}/{raw} has no uploaded file")
         self._send_file(self.server.storage.blob_path(version), version)
+        if type_ == vagrant.BOX_TYPE:
+            self._count_download(user, name)
 
     def do_route_box_catalog(self, route: Route) -> None:
         self._artifact(route)
         user, name = route.params["user"], route.params["name"]
-        rows = self.server.storage.ready_files(user, name, vagrant.BOX_TYPE, vagrant.CATALOG_LIMIT)
-        self.send_json(200, vagrant.catalog_json(user, name, rows, self._public_base()))
+        found = self.server.boxes.catalog(self.identity, user, name, vagrant.CATALOG_LIMIT)
+        self.send_json(200, vagrant.catalog_json(user, name, found, self._public_base()))
+
+    def _count_download(self, user: str, name: str) -> None:
+        """A box file went out (GET, whole): one download of the box."""
+        if self.command == "GET" and not self.close_connection:
+            self.server.boxes.count_download(user, name)
 
     def do_route_upload(self, route: Route) -> None:
         if self.content_length is None:
@@ -845,6 +861,7 @@ class RegistryServer(ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         self.storage = storage
         self.accounts = Accounts(storage)
+        self.boxes = Boxes(storage, self.accounts)
         self.config = config
         self.draining = False
         self._state: dict[socket.socket, Lifecycle] = {}

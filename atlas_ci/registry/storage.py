@@ -672,20 +672,6 @@ class Storage:
         )
         return rows[0] if rows else None
 
-    def ready_files(
-        self, user: str, name: str, artifact_type: str, limit: int
-    ) -> list[tuple[int, str, str]]:
-        """``(version, sha256, metadata JSON)`` of the newest ``limit`` ready versions with a
-        file and metadata, newest first: the few columns a catalog needs."""
-        with self._connection() as conn:
-            rows = conn.execute(
-                'SELECT version, sha256, metadata FROM versions WHERE "user" = ? AND name = ? '
-                "AND type = ? AND state = 'ready' AND file = 1 AND metadata IS NOT NULL "
-                "ORDER BY version DESC LIMIT ?",
-                (user, name, artifact_type, limit),
-            ).fetchall()
-        return [(int(v), str(s), str(m)) for v, s, m in rows]
-
     def pending_upload_secret(self, version: Version) -> str | None:
         """The upload secret of a pending version (None once its file is there)."""
         if version.state != "pending":
