@@ -10,7 +10,9 @@ from __future__ import annotations
 import errno
 import secrets
 
-from atlas_ci.registry import wire
+from atlas_ci.registry import vagrant, wire
+from atlas_ci.registry.accounts import Accounts
+from atlas_ci.registry.boxes import Boxes
 from atlas_ci.registry.http import Answer, HTTPError, JsonAnswer, ReadInto
 from atlas_ci.registry.model import Conflict, Invalid, NotFound
 from atlas_ci.registry.request import Door, Request, existing_artifact
@@ -52,6 +54,11 @@ def create_version(request: Request, route: Route) -> Answer:
     new = wire.parse_new_version(request.read_json())
     secret = secrets.token_urlsafe(32) if new.file else None
     try:
+        landing = (
+            Boxes(request.storage, Accounts(request.storage)).atlas_version_hook(new.metadata)
+            if route.params["type"] == vagrant.BOX_TYPE
+            else None
+        )
         version = request.storage.create_version(
             route.params["user"],
             route.params["name"],
@@ -64,10 +71,11 @@ def create_version(request: Request, route: Route) -> Answer:
             upload_secret=secret,
             idempotency_key=key,
             grantee=request.identity.grantee,
+            landing=landing,
         )
     except NotFound as exc:
         raise HTTPError(404, str(exc)) from None
-    except Invalid as exc:
+    except (Invalid, Conflict) as exc:  # Conflict: the box version has that provider already
         raise HTTPError(422, str(exc)) from None
     if key is not None:
         # Perhaps the version an earlier request with this key created: its own secret,

@@ -7,11 +7,14 @@ a version's file, opened here and sent by the protocol layer
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from pathlib import Path
 
 from atlas_ci.registry import vagrant
+from atlas_ci.registry.accounts import Accounts
+from atlas_ci.registry.boxes import Boxes
 from atlas_ci.registry.http import Answer, FileAnswer, HTTPError, JsonAnswer
 from atlas_ci.registry.model import Version
 from atlas_ci.registry.request import Door, Request, existing_artifact
@@ -28,7 +31,7 @@ def latest_file(request: Request, route: Route) -> Answer:
     version = request.storage.latest_with_file(user, name, type_)
     if version is None:
         raise HTTPError(404, f"{user}/{name}/{type_} has no version with an uploaded file")
-    return _file(request.storage.blob_path(version), version)
+    return _counted(request, _file(request.storage.blob_path(version), version), version)
 
 
 def version_file(request: Request, route: Route) -> Answer:
@@ -42,14 +45,28 @@ def version_file(request: Request, route: Route) -> Answer:
     )
     if version is None or not version.file or version.state != "ready":
         raise HTTPError(404, f"{user}/{name}/{type_}/{raw} has no uploaded file")
-    return _file(request.storage.blob_path(version), version)
+    return _counted(request, _file(request.storage.blob_path(version), version), version)
 
 
 def box_catalog(request: Request, route: Route) -> Answer:
     existing_artifact(request, route)
     user, name = route.params["user"], route.params["name"]
-    rows = request.storage.ready_files(user, name, vagrant.BOX_TYPE, vagrant.CATALOG_LIMIT)
-    return JsonAnswer(200, vagrant.catalog_json(user, name, rows, request.public_base()))
+    found = _boxes(request).catalog(request.identity, user, name, vagrant.CATALOG_LIMIT)
+    return JsonAnswer(200, vagrant.catalog_json(user, name, found, request.public_base()))
+
+
+def _boxes(request: Request) -> Boxes:
+    return Boxes(request.storage, Accounts(request.storage))
+
+
+def _counted(request: Request, answer: FileAnswer, version: Version) -> FileAnswer:
+    """A box file's answer counts one download of its box once it was sent whole."""
+    if version.type != vagrant.BOX_TYPE:
+        return answer
+    boxes = _boxes(request)
+    return dataclasses.replace(
+        answer, on_sent=lambda: boxes.count_download(version.user, version.name)
+    )
 
 
 def _file(path: Path, version: Version) -> FileAnswer:

@@ -82,6 +82,8 @@ class FileAnswer:
     """Sent quoted as ``ETag`` (the file's sha256)."""
     headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
     content_type: str = "application/octet-stream"
+    on_sent: Callable[[], None] | None = None
+    """Called once the whole file went out to a GET (a box download is counted so)."""
 
 
 Answer = JsonAnswer | FileAnswer
@@ -123,6 +125,10 @@ class HTTPHandler(BaseHTTPRequestHandler):
     def respond(self) -> None:
         """Answer the request (parsed, framing checked) with :meth:`send_answer`."""
         raise NotImplementedError
+
+    def error_body(self, *errors: str) -> object:
+        """The JSON body of an error answer (a subclass may shape it per API)."""
+        return {"errors": list(errors)}
 
     def loggable_target(self, target: str) -> str:
         """The request target as the access log shows it (a subclass cuts its secrets)."""
@@ -211,7 +217,7 @@ class HTTPHandler(BaseHTTPRequestHandler):
             self._check_framing()
             self.respond()
         except HTTPError as exc:
-            self.send_json(exc.status, {"errors": list(exc.errors)}, exc.headers)
+            self.send_json(exc.status, self.error_body(*exc.errors), exc.headers)
         except (TimeoutError, ClientGone, ConnectionError):
             raise
         except OSError as exc:
@@ -229,7 +235,7 @@ class HTTPHandler(BaseHTTPRequestHandler):
         if self.headers_sent:
             self.close_connection = True
         else:
-            self.send_json(507, {"errors": ["the registry is out of disk space; retry later"]})
+            self.send_json(507, self.error_body("the registry is out of disk space; retry later"))
 
     def _internal_error(self) -> None:
         log.exception("internal error on %s %s", self.command, self.log_target)
@@ -237,7 +243,7 @@ class HTTPHandler(BaseHTTPRequestHandler):
         if self.headers_sent:
             self.close_connection = True
         else:
-            self.send_json(500, {"errors": ["internal server error; see the server log"]})
+            self.send_json(500, self.error_body("internal server error; see the server log"))
 
     def _check_framing(self) -> None:
         """One request, one response: a request not framed beyond doubt is answered, its
@@ -398,6 +404,8 @@ class HTTPHandler(BaseHTTPRequestHandler):
         self.wfile.flush()
         if answer.size:  # socket.sendfile refuses a count of 0
             self._send_blob(answer.file, answer.size)
+        if answer.on_sent is not None and not self.close_connection:
+            answer.on_sent()
 
     def _send_blob(self, blob: BinaryIO, size: int) -> None:
         """The kernel copies page cache to socket (sendfile); the access log counts what went.

@@ -25,10 +25,10 @@ import contextlib
 import dataclasses
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from atlas_ci.registry import account_tables, idempotency, metadata_index, schema
+from atlas_ci.registry import account_tables, box_tables, idempotency, metadata_index, schema
 from atlas_ci.registry.database import (
     Connection,
     Database,
@@ -118,6 +118,7 @@ STEPS: schema.Steps = (
     (3, "the metadata index", metadata_index.ensure),
     (4, "users, organizations, memberships, tokens, public artifacts", account_tables.SCHEMA),
     (5, "who each pending upload URL was handed to", _SCHEMA_UPLOAD_GRANTS),
+    (6, "boxes: named versions, providers, upload secrets", box_tables.ensure),
 )
 """The schema's upgrade steps (see :mod:`.schema`): append one, never edit one that shipped."""
 SCHEMA_VERSION = STEPS[-1][0]
@@ -132,6 +133,7 @@ TABLES = (
     "tokens",
     "public_artifacts",
     "upload_grants",
+    *box_tables.TABLES,
 )
 """Every table of rows, each after those it refers to: the order export and import copy them
 in (``schema_version`` and ``schema_features`` say what the schema is, and are not copied)."""
@@ -289,18 +291,16 @@ class Storage:
         upload_secret: str | None,
         idempotency_key: str | None = None,
         grantee: str | None = None,
+        landing: Callable[[Connection, Version], None] | None = None,
     ) -> Version:
         """Allocate the next version number of ``user/name/artifact_type`` and store it.
 
         A version with a file is pending until :meth:`finish_upload`; one without is ready.
-        With an ``idempotency_key`` already used on this artifact and type, nothing is
-        created: the version that key created is returned as it is now (its upload secret
-        is then the first request's, see :meth:`pending_upload_secret`), or
-        :class:`KeyReused` if the fields differ from the first request's.
-
-        ``grantee`` names who asked (see :meth:`upload_grantee`): an idempotency key is that
-        grantee's alone, so nobody else's request with the same key gets its version and
-        upload URL; a pending version remembers it until its file is there.
+        An ``idempotency_key`` ``grantee`` used here before creates nothing (the key is that
+        grantee's alone; see :meth:`upload_grantee`): the version it created is returned as it
+        is now, its upload secret the first request's, or :class:`KeyReused` if the fields
+        differ. ``landing`` runs in the transaction once a new version is stored (a box
+        version's provider, :mod:`.boxes`); if it raises, nothing is stored.
         """
         _check_version_request(artifact_type, build_id, compile_id, file, upload_secret)
         request = idempotency.request_digest(artifact_id, build_id, compile_id, metadata, file)
@@ -334,6 +334,8 @@ class Storage:
                 self._hold_upload_secret(conn, version.pk, upload_secret, grantee)
             if key is not None:
                 idempotency.remember_key(conn, user, name, artifact_type, key, request, version.pk)
+            if landing is not None:
+                landing(conn, version)
         return version
 
     def _hold_upload_secret(
@@ -429,20 +431,6 @@ class Storage:
             (user, name, artifact_type),
         )
         return rows[0] if rows else None
-
-    def ready_files(
-        self, user: str, name: str, artifact_type: str, limit: int
-    ) -> list[tuple[int, str, str]]:
-        """``(version, sha256, metadata JSON)`` of the newest ``limit`` ready versions with a
-        file and metadata, newest first: the few columns a catalog needs."""
-        with self._connection() as conn:
-            rows = conn.execute(
-                'SELECT version, sha256, metadata FROM versions WHERE "user" = ? AND name = ? '
-                "AND type = ? AND state = 'ready' AND file = 1 AND metadata IS NOT NULL "
-                "ORDER BY version DESC LIMIT ?",
-                (user, name, artifact_type, limit),
-            ).fetchall()
-        return [(int(v), str(s), str(m)) for v, s, m in rows]
 
     def pending_upload_secret(self, version: Version) -> str | None:
         """The upload secret of a pending version (None once its file is there)."""

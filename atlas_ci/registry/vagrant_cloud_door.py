@@ -1,0 +1,441 @@
+"""The Vagrant Cloud API's front door: what Packer's ``vagrant-cloud`` post-processor and
+``vagrant cloud`` call (``shared/docs/vagrant-cloud-wire.md``).
+
+Each operation parses its request (:mod:`.vagrant_cloud_requests`), calls one operation of the
+box service (:mod:`.boxes`, which decides access with :func:`.policy.decide` for the asker) and
+answers with :mod:`.vagrant_cloud_json`'s objects. Every success is exactly 200: Packer takes
+anything else, a 201 included, for a failure. Errors are ``{"errors": [...], "success":
+false}`` (the server sends this door's errors in that shape).
+
+Uploads. ``GET .../upload`` hands out ``{base}/binstore/box/{secret}``: the box is PUT there
+(Packer sends its token and ``Content-Type: application/json`` along: the body is streamed to
+disk, never parsed). ``GET .../upload/direct`` hands out the same URL and a callback,
+``/api/v1/box/.../provider/{p}/upload/direct/complete/{id}``: Vagrant drops a callback URL's
+host and query and keeps its path, so the path alone says which upload it completes.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+
+from atlas_ci.registry import vagrant_cloud_json as rep
+from atlas_ci.registry import vagrant_cloud_requests as parse
+from atlas_ci.registry.accounts import Accounts
+from atlas_ci.registry.box_model import Box, BoxProvider, BoxVersion
+from atlas_ci.registry.boxes import Boxes, status_of
+from atlas_ci.registry.http import Answer, FileAnswer, HTTPError, JsonAnswer, ReadInto
+from atlas_ci.registry.model import StorageError
+from atlas_ci.registry.request import Door, Request
+from atlas_ci.registry.routes import Route
+
+log = logging.getLogger("atlas_ci.registry")
+
+NO_PASSWORDS = (
+    "this registry has no passwords: ask its administrator for a token "
+    "(atlas-ci registry token create --user NAME) and set VAGRANT_CLOUD_TOKEN to it"
+)
+
+
+def _boxes(request: Request) -> Boxes:
+    return Boxes(request.storage, Accounts(request.storage))
+
+
+def _ok(payload: object) -> Answer:
+    return JsonAnswer(200, payload)
+
+
+def _failed(exc: StorageError) -> HTTPError:
+    return HTTPError(status_of(exc), str(exc))
+
+
+def _box_answer(request: Request, box: Box) -> Answer:
+    boxes = _boxes(request)
+    try:
+        versions = boxes.versions(request.identity, box.user, box.name)
+    except StorageError as exc:
+        raise _failed(exc) from None
+    current = next((v for v in versions if v.status == "active"), None)
+    return _ok(rep.box_json(request.public_base(), box, versions, current))
+
+
+def _version_answer(request: Request, version: BoxVersion) -> Answer:
+    return _ok(rep.version_json(request.public_base(), version))
+
+
+def _names(route: Route) -> tuple[str, str]:
+    return route.params["user"], route.params["name"]
+
+
+def _version_names(route: Route) -> tuple[str, str, str]:
+    return route.params["user"], route.params["name"], route.params["version"]
+
+
+# -- accounts and search -----------------------------------------------------------------------
+
+
+def login(request: Request, route: Route) -> Answer:
+    """``POST /authenticate`` (``vagrant cloud auth login`` with a password): none here."""
+    raise HTTPError(400, NO_PASSWORDS)
+
+
+def user(request: Request, route: Route) -> Answer:
+    """``GET /user/{owner}``: the boxes of a user or organization the asker may read."""
+    owner = route.params["owner"]
+    boxes = _boxes(request)
+    try:
+        listed = [
+            (box, boxes.current_version(request.identity, box.user, box.name))
+            for box in boxes.list_boxes(request.identity, owner)
+        ]
+    except StorageError as exc:
+        raise _failed(exc) from None
+    return _ok(rep.user_json(request.public_base(), owner, listed))
+
+
+def search(request: Request, route: Route) -> Answer:
+    """``GET /search?q=&provider=&sort=&order=&limit=&page=``: boxes the asker may read."""
+    query = parse.parse_search(route.query)
+    boxes = _boxes(request)
+    base = request.public_base()
+    found = []
+    try:
+        for box in boxes.search(request.identity, query):
+            versions = boxes.versions(request.identity, box.user, box.name)
+            current = next((v for v in versions if v.status == "active"), None)
+            found.append(rep.box_json(base, box, versions, current))
+    except StorageError as exc:
+        raise _failed(exc) from None
+    return _ok({"boxes": found})
+
+
+# -- boxes -------------------------------------------------------------------------------------
+
+
+def create_box(request: Request, route: Route) -> Answer:
+    """``POST /boxes``: flat ``{"username", "name", "short_description", "description",
+    "is_private"}`` (or under ``"box"``)."""
+    fields = parse.parse_box(request.read_json())
+    if not fields.username or not fields.name:
+        raise HTTPError(422, 'a new box needs "username" and "name" (the two halves of user/name)')
+    try:
+        box = _boxes(request).create_box(
+            request.identity,
+            fields.username,
+            fields.name,
+            short_description=fields.short_description or "",
+            description=fields.description or "",
+            private=fields.is_private,
+        )
+    except StorageError as exc:
+        raise _failed(exc) from None
+    return _ok(rep.box_json(request.public_base(), box, [], None))
+
+
+def get_box(request: Request, route: Route) -> Answer:
+    try:
+        box = _boxes(request).get_box(request.identity, *_names(route))
+    except StorageError as exc:
+        raise _failed(exc) from None
+    return _box_answer(request, box)
+
+
+def update_box(request: Request, route: Route) -> Answer:
+    """``PUT /box/{u}/{n}``: the descriptions and ``is_private`` given; the name stays."""
+    fields = parse.parse_box(request.read_json())
+    try:
+        box = _boxes(request).update_box(
+            request.identity,
+            *_names(route),
+            short_description=fields.short_description,
+            description=fields.description,
+            private=fields.is_private,
+        )
+    except StorageError as exc:
+        raise _failed(exc) from None
+    return _box_answer(request, box)
+
+
+def delete_box(request: Request, route: Route) -> Answer:
+    """``DELETE /box/{u}/{n}``: answers the box as it was."""
+    boxes = _boxes(request)
+    try:
+        box = boxes.get_box(request.identity, *_names(route))
+        answer = _box_answer(request, box)
+        boxes.delete_box(request.identity, *_names(route))
+    except StorageError as exc:
+        raise _failed(exc) from None
+    return answer
+
+
+# -- versions ----------------------------------------------------------------------------------
+
+
+def create_version(request: Request, route: Route) -> Answer:
+    """``POST .../versions``: ``{"version": {"version", "description"}}``; ``unreleased``."""
+    fields = parse.parse_version(request.read_json())
+    if fields.version is None:
+        raise HTTPError(422, 'a new version needs version.version, such as "1.2.0"')
+    try:
+        version = _boxes(request).create_version(
+            request.identity, *_names(route), fields.version, description=fields.description or ""
+        )
+    except StorageError as exc:
+        raise _failed(exc) from None
+    return _version_answer(request, version)
+
+
+def get_version(request: Request, route: Route) -> Answer:
+    try:
+        version = _boxes(request).get_version(request.identity, *_version_names(route))
+    except StorageError as exc:
+        raise _failed(exc) from None
+    return _version_answer(request, version)
+
+
+def update_version(request: Request, route: Route) -> Answer:
+    fields = parse.parse_version(request.read_json())
+    try:
+        version = _boxes(request).update_version(
+            request.identity,
+            *_version_names(route),
+            new_version=fields.version,
+            description=fields.description,
+        )
+    except StorageError as exc:
+        raise _failed(exc) from None
+    return _version_answer(request, version)
+
+
+def delete_version(request: Request, route: Route) -> Answer:
+    boxes = _boxes(request)
+    try:
+        version = boxes.get_version(request.identity, *_version_names(route))
+        boxes.delete_version(request.identity, *_version_names(route))
+    except StorageError as exc:
+        raise _failed(exc) from None
+    return _version_answer(request, version)
+
+
+def release(request: Request, route: Route) -> Answer:
+    """``PUT .../release`` (empty body): ``active``."""
+    try:
+        version = _boxes(request).release_version(request.identity, *_version_names(route))
+    except StorageError as exc:
+        raise _failed(exc) from None
+    return _version_answer(request, version)
+
+
+def revoke(request: Request, route: Route) -> Answer:
+    """``PUT .../revoke`` (empty body): ``revoked``."""
+    try:
+        version = _boxes(request).revoke_version(request.identity, *_version_names(route))
+    except StorageError as exc:
+        raise _failed(exc) from None
+    return _version_answer(request, version)
+
+
+# -- providers ---------------------------------------------------------------------------------
+
+
+def _provider_names(route: Route) -> tuple[str, str, str, str]:
+    params = route.params
+    return params["user"], params["name"], params["version"], params["provider"]
+
+
+def _provider_answer(request: Request, route: Route, provider: BoxProvider) -> Answer:
+    try:
+        version = _boxes(request).get_version(request.identity, *_version_names(route))
+    except StorageError as exc:
+        raise _failed(exc) from None
+    return _ok(rep.provider_json(request.public_base(), version, provider))
+
+
+def create_provider(request: Request, route: Route) -> Answer:
+    """``POST .../providers``: ``{"provider": {"name", "url"?, "checksum"?, "checksum_type"?}}``;
+    a provider the version has already is 422."""
+    fields = parse.parse_provider(request.read_json())
+    if not fields.name:
+        raise HTTPError(422, 'a new provider needs provider.name, such as "virtualbox"')
+    try:
+        provider = _boxes(request).create_provider(
+            request.identity,
+            *_version_names(route),
+            fields.name,
+            url=fields.url or None,
+            checksum=fields.checksum or None,
+            checksum_type=fields.checksum_type or None,
+        )
+    except StorageError as exc:
+        raise _failed(exc) from None
+    return _provider_answer(request, route, provider)
+
+
+def _existing_provider(request: Request, route: Route) -> tuple[BoxVersion, BoxProvider]:
+    user, name, version, provider = _provider_names(route)
+    try:
+        found = _boxes(request).get_version(request.identity, user, name, version)
+    except StorageError as exc:
+        raise _failed(exc) from None
+    named = found.provider(provider)
+    if named is None:
+        raise HTTPError(404, f"box {user}/{name} version {version} has no provider {provider}")
+    return found, named
+
+
+def get_provider(request: Request, route: Route) -> Answer:
+    version, provider = _existing_provider(request, route)
+    return _ok(rep.provider_json(request.public_base(), version, provider))
+
+
+def update_provider(request: Request, route: Route) -> Answer:
+    fields = parse.parse_provider(request.read_json())
+    try:
+        provider = _boxes(request).update_provider(
+            request.identity,
+            *_provider_names(route),
+            new_name=fields.name,
+            url=fields.url,
+            checksum=fields.checksum,
+            checksum_type=fields.checksum_type,
+        )
+    except StorageError as exc:
+        raise _failed(exc) from None
+    return _provider_answer(request, route, provider)
+
+
+def delete_provider(request: Request, route: Route) -> Answer:
+    version, provider = _existing_provider(request, route)
+    try:
+        _boxes(request).delete_provider(request.identity, *_provider_names(route))
+    except StorageError as exc:
+        raise _failed(exc) from None
+    return _ok(rep.provider_json(request.public_base(), version, provider))
+
+
+# -- files -------------------------------------------------------------------------------------
+
+
+def _upload_path(request: Request, secret: str) -> str:
+    return f"{request.public_base()}/binstore/box/{secret}"
+
+
+def upload_url(request: Request, route: Route) -> Answer:
+    """``GET .../upload``: ``{"upload_path"}``, PUT the box there (no callback)."""
+    try:
+        target = _boxes(request).upload_target(request.identity, *_provider_names(route))
+    except StorageError as exc:
+        raise _failed(exc) from None
+    return _ok({"upload_path": _upload_path(request, target.secret)})
+
+
+def direct_upload_url(request: Request, route: Route) -> Answer:
+    """``GET .../upload/direct``: ``{"upload_path", "callback"}``: PUT the box, then the
+    callback (with the token, empty body)."""
+    try:
+        target = _boxes(request).upload_target(request.identity, *_provider_names(route))
+    except StorageError as exc:
+        raise _failed(exc) from None
+    base = request.public_base()
+    callback = f"{base}{rep.provider_path(*_provider_names(route))}/upload/direct/complete"
+    return _ok(
+        {
+            "upload_path": _upload_path(request, target.secret),
+            "callback": f"{callback}/{target.callback}",
+        }
+    )
+
+
+def complete_upload(request: Request, route: Route) -> Answer:
+    """``PUT <callback>``: the direct upload's box has arrived; it becomes the provider's."""
+    try:
+        provider = _boxes(request).complete_upload(
+            request.identity, *_provider_names(route), route.params["callback"]
+        )
+    except StorageError as exc:
+        raise _failed(exc) from None
+    return _provider_answer(request, route, provider)
+
+
+def receive_box(request: Request, route: Route) -> Answer:
+    """``PUT /binstore/box/{secret}``: the box, streamed to disk whatever its Content-Type (Packer
+    says ``application/json``); a body cut short leaves the provider without a file (400)."""
+    length = request.content_length
+    if length is None:
+        raise HTTPError(411, "Content-Length is required: PUT the box with its size")
+    boxes = _boxes(request)
+    try:
+        upload = boxes.begin_upload(route.params["secret"])
+    except StorageError as exc:
+        raise _failed(exc) from None
+    try:
+        upload.reserve(length)  # a full disk answers 507 before the client sends the body
+
+        def into_upload(read_into: ReadInto, length: int) -> int:
+            upload.receive(read_into, length)
+            return upload.size
+
+        request.stream_body(into_upload, length)
+        if upload.size < length:
+            request.note = f"upload incomplete: {upload.size} of {length} bytes"
+            raise HTTPError(
+                400,
+                f"upload incomplete: received {upload.size} of {length} bytes; "
+                "PUT the whole box again to the same upload_path",
+            )
+        provider = boxes.finish_upload(upload)
+    except StorageError as exc:
+        raise _failed(exc) from None
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise HTTPError(507, "the registry is out of disk space") from None
+        if exc.errno == errno.EFBIG:
+            raise HTTPError(413, "the box is larger than the registry can store") from None
+        raise
+    finally:
+        upload.abort()
+    return _ok({"checksum": provider.sha256, "checksum_type": "sha256", "size": provider.size})
+
+
+def download(request: Request, route: Route) -> Answer:
+    """``GET .../provider/{p}/download``: the hosted box (any status, to those who may read);
+    a whole GET counts one download of the box."""
+    boxes = _boxes(request)
+    try:
+        found = boxes.open_file(request.identity, *_provider_names(route))
+        blob = found.path.open("rb", buffering=0)
+    except StorageError as exc:
+        raise _failed(exc) from None
+    except FileNotFoundError:
+        log.error("the box file %s is missing", found.path)
+        raise HTTPError(500, "the box file is missing from storage") from None
+    user, name = _names(route)
+    return FileAnswer(
+        blob, found.size, found.sha256, on_sent=lambda: boxes.count_download(user, name)
+    )
+
+
+DOOR: Door = {
+    "login": login,
+    "user": user,
+    "search": search,
+    "create_box": create_box,
+    "get_box": get_box,
+    "update_box": update_box,
+    "delete_box": delete_box,
+    "create_version": create_version,
+    "get_version": get_version,
+    "update_version": update_version,
+    "delete_version": delete_version,
+    "release": release,
+    "revoke": revoke,
+    "create_provider": create_provider,
+    "get_provider": get_provider,
+    "update_provider": update_provider,
+    "delete_provider": delete_provider,
+    "upload_url": upload_url,
+    "direct_upload_url": direct_upload_url,
+    "complete_upload": complete_upload,
+    "receive_box": receive_box,
+    "download": download,
+}
