@@ -3,7 +3,8 @@ Packer manifest become one box version with two providers, released once, and re
 adds each by ``--box-version '~> 1.0'``.
 
 The API here is the recording Vagrant Cloud of tests/vagrant_cloud_recorder.py (its catalog
-and downloads included).
+and downloads included), which shows the order of the requests; test_vagrant_cloud_serve.py
+runs the same against a real ``atlas-ci serve`` on both backends.
 """
 
 from __future__ import annotations
