@@ -384,3 +384,26 @@ JSON=$(docker run --rm --network host -u 1234:1234 -e HOME=/nonexistent -e "ATLA
   fail "atlas-ci upload as uid 1234 failed"
 case "$JSON" in *'"version":2'*"$SHA"*) ok "atlas-ci upload as uid 1234 (Jenkins/GitLab style): version 2" ;;
   *) fail "atlas-ci upload as uid 1234 printed: $JSON" ;; esac
+
+# The vagrant-cloud target: the same box published through the registry's Vagrant Cloud API as
+# box version 1.0.0 (to: vagrant-cloud), released, with the outputs of that target.
+: >"$FC/output"
+github_run -e "INPUT_TOKEN=$TOKEN" -e INPUT_ARTIFACT=acme/web -e "INPUT_ATLAS_URL=$URL/api/v1" \
+  -e INPUT_TO=vagrant-cloud -e INPUT_VERSION=1.0.0 -e INPUT_MANIFEST=packer-manifest.json \
+  -e INPUT_DRY_RUN=false "$IMAGE" >"$W/out" 2>&1 ||
+  { cat "$W/out" >&2; fail "the action's vagrant-cloud publish failed"; }
+grep -qx "version=1.0.0" "$FC/output" && grep -qx "file_sha256=$SHA" "$FC/output" &&
+  grep -qx "id=acme/web/1.0.0/virtualbox" "$FC/output" ||
+  { cat "$W/out" "$FC/output" >&2; fail "outputs after the action's vagrant-cloud publish"; }
+[ "$(grep -c "$TOKEN" "$W/out")" = 1 ] || fail "the token reached the vagrant-cloud log"
+! grep -q "/binstore/" "$W/out" || fail "an upload URL reached the vagrant-cloud log"
+"$PY" - "$URL" "$TOKEN" "$SHA" <<'PYEOF' || fail "box version 1.0.0 is not released with the box"
+import json, sys, urllib.request
+url, token, sha = sys.argv[1:]
+req = urllib.request.Request(f"{url}/api/v1/box/acme/web", headers={"Authorization": f"Bearer {token}"})
+box = json.load(urllib.request.urlopen(req, timeout=30))
+version = next(v for v in box["versions"] if v["version"] == "1.0.0")
+assert version["status"] == "active", version
+assert [(p["name"], p["checksum"]) for p in version["providers"]] == [("virtualbox", sha)], version
+PYEOF
+ok "action with to: vagrant-cloud: box version 1.0.0 released with the box, outputs match"
