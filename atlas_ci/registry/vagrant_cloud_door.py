@@ -31,6 +31,10 @@ from atlas_ci.registry.routes import Route
 
 log = logging.getLogger("atlas_ci.registry")
 
+SEARCH_VERSIONS = 10
+"""Versions listed with each search result (``vagrant cloud search`` shows the current one;
+``GET /box/{u}/{n}`` lists them all, as Packer looks for its version there)."""
+
 NO_PASSWORDS = (
     "this registry has no passwords: ask its administrator for a token "
     "(atlas-ci registry token create --user NAME) and set VAGRANT_CLOUD_TOKEN to it"
@@ -101,8 +105,9 @@ def search(request: Request, route: Route) -> Answer:
     found = []
     try:
         for box in boxes.search(request.identity, query):
-            versions = boxes.versions(request.identity, box.user, box.name)
-            current = next((v for v in versions if v.status == "active"), None)
+            # Up to 100 boxes a page: each with its newest versions only, not every one it has.
+            versions = boxes.versions(request.identity, box.user, box.name, SEARCH_VERSIONS)
+            current = boxes.current_version(request.identity, box.user, box.name)
             found.append(rep.box_json(base, box, versions, current))
     except StorageError as exc:
         raise _failed(exc) from None
