@@ -63,8 +63,9 @@ LINGER_SECONDS = 2.0
 LINGER_BYTES = 16 << 20
 UNREAD_BODY = INT64_MAX
 """``body_left`` of a request whose body is of unknown length: linger, then close."""
-EXTENSIONS = "idempotency-key"
-"""Sent as ``X-Atlas-Extensions`` on every answer: what this registry adds to the Atlas API."""
+EXTENSIONS = "idempotency-key, write-check"
+"""Sent as ``X-Atlas-Extensions`` on every answer: what this registry adds to the Atlas API
+(docs/atlas-wire.md, sections 11 and 12)."""
 
 log = logging.getLogger("atlas_ci.registry")
 
@@ -109,6 +110,8 @@ class Route:
 _ROUTES: tuple[tuple[tuple[str, ...], dict[str, str]], ...] = (
     (("api", "v1", "authenticate"), {"GET": "authenticate"}),
     (("api", "v1", "artifacts"), {"POST": "create_artifact"}),
+    # The write-check extension: may this token write into the namespace? (a dry run asks)
+    (("api", "v1", "namespaces", "{user}", "write-access"), {"GET": "write_access"}),
     (("api", "v1", "artifacts", "{user}", "{name}"), {"GET": "get_artifact"}),
     (("api", "v1", "artifacts", "{user}", "{name}", "{type}"), {"POST": "create_version"}),
     (("api", "v1", "artifacts", "{user}", "{name}", "{type}", "search"), {"GET": "search"}),
@@ -129,6 +132,7 @@ _OPERATIONS: dict[str, policy.Operation] = {
     "box_catalog": "read",
     "create_artifact": "write",
     "create_version": "write",
+    "write_access": "write",  # answered by the policy alone: 200 here is its allowance
 }
 
 
@@ -698,6 +702,11 @@ class RegistryHandler(BaseHTTPRequestHandler):
             "read_only": identity.read_only,
         }
         self.send_json(200, {"user": user})
+
+    def do_route_write_access(self, route: Route) -> None:
+        # Reached only when the policy allowed a write (see _authorize); a refusal is the
+        # 401 or 403, with its reason, that a real write into the namespace would get.
+        self.send_json(200, {"namespace": route.params["user"], "write": True})
 
     def do_route_get_artifact(self, route: Route) -> None:
         user, name = route.params["user"], route.params["name"]
