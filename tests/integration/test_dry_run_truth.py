@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from tests.artifacts import file_build, make_box, run_cli, write_manifest
 from tests.integration.registry_admin import admin, new_token
-from tests.integration.registry_api import create_artifact
+from tests.integration.registry_api import TIMEOUT, create_artifact
 from tests.postgres import BACKENDS, fresh_database
 from tests.registry_proc import RegistryProcess
 
@@ -99,3 +100,40 @@ def test_uploading_is_said_once_the_version_exists(world: dict[str, Any], tmp_pa
     uploading = [i for i, line in enumerate(lines) if line.startswith("Uploading ")]
     assert len(uploading) == 1, done.stderr
     assert lines[uploading[0]].startswith("Uploading acme/web/vagrant.box version "), done.stderr
+
+
+def test_the_write_check_extension_answers_as_a_write_would(world: dict[str, Any]) -> None:
+    """atlas-wire §12: announced on every answer; 200 to a writer, the write's own 401/403
+    to anyone else, telling a stranger no more than the write would."""
+    registry, tokens = world["registry"], world["tokens"]
+
+    def ask(token: str | None, namespace: str) -> requests.Response:
+        headers = {} if token is None else {"X-Atlas-Token": token}
+        url = f"{registry.url}/api/v1/namespaces/{namespace}/write-access"
+        return requests.get(url, headers=headers, timeout=TIMEOUT)
+
+    allowed = ask(tokens["alice"], "acme")
+    assert (allowed.status_code, allowed.json()) == (200, {"namespace": "acme", "write": True})
+    assert "write-check" in allowed.headers["X-Atlas-Extensions"].split(", ")
+    assert ask(tokens["alice"], "alice").status_code == 200
+    assert ask(registry.token, "anything").status_code == 200  # the administrator
+    refused = {
+        ("alice-ro", "acme"): "the token of user alice is read-only",
+        ("carol", "acme"): "user carol has no write access to organization acme",
+        ("dave", "acme"): "user dave has no write access to namespace acme",
+        ("dave", "alice"): "user dave has no write access to namespace alice",
+        ("dave", "nobody"): "user dave has no write access to namespace nobody",
+    }
+    for (who, namespace), reason in refused.items():
+        answer = ask(tokens[who], namespace)
+        assert (answer.status_code, answer.json()) == (403, {"errors": [reason]}), who
+        # The same as the artifact POST into that namespace answers.
+        post = requests.post(
+            f"{registry.url}/api/v1/artifacts",
+            json={"artifact": {"username": namespace, "name": "probe"}},
+            headers={"X-Atlas-Token": tokens[who]},
+            timeout=TIMEOUT,
+        )
+        assert (post.status_code, post.json()) == (403, {"errors": [reason]}), who
+    assert ask(None, "acme").status_code == 401
+    assert ask(tokens["alice"], "%00").status_code == 400
