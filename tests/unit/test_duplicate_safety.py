@@ -307,18 +307,63 @@ def test_put_that_never_reached_the_registry_says_the_version_stays_pending(
     assert "stays pending" in err.value.one_line()
 
 
+def pem_certificates(n: int) -> list[str]:
+    """``n`` real CA certificates in PEM (from the bundle requests ships with)."""
+    import certifi
+
+    marker = "-----END CERTIFICATE-----"
+    text = Path(certifi.where()).read_text("ascii")
+    pems = []
+    for part in text.split(marker)[:n]:
+        pems.append(part[part.index("-----BEGIN CERTIFICATE-----") :] + marker + "\n")
+    return pems
+
+
+def test_ca_directory_is_read_only_when_tls_needs_it_and_never_a_huge_file(
+    tmp_path: Path,
+) -> None:
+    """A 1.5 GB file in ATLAS_CAPATH was read whole (3.1 GB RSS), even for http://."""
+    import atlas_ci.transport
+    from atlas_ci.client import AtlasClient
+    from atlas_ci.settings import Settings
+
+    (tmp_path / "ca.pem").write_text(pem_certificates(1)[0])
+    with (tmp_path / "huge.pem").open("wb") as fh:
+        fh.write(b"-----BEGIN CERTIFICATE-----\n")
+        fh.truncate(1536 * 1024 * 1024)  # sparse: reading it would take 1.5 GB
+    read: list[Path] = []
+    real = atlas_ci.transport._pem_files
+
+    def spy(directory: Path) -> list[str]:
+        read.append(directory)
+        return real(directory)
+
+    atlas_ci.transport._pem_files = spy
+    try:
+        plain = Settings(artifact="a/b", atlas_url="http://127.0.0.1:1", verify=str(tmp_path))
+        api = AtlasClient(plain)
+        assert api.verify_for("http://127.0.0.1:1/api/v1/x") == str(tmp_path)
+        assert read == []  # nothing of the directory read for an http:// registry
+        bundle = api.verify_for("https://uploads.example/file")  # an https upload URL: now
+        assert read == [tmp_path]
+        assert isinstance(bundle, str) and Path(bundle).stat().st_size < 64 * 1024
+        api.close()
+    finally:
+        atlas_ci.transport._pem_files = real
+
+
 def test_ca_directory_becomes_one_bundle_of_its_pem_files(tmp_path: Path) -> None:
     from atlas_ci.client import tls_verify_argument
     from atlas_ci.errors import ConfigError
 
-    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
-    (tmp_path / "a.pem").write_text(pem)
-    (tmp_path / "b.crt").write_text(pem.replace("MIIB", "MIIC"))
+    first, second = pem_certificates(2)
+    (tmp_path / "a.pem").write_text(first)
+    (tmp_path / "b.crt").write_text(second)
     (tmp_path / "notes.txt").write_text("not a certificate")
     bundle = tls_verify_argument(str(tmp_path))
     assert isinstance(bundle, str) and bundle != str(tmp_path)
     text = Path(bundle).read_text()
-    assert "MIIB" in text and "MIIC" in text and "not a certificate" not in text
+    assert first.strip() in text and second.strip() in text and "not a certificate" not in text
     assert tls_verify_argument(str(tmp_path / "a.pem")) == str(tmp_path / "a.pem")
     empty = tmp_path / "empty"
     empty.mkdir()
