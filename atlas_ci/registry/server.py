@@ -163,6 +163,10 @@ def resolve(method: str, raw_segments: list[str], query: str) -> Route:
         segments = [urllib.parse.unquote(s, errors="strict") for s in raw_segments]
     except UnicodeDecodeError:
         raise HTTPError(400, "the path is not valid UTF-8 once unescaped") from None
+    if any("\x00" in segment for segment in segments):
+        # No name holds one (storage refuses control characters), and PostgreSQL cannot
+        # even be asked about one: a GET of /api/v1/artifacts/a%00/n was a 500 there.
+        raise HTTPError(400, "the path holds a NUL (%00), which no name can")
     lookup = "GET" if method == "HEAD" else method
     for template, methods in _ROUTES:
         if len(template) != len(segments):
