@@ -172,6 +172,32 @@ def test_when_the_registry_cannot_tell_exit_6_says_what_may_exist_and_how_to_che
     assert len([c for c in responses.calls if c.request.method == "POST"]) == 1
 
 
+@pytest.mark.parametrize("has_file", [True, False])
+@responses.activate
+def test_two_pending_candidates_that_both_match_are_ambiguous_and_neither_is_adopted(
+    has_file: bool,
+) -> None:
+    """Either could be ours (or a parallel job's with the same fields): adopting one would
+    upload to a stranger's version or leave ours pending. The older "two candidates" case
+    was refused for another reason (its candidates were not pending)."""
+    upload_2 = UPLOAD.replace("abc", "def")
+    responses.get(SEARCH, json={"versions": [_version(3)], "pending_listed": True})
+    responses.post(VERSIONS, body=requests.ConnectionError("Connection reset by peer"))
+    candidates = [
+        _version(5, state="pending", upload_path=upload_2, file=has_file),
+        _version(4, state="pending", upload_path=UPLOAD, file=has_file),
+        _version(3),
+    ]
+    responses.get(SEARCH, json={"versions": candidates, "pending_listed": True})
+    lines: list[str] = []
+    with pytest.raises(RegistryUnavailable) as err:
+        _create(client(lines), lines, has_file=has_file)
+    line = err.value.one_line()
+    assert "newer than version 3" in line and "may exist and the registry cannot tell" in line
+    assert not any(line.startswith("Adopting") for line in lines), lines
+    assert len([c for c in responses.calls if c.request.method == "POST"]) == 1
+
+
 def confirm(api: AtlasClient, v: Version, payload: Payload, say: Any) -> str:
     """``Delivery.put_file`` with the digest the flow starts for every payload."""
     digest = FileDigest.start(payload.path, payload.size)
