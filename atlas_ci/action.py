@@ -205,14 +205,17 @@ def _best_effort_summary(out: _Stream, path: str, write: Callable[[], None]) -> 
 
 
 def _run(environ: Mapping[str, str], out: _Stream, summary: str | None) -> int:
-    settings = settings_from_inputs(environ)
     output_file = environ.get("GITHUB_OUTPUT")
-    if output_file:
-        reporters.check_writable(output_file, "GITHUB_OUTPUT")
-    if summary:
-        # A missing directory stays a warning after the run (the summary is a courtesy); a
-        # FIFO would hold the step for ever once the versions are made.
-        reporters.check_kind(summary, "GITHUB_STEP_SUMMARY")
+    try:
+        settings = settings_from_inputs(environ)
+        if output_file:
+            reporters.check_writable(output_file, "GITHUB_OUTPUT")
+        if summary:
+            # A missing directory stays a warning after the run (the summary is a courtesy);
+            # a FIFO would hold the step for ever once the versions are made.
+            reporters.check_kind(summary, "GITHUB_STEP_SUMMARY")
+    except KeyboardInterrupt as exc:
+        raise reporters.interrupted_before_upload(exc) from None
     if settings.verify is False:
         out.emit(github.warning("TLS certificate verification is off (ATLAS_TLS_NOVERIFY)"))
     title = f"atlas-ci {__version__}: {settings.artifact} to {redact_url(settings.atlas_url)}"

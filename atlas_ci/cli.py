@@ -180,12 +180,15 @@ def _upload(ns: argparse.Namespace, console: Console) -> int:
     from atlas_ci import reporters
     from atlas_ci.upload import run_upload
 
-    settings = _settings(ns, console)
-    if settings.dotenv:
-        # Everything the outputs need, checked before the first request: found afterwards,
-        # a version would be made and not reported.
-        reporters.check_writable(settings.dotenv, "--dotenv", stream_ok=True)
-        reporters.check_dotenv_values(settings)
+    try:
+        settings = _settings(ns, console)
+        if settings.dotenv:
+            # Everything the outputs need, checked before the first request: found
+            # afterwards, a version would be made and not reported.
+            reporters.check_writable(settings.dotenv, "--dotenv", stream_ok=True)
+            reporters.check_dotenv_values(settings)
+    except KeyboardInterrupt as exc:
+        raise reporters.interrupted_before_upload(exc) from None
     result = run_upload(
         settings, console.info, debug=console.debug, interactive=console.interactive
     )

@@ -167,6 +167,14 @@ def written_after_upload(what: str, path: str | Path, result: Result, exc: OSErr
     )
 
 
+def interrupted_before_upload(exc: KeyboardInterrupt) -> AtlasCIError:
+    """A signal while the settings and outputs were checked: no request was sent yet."""
+    from atlas_ci.errors import Interrupted
+
+    signum = int(getattr(exc, "signum", 2))
+    return Interrupted("interrupted; nothing was created on the registry", signum=signum)
+
+
 def interrupted_after_upload(exc: KeyboardInterrupt, result: Result) -> AtlasCIError:
     """A signal while the outputs were written: the versions are made, and the line says so."""
     from atlas_ci.errors import Interrupted

@@ -179,3 +179,38 @@ def test_a_signal_before_the_first_request_says_nothing_was_created(
         pytest.fail("no interrupt")
     assert error.one_line() == "interrupted; nothing was created on the registry"
     assert error.exit_code == 130
+
+
+def test_a_signal_while_the_cli_checks_its_outputs_says_nothing_was_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from atlas_ci import reporters
+
+    monkeypatch.setenv("ATLAS_TOKEN", "tok-interrupt-3")
+    monkeypatch.setattr(reporters, "check_writable", _interrupt)
+    code = cli.main(["upload", "--artifact", "acme/web", "--dotenv", str(tmp_path / "a.env")])
+    assert code == 130
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == "error: interrupted; nothing was created on the registry"
+
+
+def test_a_signal_while_the_action_checks_its_outputs_says_nothing_was_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from atlas_ci import action, reporters
+
+    monkeypatch.setattr(reporters, "check_writable", _interrupt)
+    env = {
+        "INPUT_ARTIFACT": "acme/web",
+        "INPUT_TOKEN": "tok-interrupt-4",
+        "GITHUB_WORKSPACE": str(tmp_path),
+        "GITHUB_OUTPUT": str(tmp_path / "output"),
+    }
+    out = io.StringIO()
+    assert action.run(env, stream=out) == 130
+    last = out.getvalue().strip().splitlines()[-1]
+    assert last == (
+        "::error title=atlas-ci%3A interrupted::interrupted; nothing was created on the registry"
+    )
