@@ -475,6 +475,8 @@ class _Body:
         if want <= 0:
             if self._deadline is not None:
                 self._deadline.arm()  # the body is out: the answer is due within the timeout
+            if self._progress is not None and self._pos == self._size:
+                self._progress(self._pos)  # said now: a signal from here on finds it sent
             return self._view[:0]
         got = self._file.readinto(self._view[:want])
         if not got:

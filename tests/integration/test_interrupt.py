@@ -149,21 +149,28 @@ def test_sigterm_while_the_version_post_is_in_flight_says_a_version_may_exist(
     assert "--version any --pending" in last
 
 
+@pytest.mark.parametrize("route", ["sendfile", "http-proxy"])
 def test_sigterm_once_the_whole_body_was_sent_says_the_file_may_have_arrived(
-    stack: tuple[RegistryProcess, FaultProxy], tmp_path: Path
+    stack: tuple[RegistryProcess, FaultProxy], tmp_path: Path, route: str
 ) -> None:
-    """It said "its file did not arrive (pending)" while the registry held it ready."""
+    """It said "its file did not arrive (pending)" while the registry held it ready. Both
+    ways of sending the body: sendfile to a plain http:// URL, and requests' session (used
+    for https:// and proxies), here through HTTP_PROXY."""
     registry, proxy = stack
     work = tmp_path / "work"
     work.mkdir()
     _docker_build(work, 256 * 1024)
     # Forwarded whole, stored by the registry, its answer held back: the client waits.
     rule = proxy.add("PUT", r"^/binstore/", Fault("stall", seconds=30))
-    args = ["upload", "--artifact", "sig/sent", "--atlas-url", proxy.url, "--timeout", "60"]
+    env = {"ATLAS_TOKEN": TOKEN}
+    url = proxy.url
+    if route == "http-proxy":
+        env["HTTP_PROXY"], url = proxy.url, registry.url
+    args = ["upload", "--artifact", "sig/sent", "--atlas-url", url, "--timeout", "60"]
     process = subprocess.Popen(
         [sys.executable, "-m", "atlas_ci", *args],
         cwd=work,
-        env=subprocess_env({"ATLAS_TOKEN": TOKEN}),
+        env=subprocess_env(env),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
