@@ -389,18 +389,30 @@ def tls_verify_argument(verify: bool | str) -> bool | str:
 
 
 def _pem_files(directory: Path) -> list[str]:
-    """The PEM text of each file in ``directory``; files over the limit are not read."""
+    """The PEM text of each file in ``directory``, at most 16 MiB read in all.
+
+    A file larger than that is not read at all (a CA certificate is a few KiB; a 1.5 GB file
+    was read whole), nor are files past the 10,000th.
+    """
     pems = []
+    left = CA_FILE_LIMIT
     for count, entry in enumerate(sorted(directory.iterdir())):
         if count >= _CA_DIR_FILES:
             break
         try:
             if not entry.is_file() or entry.stat().st_size > CA_FILE_LIMIT:
-                continue  # a CA file is small: a 1.5 GB one is not read at all
+                continue
             with entry.open("r", encoding="ascii", errors="replace") as fh:
-                text = fh.read(CA_FILE_LIMIT)
+                text = fh.read(left + 1)
         except OSError:
             continue
+        left -= len(text)
+        if left < 0:
+            raise ConfigError(
+                f"the CA directory {str(directory)!r} (ATLAS_CAPATH) holds more than "
+                f"{CA_FILE_LIMIT >> 20} MiB of files",
+                "keep only the registry's CA certificates (PEM) in it, or pass --ca-file",
+            )
         if "-----BEGIN CERTIFICATE-----" in text:
             pems.append(text.strip() + "\n")
     return pems

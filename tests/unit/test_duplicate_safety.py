@@ -378,6 +378,17 @@ def test_ca_directory_is_read_only_when_tls_needs_it_and_never_a_huge_file(
         atlas_ci.transport._pem_files = real
 
 
+def test_a_ca_directory_is_read_up_to_16_mib_in_all(tmp_path: Path) -> None:
+    from atlas_ci.cafile import CA_FILE_LIMIT
+    from atlas_ci.client import tls_verify_argument
+    from atlas_ci.errors import ConfigError
+
+    for n in range(3):  # each under the per-file limit, together over it
+        (tmp_path / f"{n}.pem").write_text("x" * (CA_FILE_LIMIT // 2))
+    with pytest.raises(ConfigError, match="holds more than 16 MiB of files"):
+        tls_verify_argument(str(tmp_path))
+
+
 def test_ca_directory_becomes_one_bundle_of_its_pem_files(tmp_path: Path) -> None:
     from atlas_ci.client import tls_verify_argument
     from atlas_ci.errors import ConfigError
