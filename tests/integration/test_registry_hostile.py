@@ -568,3 +568,19 @@ def test_a_nul_in_a_path_is_400_on_every_database(registry: RegistryProcess, pat
     response = api(registry, "GET", path)
     assert response.status_code == 400, response.text
     assert "internal error" not in registry.stderr_text()
+
+
+@pytest.mark.parametrize(
+    "version",
+    [{"id": "a\u0000"}, {"metadata": {"k\u0000": "v"}}, {"metadata": {"k": "v\u0000"}}],
+)
+def test_a_nul_in_a_version_s_id_or_metadata_is_422_on_every_database(
+    registry: RegistryProcess, version: dict[str, object]
+) -> None:
+    """SQLite stored it (201); PostgreSQL cannot, and answered 500."""
+    create_artifact(registry)
+    response = api(registry, "POST", "/api/v1/artifacts/u/n/t", json={"artifact_version": version})
+    assert response.status_code == 422, response.text
+    assert "NUL" in response.json()["errors"][0]
+    assert _stored_names(registry) == [("u", "n")]
+    assert "internal error" not in registry.stderr_text()
