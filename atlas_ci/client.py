@@ -295,7 +295,7 @@ class AtlasClient(ApiSession):
                 path,
                 size,
                 session=self.session,
-                verify=self._verify,
+                verify=self.verify_for(upload_path),
                 timeout=self.settings.timeout,
                 progress=progress,
                 digest=digest,

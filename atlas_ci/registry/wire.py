@@ -142,6 +142,11 @@ def parse_new_version(body: object) -> NewVersion:
                     f"artifact_version.metadata must map strings to strings; "
                     f"the value of {key!r} is not a string"
                 )
+    # PostgreSQL cannot store a NUL (a version POST with one was its 500) where SQLite would:
+    # refused alike on both. (Names have their own check, with every control character.)
+    texts = [artifact_id, *(metadata or {}).keys(), *(metadata or {}).values()]
+    if any("\x00" in text for text in texts):
+        raise BadRequest("artifact_version.id and metadata must not hold a NUL (\\u0000)")
     return NewVersion(
         build_id=_integer(version, "build_id"),
         compile_id=_integer(version, "compile_id"),
