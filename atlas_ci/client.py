@@ -77,6 +77,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from atlas_ci.sourcefile import SourceFile
     from atlas_ci.transfer import PutOutcome, PutResponse
 
 Log = Callable[[str], None]
@@ -265,7 +266,7 @@ class AtlasClient:
     def upload(
         self,
         upload_path: str,
-        path: Path,
+        path: Path | SourceFile,
         size: int,
         *,
         progress: Callable[[int], None] | None = None,
@@ -313,7 +314,7 @@ class AtlasClient:
     def _put_once(
         self,
         upload_path: str,
-        path: Path,
+        path: Path | SourceFile,
         size: int,
         progress: Callable[[int], None] | None,
         digest: FileDigest | None,
