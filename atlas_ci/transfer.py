@@ -156,6 +156,7 @@ def put_file(
 
 AHEAD = 64 << 20
 """How far the body may run past the hash (a sender faster than the hash waits for it)."""
+RESUME = 8 << 20
 _SENT_HINT = "make sure nothing writes the artifact while it is uploaded"
 
 
@@ -184,7 +185,8 @@ class _Guard:
             return self.size
         if self._digest is None:
             return last
-        hashed = self._digest.wait_hashed(offset + 1 - AHEAD)
+        # Once held up, go on only when the hash has moved RESUME further: fewer wake-ups.
+        hashed = self._digest.wait_hashed(offset + 1 - AHEAD + RESUME)
         if hashed + AHEAD <= offset:  # the hash ended short of it
             self._digest.result()  # raises what it met
         return min(last, hashed + AHEAD)
