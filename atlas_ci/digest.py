@@ -90,6 +90,7 @@ class FileDigest:
         # How far the hash has got, for a sender that must not run far ahead of it.
         self._progress = threading.Condition()
         self._hashed = 0
+        self._wanted: int | None = None  # what a waiter waits for: woken only once it is there
         self._ended = False
         self._digest = ""
         self._error: BaseException | None = None
@@ -142,7 +143,8 @@ class FileDigest:
                     offset += n
                     with self._progress:
                         self._hashed = offset
-                        self._progress.notify_all()
+                        if self._wanted is not None and offset >= self._wanted:
+                            self._progress.notify_all()
             buf.close()
             if offset == self._size:  # not cancelled half way
                 self._digest = digest.hexdigest()
@@ -162,7 +164,11 @@ class FileDigest:
     def wait_hashed(self, offset: int) -> int:
         """Wait until at least ``offset`` bytes are hashed or the hash ended; how many are."""
         with self._progress:
-            self._progress.wait_for(lambda: self._hashed >= offset or self._ended)
+            self._wanted = offset
+            try:
+                self._progress.wait_for(lambda: self._hashed >= offset or self._ended)
+            finally:
+                self._wanted = None
             return self._hashed
 
     def result(self) -> str:

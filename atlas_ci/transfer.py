@@ -156,7 +156,7 @@ def put_file(
 
 AHEAD = 64 << 20
 """How far the body may run past the hash (a sender faster than the hash waits for it)."""
-RESUME = 8 << 20
+RESUME = 32 << 20
 _SENT_HINT = "make sure nothing writes the artifact while it is uploaded"
 
 
