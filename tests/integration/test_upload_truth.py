@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.artifacts import action_env, run_entrypoint
 from tests.faults import Fault, FaultProxy
 from tests.registry_proc import RegistryProcess
 from tests.upload_harness import (
@@ -128,8 +129,9 @@ def test_a_box_overwritten_in_place_during_the_put_is_never_stored(
     assert file_sha256(registry, SLUG, 1) is None
 
 
+@pytest.mark.parametrize("mode", ["action", "cli"])
 def test_a_file_swapped_for_a_symlink_out_of_the_workspace_is_not_archived(
-    stack: tuple[RegistryProcess, FaultProxy], tmp_path: Path
+    stack: tuple[RegistryProcess, FaultProxy], tmp_path: Path, mode: str
 ) -> None:
     registry, proxy = stack
     workspace = tmp_path / "ws"
@@ -153,13 +155,26 @@ def test_a_file_swapped_for_a_symlink_out_of_the_workspace_is_not_archived(
         os.replace(link, workspace / "out" / "box.ovf")
 
     proxy.add("GET", AUTHENTICATE, _hook(swap_for_symlink))
-    outcome = _upload(
-        stack, workspace, "--workspace", str(workspace), "--artifact-type", "vagrant.box"
-    )
-    stored = file_sha256(registry, SLUG, 1)
-    assert outcome.code == 3, (outcome.stderr, stored)
-    line = _last_error(outcome)
-    assert "box.ovf' resolves to" in line and "secret.txt, outside the workspace" in line, line
+    if mode == "action":
+        (tmp_path / "files").mkdir()
+        env = action_env(
+            workspace,
+            tmp_path / "files",
+            url=proxy.url,
+            token=registry.token,
+            artifact="acme/box",
+            artifact_type="vagrant.box",
+        )
+        proc = run_entrypoint(workspace, env)
+        code, said = proc.returncode, proc.stdout + proc.stderr
+    else:
+        outcome = _upload(
+            stack, workspace, "--workspace", str(workspace), "--artifact-type", "vagrant.box"
+        )
+        code, said = outcome.code, _last_error(outcome)
+    assert code == 3, (said, file_sha256(registry, SLUG, 1))
+    assert "box.ovf' resolves to" in said and "secret.txt, outside the workspace" in said, said
+    assert "Traceback" not in said
     assert versions(registry, SLUG) == []
 
 
