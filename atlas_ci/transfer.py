@@ -11,8 +11,13 @@ Two ways to send, one result:
   requests frames it with ``Content-Length`` and never chunks it. The hash runs in a
   thread here too.
 
-Both read the file from offset 0 on every call, so a retry only has to call again. The
-file is never read whole.
+Both read the file's one descriptor (``pread`` and ``sendfile`` at explicit offsets) from
+offset 0 on every call, so a retry only has to call again. The file is never read whole.
+The body never runs more than :data:`AHEAD` bytes past the hash, and its last byte waits
+until the hash is done and ``fstat`` shows the file unchanged since it was opened (size,
+mtime); the file is checked again once the server has answered. So the sha256 returned is
+that of the bytes the server read, or the call raises
+:class:`~atlas_ci.sourcefile.FileChanged` (``delivered`` when the whole body had gone).
 
 Time. The body must make progress within the read timeout (a multi-GB file may take
 longer than ``--timeout`` in all, and should); from its last byte on (or from the server's
@@ -25,8 +30,9 @@ query string (a presigned URL carries a credential there):
 * :class:`atlas_ci.errors.TransportError` - no connection (``sent`` False), or refused,
   reset, closed without an answer, timed out, TLS failure (``tls``), bad response;
 * :class:`atlas_ci.errors.RegistryRefused` - the URL is not an absolute http(s) URL;
-* :class:`atlas_ci.errors.InputFileError` - the file cannot be opened, is not a regular
-  file, or its size is not ``size``.
+* :class:`atlas_ci.errors.InputFileError` - the file cannot be opened or is not a regular
+  file; its subclass :class:`~atlas_ci.sourcefile.FileChanged` - its size is not ``size``,
+  or it changed during the upload.
 
 A status that is not 2xx (3xx included: redirects are never followed on this write) is
 not an error here: it comes back in :class:`PutResponse` for the caller to judge.
@@ -113,8 +119,8 @@ def put_file(
     ``digest``, a :class:`~atlas_ci.digest.FileDigest` of the same descriptor the caller
     started earlier (it is waited for, never cancelled, and can serve retries). The body
     never runs more than :data:`AHEAD` bytes past the hash, and its last byte goes only once
-    the hash is done and the file is unchanged since it was opened: the sha256 returned is
-    that of the bytes sent. See the module docstring for the exceptions raised.
+    the hash is done and the file is unchanged since it was opened (module docstring).
+    See the module docstring for the exceptions raised.
     """
     target = _Target.parse(url)
     env = session.merge_environment_settings(target.url, dict(proxies or {}), False, verify, None)
@@ -126,10 +132,10 @@ def put_file(
         if source.size != size:
             raise FileChanged(
                 f"file {source.shown} is {source.size} bytes, not the {size} bytes measured",
-                "something changed the file; run again",
+                _SENT_HINT,
                 path=str(source.path),
             )
-        source.check("before the upload")
+        source.check("before the upload", hint=_SENT_HINT)
         own = FileDigest(source.fd, size, str(source.path)) if hash_file and not digest else None
         hasher = own or (digest if hash_file else None)
         guard = _Guard(source, size, hasher)
@@ -166,8 +172,7 @@ class _Guard:
     The body may go :data:`AHEAD` bytes past the hash, and no further; its last byte waits
     until the hash is done and the file is checked unchanged since it was opened, so a
     registry never receives a whole body that differs from what was hashed (it keeps no
-    partial one). A hash that starts after the body is on its way is not waited for (the
-    digest a caller hands in was started early).
+    partial one). Held up, it goes on once the hash has moved :data:`RESUME` further.
     """
 
     def __init__(self, source: SourceFile, size: int, digest: FileDigest | None) -> None:

@@ -235,6 +235,7 @@ def test_a_box_changed_after_its_version_post_says_the_version_is_pending(
     assert f"file '{box}' changed before the upload (it is now" in line, line
     assert f"{SLUG} version 1 was created and stays pending" in line, line
     assert "no new version" not in line
+    assert line.endswith("while it is uploaded, then re-run (a re-run makes a new version)")
     assert _states(registry) == [(1, "pending")]
 
 
