@@ -251,3 +251,40 @@ def test_a_change_after_the_body_with_another_file_stored_says_do_not_use_it(
     line = err.value.one_line()
     assert "acme/web/vagrant.box version 1 is ready on the registry with a file that is not" in line
     assert "do not use it" in line and err.value.exit_code == 3
+
+
+# -- the archive ---------------------------------------------------------------------------
+
+
+def test_a_file_written_to_while_it_is_archived_stops_the_archive(tmp_path: Path) -> None:
+    from atlas_ci.archive import _default_gzip, prepare_payload
+
+    out, work = tmp_path / "out", tmp_path / "work"
+    out.mkdir()
+    work.mkdir()
+    disk = out / "disk.vmdk"
+    disk.write_bytes(os.urandom(3 << 20))  # read in 1 MiB pieces: the write lands mid-file
+    (out / "box.ovf").write_text("<ovf/>")
+    writes: list[int] = []
+
+    class Meddling:
+        def __init__(self, raw: Any, level: int) -> None:
+            self._inner = _default_gzip(raw, level)
+
+        def write(self, data: bytes) -> int:
+            if len(data) >= 1 << 20 and not writes:  # the first piece of disk.vmdk
+                writes.append(len(data))
+                with open(disk, "r+b") as handle:
+                    handle.seek(2 << 20)
+                    handle.write(b"changed")
+            return self._inner.write(data)
+
+        def close(self) -> None:
+            self._inner.close()
+
+    with pytest.raises(FileChanged) as err:
+        prepare_payload([disk, out / "box.ovf"], work, gzip_writer=Meddling)  # type: ignore[arg-type]
+    assert writes
+    assert "disk.vmdk' changed while it was archived (it was written to)" in err.value.message
+    assert err.value.exit_code == 3
+    assert list(work.iterdir()) == []  # no temp archive left behind
