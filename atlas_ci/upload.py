@@ -205,10 +205,13 @@ class _Flow:
 
         settings, api, say = self.settings, self.api, self.say
         try:
-            api.authenticate()
+            token = api.authenticate()
             if settings.dry_run:
                 exists = api.get_artifact(settings.user, settings.name) is not None
                 say(f"Artifact {settings.artifact} {'exists' if exists else 'would be created'}")
+                # Refused as the real run would be, on the call it would be refused on.
+                what = "version creation" if exists else "artifact creation"
+                api.check_write(settings.user, token, what)
             elif api.create_artifact(settings.user, settings.name):
                 self.state.created_artifact = True
             builds = []
@@ -259,12 +262,13 @@ class _Flow:
         body = version_body(self.settings, job, payload is not None)
         if payload is not None:
             payload.file.check("before its version was created")
-            self.say(f"Uploading artifact {slug} ({payload.size} bytes)")
         self.state.creating = slug
         version = self.delivery.create_version(job, body, payload is not None)
         self.state.creating = None
         file_info = None
         if payload is not None and digest is not None:
+            # Only now, with the version created and its upload URL in hand, is a file sent.
+            self.say(f"Uploading {slug} version {version.version} ({payload.size} bytes)")
             self.state.pending = f"{slug} version {version.version}"
             file_info = self._deliver(job, version, payload, digest)
             self.state.pending = None
