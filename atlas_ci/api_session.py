@@ -54,6 +54,7 @@ from atlas_ci.transport import (
 
 if TYPE_CHECKING:
     from atlas_ci.digest import FileDigest
+    from atlas_ci.sourcefile import SourceFile
 
 Log = Callable[[str], None]
 _MAX_REDIRECTS = 5
@@ -95,7 +96,9 @@ class ApiSession:
         self._debug = debug or (lambda _line: None)
         base = urlsplit(settings.atlas_url)
         self._origin = (base.scheme, base.hostname, base.port)
-        self._verify = tls_verify_argument(settings.verify)
+        self._tls: bool | str | None = None
+        if base.scheme == "https":
+            self.verify_for(settings.atlas_url)  # a CA problem: exit 2 before any request
 
     def __enter__(self) -> ApiSession:
         return self
@@ -107,10 +110,13 @@ class ApiSession:
         """Close the session's connections (``with AtlasClient(...) as api:`` does)."""
         self.session.close()
 
-    @property
-    def verify(self) -> bool | str:
-        """What requests takes as ``verify`` for this run (a CA bundle path, or a bool)."""
-        return self._verify
+    def verify_for(self, url: str) -> bool | str:
+        """requests' ``verify`` for ``url``: the CA directory is read only when TLS needs it."""
+        if not url.lower().startswith("https:"):
+            return self.settings.verify  # unused for http://: nothing is read
+        if self._tls is None:
+            self._tls = tls_verify_argument(self.settings.verify)
+        return self._tls
 
     def tries(self, what: str) -> Tries:
         """A fresh count of tries for a request the flow retries itself."""
@@ -130,7 +136,7 @@ class ApiSession:
     def upload(
         self,
         upload_path: str,
-        path: Path,
+        path: Path | SourceFile,
         size: int,
         *,
         progress: Callable[[int], None] | None = None,
@@ -258,7 +264,7 @@ class ApiSession:
                 # What requests.Session.request adds to send: proxies and CA from the
                 # environment, which the caller's settings (verify) override.
                 env = self.session.merge_environment_settings(
-                    prepared.url, {}, True, self._verify, None
+                    prepared.url, {}, True, self.verify_for(prepared.url or ""), None
                 )
                 resp = self.session.send(
                     prepared, allow_redirects=False, timeout=self.settings.timeout, **env

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from atlas_ci.digest import FileDigest
     from atlas_ci.settings import Settings
+    from atlas_ci.sourcefile import SourceFile
     from atlas_ci.transfer import PutOutcome, PutResponse
 
 
@@ -26,8 +27,7 @@ class ApiSession(Protocol):
     settings: Settings
     session: requests.Session
 
-    @property
-    def verify(self) -> bool | str: ...
+    def verify_for(self, url: str) -> bool | str: ...
 
     def status_error(
         self, status: int, reason: str, content: bytes, what: str, tries: str = ""
@@ -37,7 +37,7 @@ class ApiSession(Protocol):
 def put_with_retries(
     api: ApiSession,
     upload_path: str,
-    path: Path,
+    path: Path | SourceFile,
     size: int,
     *,
     progress: Callable[[int], None] | None,
@@ -82,7 +82,7 @@ def put_with_retries(
 def _put_once(
     api: ApiSession,
     upload_path: str,
-    path: Path,
+    path: Path | SourceFile,
     size: int,
     progress: Callable[[int], None] | None,
     digest: FileDigest | None,
@@ -97,7 +97,7 @@ def _put_once(
             path,
             size,
             session=api.session,
-            verify=api.verify,
+            verify=api.verify_for(upload_path),
             timeout=api.settings.timeout,
             progress=progress,
             digest=digest,
