@@ -15,6 +15,8 @@ import pytest
 import requests
 
 from atlas_ci.registry import schema
+from atlas_ci.registry.accounts import Accounts
+from atlas_ci.registry.boxes import Boxes
 from atlas_ci.registry.database import open_database
 from atlas_ci.registry.identity import ADMIN
 from atlas_ci.registry.server import RegistryServer
@@ -289,4 +291,5 @@ def test_a_whole_get_of_a_box_file_counts_one_download(server: RegistryServer) -
     ]:
         got = requests.request(method, f"{base}/{path}", headers=headers, timeout=TIMEOUT)
         assert got.status_code == 200
-    assert server.boxes.get_box(ADMIN, "acme", "web").downloads == 2
+    boxes = Boxes(server.storage, Accounts(server.storage))
+    assert boxes.get_box(ADMIN, "acme", "web").downloads == 2
