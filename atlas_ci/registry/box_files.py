@@ -18,19 +18,10 @@ from pathlib import Path
 from atlas_ci.registry import box_store
 from atlas_ci.registry.box_model import BoxProvider, FileConflict, UploadTarget
 from atlas_ci.registry.database import Connection
-
-# Upload's temp-file helper, as the Atlas upload makes its temp files (same name pattern, so
-# the start-up cleanup of leftovers covers these too).
-from atlas_ci.registry.storage import (
-    Invalid,
-    NotFound,
-    Storage,
-    Upload,
-    _locked_temp_file,
-    hash_secret,
-    seal_secret,
-    unseal_secret,
-)
+from atlas_ci.registry.model import Invalid, NotFound
+from atlas_ci.registry.sealing import hash_secret, seal_secret, unseal_secret
+from atlas_ci.registry.storage import Storage
+from atlas_ci.registry.uploads import Upload, fsync_dir, locked_temp_file
 
 
 class ProviderUpload(Upload):
@@ -44,7 +35,7 @@ class ProviderUpload(Upload):
         # Not Upload.__init__, which names an Atlas version: the same fields, for a provider.
         self.provider_pk = provider_pk
         self.secret_sha256 = secret_sha256
-        self._fd, self.path = _locked_temp_file(tmp_dir, f"upload-{provider_pk}-")
+        self._fd, self.path = locked_temp_file(tmp_dir, f"upload-{provider_pk}-")
         self._open = True
         self.sha256 = hashlib.sha256(b"").hexdigest()
         self.size = 0
@@ -125,7 +116,7 @@ def place(
                 f"provider {provider.name} ({declared}); upload the right file"
             )
         os.replace(upload.path, files_dir / box_store.own_blob(provider.pk))
-        _fsync_dir(files_dir)
+        fsync_dir(files_dir)
         box_store.update_provider(
             conn,
             provider.pk,
@@ -180,11 +171,3 @@ def free(conn: Connection, files_dir: Path, blobs: list[str]) -> None:
         if not box_store.blob_in_use(conn, blob):
             with contextlib.suppress(FileNotFoundError):
                 (files_dir / blob).unlink()
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -11,7 +11,7 @@ import dataclasses
 from pathlib import Path
 from typing import Literal
 
-from atlas_ci.registry.storage import Conflict, StorageError
+from atlas_ci.registry.model import Conflict, StorageError
 
 Status = Literal["unreleased", "active", "revoked"]
 STATUSES: tuple[Status, ...] = ("unreleased", "active", "revoked")

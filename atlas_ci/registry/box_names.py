@@ -10,7 +10,7 @@ import re
 import urllib.parse
 
 from atlas_ci.registry.box_tables import provider_problem
-from atlas_ci.registry.storage import Invalid
+from atlas_ci.registry.model import Invalid
 
 MAX_BOX_NAME = 128
 MAX_URL = 2048

@@ -21,13 +21,13 @@ transactions and takes the locks). The tables (:mod:`.box_tables`):
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Sequence
 
 from atlas_ci.registry import box_version
 from atlas_ci.registry.box_model import Box, BoxProvider, BoxVersion, FileState, Status
 from atlas_ci.registry.database import Connection
-from atlas_ci.registry.storage import NotFound
+from atlas_ci.registry.model import NotFound
+from atlas_ci.registry.rows import now
 
 _BOX_COLUMNS = (
     "a.\"user\", a.name, pa.namespace, COALESCE(d.short_description, ''), "
@@ -56,12 +56,6 @@ HAS_ACTIVE_PROVIDER = (
     "AND p.name = ?)"
 )
 """SQL: box ``a`` has an active version with the provider named by the placeholder."""
-
-
-def now() -> str:
-    """A timestamp as the registry writes them (sortable text, milliseconds, UTC)."""
-    moment = datetime.datetime.now(datetime.timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 # -- boxes -------------------------------------------------------------------------------------

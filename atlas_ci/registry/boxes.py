@@ -79,16 +79,17 @@ from atlas_ci.registry.box_model import (
 from atlas_ci.registry.box_tables import provider_problem
 from atlas_ci.registry.database import Connection
 from atlas_ci.registry.identity import Identity, Unauthenticated, grant_holder
-from atlas_ci.registry.storage import (
+from atlas_ci.registry.model import (
     Busy,
     Invalid,
     NotFound,
     OutOfSpace,
-    Storage,
     StorageError,
     Version,
-    hash_secret,
 )
+from atlas_ci.registry.rows import now
+from atlas_ci.registry.sealing import hash_secret
+from atlas_ci.registry.storage import Storage
 
 __all__ = [
     "Box",
@@ -213,7 +214,7 @@ class Boxes:
             conn.lock("box", user, name)
             if box_store.get_box(conn, user, name) is not None:
                 raise Exists(f"box {user}/{name} already exists")
-            stamp = box_store.now()
+            stamp = now()
             conn.execute(
                 'INSERT INTO artifacts ("user", name, created) VALUES (?, ?, ?)',
                 (user, name, stamp),
@@ -236,7 +237,7 @@ class Boxes:
         """Change the fields given (None: unchanged) (write)."""
         _check_descriptions(short_description, description)
         with self._writing(identity, user, name) as conn:
-            stamp = box_store.now()
+            stamp = now()
             box_store.touch_box(conn, user, name, stamp, short_description, description)
             if private is not None:
                 _set_public(conn, user, name, not private, stamp)
@@ -288,10 +289,13 @@ class Boxes:
 
     # -- versions ------------------------------------------------------------------------------
 
-    def versions(self, identity: Identity, user: str, name: str) -> list[BoxVersion]:
-        """Every version of the box, any status, newest first in Vagrant's order (read)."""
+    def versions(
+        self, identity: Identity, user: str, name: str, limit: int | None = None
+    ) -> list[BoxVersion]:
+        """Every version of the box (the newest ``limit`` of them), any status, newest first in
+        Vagrant's order (read)."""
         with self._reading(identity, user, name) as conn:
-            return box_store.select_versions(conn, user, name)
+            return box_store.select_versions(conn, user, name, limit=-1 if limit is None else limit)
 
     def current_version(self, identity: Identity, user: str, name: str) -> BoxVersion | None:
         """The newest active version, or None (read)."""

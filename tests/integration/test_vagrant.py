@@ -14,7 +14,13 @@ from typing import Any
 import pytest
 import requests
 
-from atlas_ci.registry.storage import Storage
+from atlas_ci.registry import schema
+from atlas_ci.registry.accounts import Accounts
+from atlas_ci.registry.boxes import Boxes
+from atlas_ci.registry.database import open_database
+from atlas_ci.registry.identity import ADMIN
+from atlas_ci.registry.server import RegistryServer
+from atlas_ci.registry.storage import STEPS
 from tests.artifacts import file_build, make_box, run_cli, write_manifest
 from tests.integration.registry_admin import admin, new_token
 from tests.integration.registry_api import (
@@ -97,17 +103,21 @@ def test_the_catalog_and_downloads_accept_a_bearer_token(registry: RegistryProce
 
 
 def test_the_catalog_lists_the_newest_thousand_versions(tmp_path: Path) -> None:
+    # 1005 numbered boxes stored by an atlas-ci from before the box model (schema step 5):
+    # the server's upgrade lands them as box versions "1" to "1005".
     data = tmp_path / "data"
-    storage = Storage(data)
-    storage.create_artifact("acme", "web")
-    with storage.transaction() as conn:
+    data.mkdir()
+    db = open_database(None, data)
+    schema.migrate(db, STEPS[:5])
+    with db.transaction() as conn:
+        conn.execute("INSERT INTO artifacts (\"user\", name, created) VALUES ('acme', 'web', 'x')")
         conn.executemany(
             "INSERT INTO versions (user, name, type, version, id, build_id, compile_id, "
             "metadata, file, state, size, sha256, created) "
             "VALUES ('acme', 'web', 'vagrant.box', ?, '', 0, 0, ?, 1, 'ready', 1, ?, 'x')",
             [(n, '{"provider": "virtualbox"}', f"{n:064x}") for n in range(1, 1006)],
         )
-    storage.close()
+    db.close()
     with RegistryProcess(data) as registry:
         versions = api(registry, "GET", "/acme/web").json()["versions"]
     assert [v["version"] for v in versions] == [str(n) for n in range(1005, 5, -1)]
@@ -193,3 +203,93 @@ def test_real_vagrant_adds_updates_and_pins_boxes(
         admin(registry, "token", "list", "--user", "deploy", "--json").stdout
     )
     assert tokens[0]["last_used"] is not None
+
+
+def _upload_named(
+    registry: RegistryProcess, workdir: Path, provider: str, version: str
+) -> subprocess.CompletedProcess[str]:
+    """``atlas-ci upload`` of a fresh .box for ``provider`` with metadata ``version``."""
+    make_box(workdir / "out" / f"{provider}.box", provider=provider, disk=4096)
+    write_manifest(workdir, [file_build(provider, "vagrant", provider, [f"out/{provider}.box"])])
+    args = ["upload", "--artifact", "acme/web", "--atlas-url", registry.url, "--json"]
+    return run_cli(
+        [*args, "--metadata", f"version={version}"],
+        workdir,
+        {"ATLAS_TOKEN": registry.token},
+    )
+
+
+def test_builds_of_one_version_make_one_box_version_real_vagrant_pins(
+    registry: RegistryProcess, tmp_path: Path
+) -> None:
+    vagrant = _vagrant_or_skip()
+    for provider, version in [
+        ("virtualbox", "0.9.0"),
+        ("virtualbox", "1.0.0"),
+        ("libvirt", "1.0.0"),
+    ]:
+        done = _upload_named(registry, tmp_path, provider, version)
+        assert done.returncode == 0, done.stderr
+    # The same provider in that version again: refused before its file is sent, nothing made.
+    again = _upload_named(registry, tmp_path, "libvirt", "1.0.0")
+    assert again.returncode == 5, again.stderr
+    assert "box version 1.0.0 of acme/web already has provider libvirt" in again.stderr
+    atlas_versions = api(
+        registry, "GET", "/api/v1/artifacts/acme/web/vagrant.box/search", params={"version": "any"}
+    ).json()["versions"]
+    assert [v["version"] for v in atlas_versions] == [3, 2, 1]
+
+    catalog = api(registry, "GET", "/acme/web").json()
+    assert [(v["version"], [p["name"] for p in v["providers"]]) for v in catalog["versions"]] == [
+        ("1.0.0", ["libvirt", "virtualbox"]),
+        ("0.9.0", ["virtualbox"]),
+    ]
+    libvirt = catalog["versions"][0]["providers"][0]
+    file = requests.get(libvirt["url"], headers=registry.headers, timeout=TIMEOUT)
+    assert hashlib.sha256(file.content).hexdigest() == libvirt["checksum"]
+
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "VAGRANT_HOME": str(tmp_path / "vagrant.d"),
+        "VAGRANT_SERVER_URL": registry.url,
+        "VAGRANT_CLOUD_TOKEN": registry.token,
+        "VAGRANT_CHECKPOINT_DISABLE": "1",
+        "VAGRANT_NO_COLOR": "1",
+    }
+    for provider in ("libvirt", "virtualbox"):
+        added = subprocess.run(
+            [vagrant, "box", "add", "acme/web", "--box-version", "~> 1.0", "--provider", provider],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert added.returncode == 0, (added.stdout, added.stderr)
+        assert f"Successfully added box 'acme/web' (v1.0.0) for '{provider}'" in added.stdout
+
+
+def test_a_whole_get_of_a_box_file_counts_one_download(server: RegistryServer) -> None:
+    headers = {"X-Atlas-Token": "tok"}
+    base = server.url + "/api/v1/artifacts"
+    assert requests.post(
+        base,
+        json={"artifact": {"username": "acme", "name": "web"}},
+        headers=headers,
+        timeout=TIMEOUT,
+    ).ok
+    for slug in ("acme/web/vagrant.box", "acme/web/amazon.ami"):
+        body = {"artifact_version": {"file": True, "metadata": {"provider": "virtualbox"}}}
+        made = requests.post(f"{base}/{slug}", json=body, headers=headers, timeout=TIMEOUT).json()
+        assert requests.put(made["upload_path"], data=b"a box", timeout=TIMEOUT).ok
+    for method, path in [
+        ("GET", "acme/web/vagrant.box/1/file"),
+        ("GET", "acme/web/vagrant.box/file"),
+        ("HEAD", "acme/web/vagrant.box/1/file"),  # not a download
+        ("GET", "acme/web/amazon.ami/1/file"),  # not a box
+    ]:
+        got = requests.request(method, f"{base}/{path}", headers=headers, timeout=TIMEOUT)
+        assert got.status_code == 200
+    boxes = Boxes(server.storage, Accounts(server.storage))
+    assert boxes.get_box(ADMIN, "acme", "web").downloads == 2

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from atlas_ci.registry import box_version
-from atlas_ci.registry.storage import Invalid
+from atlas_ci.registry.box_version import BadVersion
 
 RUBY = shutil.which("ruby")
 
@@ -29,18 +29,18 @@ def test_versions_vagrant_accepts_are_valid(version: str) -> None:
     ["", "v1.0", "1..0", "1.0.", ".1", "1.0-", "1_0", "1.0 ", " 1.0", "1.0+build", "latest", "१"],
 )
 def test_anything_else_is_invalid_with_a_hint(version: str) -> None:
-    with pytest.raises(Invalid, match=r"1\.2\.0|empty"):
+    with pytest.raises(BadVersion, match=r"1\.2\.0|empty"):
         box_version.check(version)
 
 
 def test_an_overlong_version_is_invalid() -> None:
     box_version.check("1." * 63 + "1")
-    with pytest.raises(Invalid, match="longer than 128"):
+    with pytest.raises(BadVersion, match="longer than 128"):
         box_version.check("1." * 64 + "1")
 
 
 def test_a_control_character_is_not_echoed_raw() -> None:
-    with pytest.raises(Invalid) as caught:
+    with pytest.raises(BadVersion) as caught:
         box_version.check("1.0\n\x1b[2J")
     assert "\n" not in str(caught.value) and "\x1b" not in str(caught.value)
 
