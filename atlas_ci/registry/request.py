@@ -23,9 +23,9 @@ class Request(Protocol):
 
     identity: Identity
     """Who asks (admitted by the gate for the route's access)."""
+    content_length: int | None
     command: str
     """The method (``HEAD`` is answered as ``GET`` without the body)."""
-    content_length: int | None
     note: str
     """Appended to the request's access-log line, in parentheses."""
 
