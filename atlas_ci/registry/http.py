@@ -23,6 +23,7 @@ import logging
 import socket
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import BinaryIO, Literal, cast
@@ -34,6 +35,8 @@ from atlas_ci.registry.connections import DeadlineIO, HeaderTimeout, Refuser, re
 CHUNK_SIZE = 1 << 20
 """Bytes per read when streaming a file in or out: memory stays constant whatever the size."""
 MAX_JSON_BODY = 1 << 20
+MAX_FORM_BODY = 16 << 10
+"""A form a web page posts (sign-in: one token field) is far smaller."""
 DRAIN_SMALL_BODY = 64 << 10
 """An unread request body up to this size is discarded so the connection can stay open."""
 LINGER_SECONDS = 2.0
@@ -86,7 +89,17 @@ class FileAnswer:
     """Called once the whole file went out to a GET (a box download is counted so)."""
 
 
-Answer = JsonAnswer | FileAnswer
+@dataclasses.dataclass(frozen=True)
+class BodyAnswer:
+    """A complete response of any other type (a web page, the stylesheet, a redirect)."""
+
+    status: int
+    content_type: str
+    body: bytes
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+Answer = JsonAnswer | FileAnswer | BodyAnswer
 
 
 def printable(text: str) -> str:
@@ -299,6 +312,25 @@ class HTTPHandler(BaseHTTPRequestHandler):
         except RecursionError:
             raise HTTPError(422, "the JSON body is nested too deeply") from None
 
+    def read_form(self) -> dict[str, str]:
+        """An ``application/x-www-form-urlencoded`` body (413 over 16 KiB, 415 of another type):
+        each field's first value."""
+        kind = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if kind != "application/x-www-form-urlencoded":
+            raise HTTPError(415, "send the form as application/x-www-form-urlencoded")
+        size = self.content_length or 0
+        if size > MAX_FORM_BODY:
+            raise HTTPError(413, f"the form is larger than {MAX_FORM_BODY} bytes")
+        raw = self._read_exact(size).decode("utf-8", "replace")
+        try:
+            pairs = urllib.parse.parse_qsl(raw, max_num_fields=32)
+        except ValueError:
+            raise HTTPError(400, "the form has more than 32 fields") from None
+        fields: dict[str, str] = {}
+        for name, value in pairs:
+            fields.setdefault(name, value)
+        return fields
+
     def stream_body(self, sink: BodySink, length: int) -> int:
         """Hand ``length`` body bytes to ``sink`` as they arrive (``100 Continue`` first, if the
         client waits for it); what it took. A body cut short closes the connection."""
@@ -376,6 +408,11 @@ class HTTPHandler(BaseHTTPRequestHandler):
         """Send what a door answered; a file answer's file is closed once sent."""
         if isinstance(answer, JsonAnswer):
             self.send_json(answer.status, answer.payload, answer.headers)
+        elif isinstance(answer, BodyAnswer):
+            self.send_head(answer.status, answer.content_type, len(answer.body), answer.headers)
+            if self.command != "HEAD":
+                self.wfile.write(answer.body)
+                self.bytes_out += len(answer.body)
         else:
             with answer.file:
                 self.send_file(answer)

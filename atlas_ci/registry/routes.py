@@ -17,11 +17,20 @@ from typing import Literal
 from atlas_ci.registry import policy
 from atlas_ci.registry.http import HTTPError, printable
 
-Access = Literal["read", "write", "token", "upload_url"]
+Access = Literal["read", "write", "token", "upload_url", "open"]
 """What is checked before the door runs: ``read`` or ``write`` is the policy's operation on the
 namespace the path names (``write`` with no namespace in the path: the door asks again once the
 body names it); ``token``: any authenticated token; ``upload_url``: the path's secret is the
-credential."""
+credential; ``open``: nothing before the door, whose every listing and lookup goes through the
+services, which ask the policy for each thing shown (the web pages)."""
+
+PAGE = "GET text/html"
+"""The key, next to ``GET``, of the endpoint a browser's GET or HEAD reaches on a path that also
+answers an API: the request's ``Accept`` prefers HTML (:func:`wants_html`). Elsewhere a GET
+reaches the one endpoint the path has, whatever it accepts."""
+_NOT_NAMESPACES = frozenset({"api", "binstore", "-"})
+"""First path segments that are never a namespace: no web page route matches under them (an
+unknown ``/api/...`` path stays the API's 401 or 404)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +77,10 @@ def _files(name: str) -> Endpoint:
     return Endpoint("files", name, "read")
 
 
+def _page(name: str) -> Endpoint:
+    return Endpoint("pages", name, "open")
+
+
 # (path template, method -> endpoint). "{x}" captures one decoded segment; the first template
 # that matches the path wins.
 ROUTES: tuple[tuple[tuple[str, ...], dict[str, Endpoint]], ...] = (
@@ -91,8 +104,16 @@ ROUTES: tuple[tuple[tuple[str, ...], dict[str, Endpoint]], ...] = (
         {"GET": _files("version_file")},
     ),
     (("binstore", "{secret}"), {"PUT": _atlas("upload", "upload_url")}),
-    # Vagrant's box catalog; after every literal route ("api", "binstore" are reserved names).
-    (("{user}", "{name}"), {"GET": _files("box_catalog")}),
+    # The web pages' own paths under "/-/", which no namespace can take.
+    (("-", "style.css"), {"GET": _page("stylesheet")}),
+    (("-", "sign-in"), {"GET": _page("sign_in_form"), "POST": _page("sign_in")}),
+    (("-", "sign-out"), {"POST": _page("sign_out")}),
+    ((), {"GET": _page("home")}),
+    (("{user}",), {"GET": _page("namespace")}),
+    # Vagrant's box catalog, or a browser's box page; after every literal route ("api",
+    # "binstore" are reserved names).
+    (("{user}", "{name}"), {"GET": _files("box_catalog"), PAGE: _page("box")}),
+    (("{user}", "{name}", "{type}"), {"GET": _page("artifact")}),
 )
 
 
@@ -107,8 +128,31 @@ def split_target(target: str) -> tuple[list[str], str]:
     return [segment for segment in path.split("/") if segment], query
 
 
-def resolve(method: str, raw_segments: list[str], query: str) -> Route:
-    """Match a request to a route; :class:`HTTPError` 404 or 405 when none fits."""
+def wants_html(accept: str | None) -> bool:
+    """Whether an ``Accept`` header prefers a web page: ``text/html`` (or XHTML) named with a
+    weight above 0 and above ``application/json``'s. A browser's does; Vagrant's, curl's and
+    every API client's do not (``*/*`` alone is not a preference for HTML)."""
+    html = json = 0.0
+    for item in (accept or "").split(",")[:64]:
+        kind, *params = (part.strip().lower() for part in item.split(";"))
+        weight = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        if kind in ("text/html", "application/xhtml+xml"):
+            html = max(html, weight)
+        elif kind == "application/json":
+            json = max(json, weight)
+    return html > 0 and html > json
+
+
+def resolve(method: str, raw_segments: list[str], query: str, *, html: bool = False) -> Route:
+    """Match a request to a route (``html``: its Accept prefers a page, see :data:`PAGE`);
+    :class:`HTTPError` 404 or 405 when none fits."""
     try:
         segments = [urllib.parse.unquote(s, errors="strict") for s in raw_segments]
     except UnicodeDecodeError:
@@ -117,6 +161,8 @@ def resolve(method: str, raw_segments: list[str], query: str) -> Route:
     for template, methods in ROUTES:
         if len(template) != len(segments):
             continue
+        if segments and segments[0].lower() in _NOT_NAMESPACES and template[0].startswith("{"):
+            continue
         params: dict[str, str] = {}
         for pattern, segment in zip(template, segments, strict=True):
             if pattern.startswith("{"):
@@ -124,8 +170,11 @@ def resolve(method: str, raw_segments: list[str], query: str) -> Route:
             elif pattern != segment:
                 break
         else:
+            if lookup == "GET" and html and PAGE in methods:
+                return Route(methods[PAGE], params, query)
             if lookup not in methods:
-                allowed = sorted(set(methods) | ({"HEAD"} if "GET" in methods else set()))
+                routed = {m for m in methods if m != PAGE}
+                allowed = sorted(routed | ({"HEAD"} if "GET" in routed else set()))
                 raise HTTPError(
                     405,
                     f"{method} is not allowed here; use {', '.join(allowed)}",
