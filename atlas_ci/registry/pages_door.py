@@ -50,7 +50,9 @@ def _page(request: Request, template: str, code: int = 200, **context: object) -
 
 def _failed(request: Request, exc: StorageError) -> Answer:
     status = status_of(exc)
-    return _page(request, "error.html", status, status=status, message=str(exc))
+    # The policy's 401 speaks to API clients (which header to send); a person signs in.
+    message = _SIGN_IN_NEEDED if status == 401 else str(exc)
+    return _page(request, "error.html", status, status=status, message=message)
 
 
 def _boxes(request: Request) -> Boxes:
@@ -194,6 +196,7 @@ def sign_out(request: Request, route: Route) -> Answer:
     return _see_other("/", _cookie(request, "", 0))
 
 
+_SIGN_IN_NEEDED = "this page is not public: sign in with a token that may read it"
 _CROSS_SITE = "this form is only accepted from the registry's own pages"
 
 DOOR: Door = {
