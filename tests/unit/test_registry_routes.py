@@ -28,7 +28,7 @@ def test_every_door_operation_is_routed() -> None:
         if (door, name) not in routed
     ]
     assert not unrouted, f"door operations no route reaches: {unrouted}"
-    assert set(DOORS) == {"atlas", "files"}
+    assert set(DOORS) == {"atlas", "files", "pages"}
 
 
 def test_each_endpoint_says_what_access_it_needs() -> None:
@@ -43,13 +43,25 @@ def test_each_endpoint_says_what_access_it_needs() -> None:
         "version_file": "read",
         "upload": "upload_url",
         "box_catalog": "read",
+        # The pages ask the services, with the viewer's identity, for each thing they show.
+        "home": "open",
+        "namespace": "open",
+        "box": "open",
+        "artifact": "open",
+        "stylesheet": "open",
+        "sign_in_form": "open",
+        "sign_in": "open",
+        "sign_out": "open",
     }
 
 
 @pytest.mark.parametrize(
     ("method", "segments", "status"),
     [
-        ("GET", ["nope"], 404),
+        ("GET", ["a", "b", "c", "d"], 404),
+        ("GET", ["api", "v1", "nope"], 404),  # never a web page under /api
+        ("GET", ["binstore"], 404),
+        ("PUT", ["acme"], 405),
         ("DELETE", ["acme", "web"], 405),
         ("GET", ["api", "v1", "artifacts", "%ff", "x"], 400),
     ],
@@ -58,3 +70,38 @@ def test_unroutable_requests_are_http_errors(method: str, segments: list[str], s
     with pytest.raises(HTTPError) as caught:
         routes.resolve(method, segments, "")
     assert caught.value.status == status
+
+
+BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8"
+
+
+@pytest.mark.parametrize(
+    ("accept", "html"),
+    [
+        (BROWSER, True),
+        ("text/html", True),
+        ("application/json", False),
+        ("application/json, text/html;q=0.5", False),
+        ("text/html, application/json", False),  # a tie keeps the API
+        ("text/html;q=0", False),
+        ("text/html;q=nonsense", False),
+        ("*/*", False),  # curl, Vagrant: no preference for a page
+        ("", False),
+        (None, False),
+    ],
+)
+def test_a_page_only_for_an_accept_that_prefers_html(accept: str | None, html: bool) -> None:
+    assert routes.wants_html(accept) is html
+
+
+def test_the_box_path_negotiates_between_the_catalog_and_the_page() -> None:
+    assert routes.resolve("GET", ["acme", "web"], "").name == "box_catalog"
+    assert routes.resolve("HEAD", ["acme", "web"], "").name == "box_catalog"
+    assert routes.resolve("GET", ["acme", "web"], "", html=True).name == "box"
+    assert routes.resolve("HEAD", ["acme", "web"], "", html=True).name == "box"
+    assert routes.resolve("GET", [], "").name == "home"
+    assert routes.resolve("GET", ["acme"], "").name == "namespace"
+    assert routes.resolve("POST", ["-", "sign-in"], "").name == "sign_in"
+    with pytest.raises(HTTPError) as caught:
+        routes.resolve("POST", ["acme", "web"], "", html=True)
+    assert caught.value.headers["Allow"] == "GET, HEAD"
