@@ -243,19 +243,30 @@ def test_the_pages_link_from_the_home_page_to_a_box_and_its_download(
     assert 'data "atlas_artifact"' in _text(browser)
 
 
-def test_a_screenshot_of_the_box_page(browser: Any, site: dict[str, Any]) -> None:
+def _screenshot(browser: Any, path: Path) -> None:
+    """The whole page, as tall as it is (up to 2400 px), as a PNG at ``path``."""
+    height = browser.execute_script(
+        "return document.documentElement.scrollHeight + window.outerHeight - window.innerHeight"
+    )
+    browser.set_window_size(1200, max(600, min(int(height), 2400)))
+    try:
+        assert browser.save_screenshot(str(path))
+    finally:
+        browser.set_window_size(1200, 1000)
+    assert path.read_bytes().startswith(b"\x89PNG")
+    print(f"screenshot: {path}")
+
+
+def test_screenshots_of_the_box_and_artifact_pages(browser: Any, site: dict[str, Any]) -> None:
     registry: RegistryProcess = site["registry"]
     browser.delete_all_cookies()
     _open(browser, registry, "/acme/web")
-    height = browser.execute_script("return document.documentElement.scrollHeight")
-    browser.set_window_size(1200, max(800, min(int(height) + 40, 2400)))
-    target = registry.data.parent / "box-page.png"  # in the test's pytest tmp dir
+    _screenshot(browser, registry.data.parent / "box-page.png")  # the test's pytest tmp dir
     wanted = os.environ.get("ATLAS_PAGES_SCREENSHOT")  # e.g. docs/box-page.png, to refresh it
-    for path in (target, *([Path(wanted)] if wanted else [])):
-        assert browser.save_screenshot(str(path))
-        assert path.read_bytes().startswith(b"\x89PNG")
-        print(f"screenshot of the box page: {path}")
-    browser.set_window_size(1200, 1000)
+    if wanted:
+        _screenshot(browser, Path(wanted))
+    _open(browser, registry, "/acme/hostile/amazon.ami")
+    _screenshot(browser, registry.data.parent / "artifact-page.png")
 
 
 @pytest.mark.parametrize("path", ["/", "/acme", "/acme/hostile", "/acme/hostile/amazon.ami"])
