@@ -23,7 +23,7 @@ from atlas_ci.registry.box_model import BoxQuery, BoxVersion
 from atlas_ci.registry.boxes import Boxes, status_of
 from atlas_ci.registry.http import Answer, BodyAnswer
 from atlas_ci.registry.identity import Unauthenticated
-from atlas_ci.registry.model import StorageError
+from atlas_ci.registry.model import NotFound, StorageError
 from atlas_ci.registry.request import Door, Request
 from atlas_ci.registry.routes import Route
 from atlas_ci.registry.sessions import COOKIE, LIFETIME, cookie_value
@@ -32,6 +32,8 @@ log = logging.getLogger("atlas_ci.registry")
 
 HOME_LIMIT = 100
 """Boxes listed on ``/`` (the search's own maximum); a search narrows them down."""
+NAMESPACE_LIMIT = 500
+"""Boxes listed on a namespace's page (by name); the search finds the others."""
 VERSIONS_SHOWN = 50
 """Versions listed on a box or artifact page, newest first."""
 _STATUS_WORDS = {"active": "released", "unreleased": "unreleased", "revoked": "revoked"}
@@ -81,8 +83,17 @@ def namespace(request: Request, route: Route) -> Answer:
         found = _boxes(request).list_boxes(request.identity, owner)
     except StorageError as exc:
         return _failed(request, exc)
-    kind = Accounts(request.storage).kind(owner) or "namespace"
-    return _page(request, "namespace.html", owner=owner, kind=kind, boxes=found)
+    kind = Accounts(request.storage).kind(owner)
+    if kind is None and not found:  # the service lists nothing, not even for an administrator
+        return _failed(request, NotFound(f"no user or organization named {owner!r}"))
+    return _page(
+        request,
+        "namespace.html",
+        owner=owner,
+        kind=kind or "namespace",
+        boxes=found[:NAMESPACE_LIMIT],
+        more=max(0, len(found) - NAMESPACE_LIMIT),
+    )
 
 
 def box(request: Request, route: Route) -> Answer:

@@ -34,7 +34,7 @@ def test_every_user_value_is_escaped_in_a_page() -> None:
     hostile = "<script>x()</script>\"'&"
     box = Box(hostile, hostile, False, hostile, hostile, 0, "2026-12-07T19:00:00Z", "x")
     page = pages_html.render(
-        "namespace.html", viewer=hostile, owner=hostile, kind="user", boxes=[box]
+        "namespace.html", viewer=hostile, owner=hostile, kind="user", boxes=[box], more=0
     ).decode()
     assert "<script>" not in page
     assert "&lt;script&gt;x()&lt;/script&gt;&#34;&#39;&amp;" in page
