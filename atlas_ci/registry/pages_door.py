@@ -199,7 +199,6 @@ def sign_out(request: Request, route: Route) -> Answer:
     """The session ends on the server, and the browser forgets the cookie."""
     if not _same_origin(request):
         return _page(request, "error.html", 403, status=403, message=_CROSS_SITE)
-    request.read_form()  # the form's body, read so the connection stays usable
     cookie = cookie_value(request.header("Cookie"))
     if cookie is not None:
         request.sessions.end(cookie)
