@@ -267,6 +267,9 @@ def test_screenshots_of_the_box_and_artifact_pages(browser: Any, site: dict[str,
         _screenshot(browser, Path(wanted))
     _open(browser, registry, "/acme/hostile/amazon.ami")
     _screenshot(browser, registry.data.parent / "artifact-page.png")
+    _sign_in(browser, registry, site["alice"])
+    _screenshot(browser, registry.data.parent / "home-page.png")
+    _sign_out(browser)
 
 
 @pytest.mark.parametrize("path", ["/", "/acme", "/acme/hostile", "/acme/hostile/amazon.ami"])
