@@ -133,12 +133,13 @@ def status_of(exc: StorageError) -> int:
     return 422  # Invalid, Exists, and any other rule broken by the request
 
 
-def checked_version(version: str) -> str:
-    """``version`` if Vagrant accepts it as a box version; :class:`Invalid` otherwise."""
+def checked_version(version: str, field: str = "") -> str:
+    """``version`` if Vagrant accepts it as a box version; :class:`Invalid` otherwise, its
+    message starting with ``field`` (``metadata``: where the client wrote it)."""
     try:
         box_version.check(version)
     except box_version.BadVersion as exc:
-        raise Invalid(str(exc)) from None
+        raise Invalid(f"{field} {exc}" if field else str(exc)) from None
     return version
 
 
@@ -690,7 +691,7 @@ def atlas_landing(metadata: dict[str, str] | None) -> Callable[[Connection, Vers
     named = (metadata or {}).get("version")
     provider = (metadata or {}).get("provider")
     if named is not None:
-        checked_version(named)
+        checked_version(named, field="metadata")
         if provider is None:
             raise Invalid(
                 f"metadata version {named!r} names a box version: send metadata provider "

@@ -139,6 +139,10 @@ class HTTPHandler(BaseHTTPRequestHandler):
         """Answer the request (parsed, framing checked) with :meth:`send_answer`."""
         raise NotImplementedError
 
+    def error_body(self, *errors: str) -> object:
+        """The JSON body of an error answer (a subclass may shape it per API)."""
+        return {"errors": list(errors)}
+
     def loggable_target(self, target: str) -> str:
         """The request target as the access log shows it (a subclass cuts its secrets)."""
         return printable(target)
@@ -226,7 +230,7 @@ class HTTPHandler(BaseHTTPRequestHandler):
             self._check_framing()
             self.respond()
         except HTTPError as exc:
-            self.send_json(exc.status, {"errors": list(exc.errors)}, exc.headers)
+            self.send_json(exc.status, self.error_body(*exc.errors), exc.headers)
         except (TimeoutError, ClientGone, ConnectionError):
             raise
         except OSError as exc:
@@ -244,7 +248,7 @@ class HTTPHandler(BaseHTTPRequestHandler):
         if self.headers_sent:
             self.close_connection = True
         else:
-            self.send_json(507, {"errors": ["the registry is out of disk space; retry later"]})
+            self.send_json(507, self.error_body("the registry is out of disk space; retry later"))
 
     def _internal_error(self) -> None:
         log.exception("internal error on %s %s", self.command, self.log_target)
@@ -252,7 +256,7 @@ class HTTPHandler(BaseHTTPRequestHandler):
         if self.headers_sent:
             self.close_connection = True
         else:
-            self.send_json(500, {"errors": ["internal server error; see the server log"]})
+            self.send_json(500, self.error_body("internal server error; see the server log"))
 
     def _check_framing(self) -> None:
         """One request, one response: a request not framed beyond doubt is answered, its

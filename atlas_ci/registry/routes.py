@@ -17,12 +17,13 @@ from typing import Literal
 from atlas_ci.registry import policy
 from atlas_ci.registry.http import HTTPError, printable
 
-Access = Literal["read", "write", "token", "upload_url", "open"]
+Access = Literal["read", "write", "token", "upload_url", "public"]
 """What is checked before the door runs: ``read`` or ``write`` is the policy's operation on the
 namespace the path names (``write`` with no namespace in the path: the door asks again once the
 body names it); ``token``: any authenticated token; ``upload_url``: the path's secret is the
-credential; ``open``: nothing before the door, whose every listing and lookup goes through the
-services, which ask the policy for each thing shown (the web pages)."""
+credential; ``public``: nothing before the door (its service decides for the asker it is given:
+a listing, a search, a box PUT whose upload URL the box service checks, every web page, whose
+every listing and lookup asks the services with the viewer's identity)."""
 
 PAGE = "GET text/html"
 """The key, next to ``GET``, of the endpoint a browser's GET or HEAD reaches on a path that also
@@ -77,14 +78,70 @@ def _files(name: str) -> Endpoint:
     return Endpoint("files", name, "read")
 
 
+def _vc(name: str, access: Access) -> Endpoint:
+    return Endpoint("vagrant_cloud", name, access)
+
+
+_BOX = ("api", "v1", "box", "{user}", "{name}")
+_VERSION = (*_BOX, "version", "{version}")
+_PROVIDER = (*_VERSION, "provider", "{provider}")
+
+# The Vagrant Cloud API (shared/docs/vagrant-cloud-wire.md); the box service decides access
+# again for each operation, "public" rows (no namespace in the path) only there.
+_VAGRANT_CLOUD: tuple[tuple[tuple[str, ...], dict[str, Endpoint]], ...] = (
+    (("api", "v1", "user", "{owner}"), {"GET": _vc("user", "public")}),
+    (("api", "v1", "search"), {"GET": _vc("search", "public")}),
+    (("api", "v1", "boxes"), {"POST": _vc("create_box", "write")}),
+    (
+        _BOX,
+        {
+            "GET": _vc("get_box", "read"),
+            "PUT": _vc("update_box", "write"),
+            "DELETE": _vc("delete_box", "write"),
+        },
+    ),
+    ((*_BOX, "versions"), {"POST": _vc("create_version", "write")}),
+    (
+        _VERSION,
+        {
+            "GET": _vc("get_version", "read"),
+            "PUT": _vc("update_version", "write"),
+            "DELETE": _vc("delete_version", "write"),
+        },
+    ),
+    ((*_VERSION, "release"), {"PUT": _vc("release", "write")}),
+    ((*_VERSION, "revoke"), {"PUT": _vc("revoke", "write")}),
+    ((*_VERSION, "providers"), {"POST": _vc("create_provider", "write")}),
+    (
+        _PROVIDER,
+        {
+            "GET": _vc("get_provider", "read"),
+            "PUT": _vc("update_provider", "write"),
+            "DELETE": _vc("delete_provider", "write"),
+        },
+    ),
+    ((*_PROVIDER, "upload"), {"GET": _vc("upload_url", "write")}),
+    ((*_PROVIDER, "upload", "direct"), {"GET": _vc("direct_upload_url", "write")}),
+    (
+        (*_PROVIDER, "upload", "direct", "complete", "{callback}"),
+        {"PUT": _vc("complete_upload", "write")},
+    ),
+    ((*_PROVIDER, "download"), {"GET": _vc("download", "read")}),
+    (("binstore", "box", "{secret}"), {"PUT": _vc("receive_box", "public")}),
+)
+
+
 def _page(name: str) -> Endpoint:
-    return Endpoint("pages", name, "open")
+    return Endpoint("pages", name, "public")
 
 
 # (path template, method -> endpoint). "{x}" captures one decoded segment; the first template
 # that matches the path wins.
 ROUTES: tuple[tuple[tuple[str, ...], dict[str, Endpoint]], ...] = (
-    (("api", "v1", "authenticate"), {"GET": _atlas("authenticate", "token")}),
+    (
+        ("api", "v1", "authenticate"),
+        {"GET": _atlas("authenticate", "token"), "POST": _vc("login", "public")},
+    ),
     (("api", "v1", "artifacts"), {"POST": _atlas("create_artifact", "write")}),
     (("api", "v1", "artifacts", "{user}", "{name}"), {"GET": _atlas("get_artifact", "read")}),
     (
@@ -104,6 +161,7 @@ ROUTES: tuple[tuple[tuple[str, ...], dict[str, Endpoint]], ...] = (
         {"GET": _files("version_file")},
     ),
     (("binstore", "{secret}"), {"PUT": _atlas("upload", "upload_url")}),
+    *_VAGRANT_CLOUD,
     # The web pages' own paths under "/-/", which no namespace can take.
     (("-", "style.css"), {"GET": _page("stylesheet")}),
     (("-", "sign-in"), {"GET": _page("sign_in_form"), "POST": _page("sign_in")}),
@@ -190,10 +248,18 @@ def loggable_target(raw_segments: list[str], query: str) -> str:
         if urllib.parse.unquote(segment).lower() == "binstore":
             # Everything after /binstore/ is the credential; its query could be too.
             return "/" + "/".join([*raw_segments[: index + 1], "<redacted>"])
+    if _is_callback(raw_segments):
+        # A direct upload's callback id: no credential alone, but kept out of the log too.
+        return printable("/" + "/".join([*raw_segments[:-1], "<redacted>"]))
     target = "/" + "/".join(raw_segments)
     if query:
         target += "?" + _loggable_query(query)
     return printable(target)
+
+
+def _is_callback(raw_segments: list[str]) -> bool:
+    tail = [urllib.parse.unquote(s).lower() for s in raw_segments[-4:-1]]
+    return tail == ["upload", "direct", "complete"]
 
 
 _LOGGED_PARAMS = re.compile(r"version|build|include_pending|metadata\.[0-9]+\.(key|value)")

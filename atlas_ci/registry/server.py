@@ -13,7 +13,15 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from atlas_ci.registry import atlas_door, files_door, pages_door, routes, wire
+from atlas_ci.registry import (
+    atlas_door,
+    files_door,
+    pages_door,
+    routes,
+    vagrant_cloud_door,
+    vagrant_cloud_json,
+    wire,
+)
 from atlas_ci.registry.accounts import Accounts
 from atlas_ci.registry.gate import AUTH_REQUIRED, Gate
 from atlas_ci.registry.http import ConnectionServer, HTTPError, HTTPHandler
@@ -30,6 +38,7 @@ DOORS: dict[str, Door] = {
     "atlas": atlas_door.DOOR,
     "files": files_door.DOOR,
     "pages": pages_door.DOOR,
+    "vagrant_cloud": vagrant_cloud_door.DOOR,
 }
 """Every front door by the name the route table gives it."""
 
@@ -58,12 +67,20 @@ class RegistryHandler(HTTPHandler):
 
     server: RegistryServer
     always_headers = (("X-Atlas-Extensions", EXTENSIONS),)
+    door = ""
+    """The front door of the request being answered ("" until it is routed)."""
 
     def loggable_target(self, target: str) -> str:
         return routes.loggable_target(*routes.split_target(target))
 
+    def error_body(self, *errors: str) -> object:
+        if self.door == "vagrant_cloud":
+            return vagrant_cloud_json.errors_json(*errors)
+        return super().error_body(*errors)
+
     def respond(self) -> None:
         self.identity = ANONYMOUS
+        self.door = ""
         try:
             self._route()
         except wire.BadRequest as exc:
@@ -83,6 +100,7 @@ class RegistryHandler(HTTPHandler):
                 # No token, no hint at which endpoints exist.
                 raise HTTPError(401, AUTH_REQUIRED) from None
             raise
+        self.door = route.door  # from here on, an error is in the route's API's shape
         gate = self.server.gate
         if route.access == "upload_url":  # the upload URL is its own credential
             self.identity = gate.upload_holder(route.params["secret"])

@@ -17,6 +17,7 @@ host and query and keeps its path, so the path alone says which upload it comple
 from __future__ import annotations
 
 import errno
+import logging
 
 from atlas_ci.registry import vagrant_cloud_json as rep
 from atlas_ci.registry import vagrant_cloud_requests as parse
@@ -27,6 +28,8 @@ from atlas_ci.registry.http import Answer, FileAnswer, HTTPError, JsonAnswer, Re
 from atlas_ci.registry.model import StorageError
 from atlas_ci.registry.request import Door, Request
 from atlas_ci.registry.routes import Route
+
+log = logging.getLogger("atlas_ci.registry")
 
 NO_PASSWORDS = (
     "this registry has no passwords: ask its administrator for a token "
@@ -241,8 +244,11 @@ def _provider_names(route: Route) -> tuple[str, str, str, str]:
 
 
 def _provider_answer(request: Request, route: Route, provider: BoxProvider) -> Answer:
-    user, name, version = _version_names(route)
-    return _ok(rep.provider_json(request.public_base(), user, name, version, provider))
+    try:
+        version = _boxes(request).get_version(request.identity, *_version_names(route))
+    except StorageError as exc:
+        raise _failed(exc) from None
+    return _ok(rep.provider_json(request.public_base(), version, provider))
 
 
 def create_provider(request: Request, route: Route) -> Answer:
@@ -265,21 +271,21 @@ def create_provider(request: Request, route: Route) -> Answer:
     return _provider_answer(request, route, provider)
 
 
-def _existing_provider(request: Request, route: Route) -> BoxProvider:
+def _existing_provider(request: Request, route: Route) -> tuple[BoxVersion, BoxProvider]:
     user, name, version, provider = _provider_names(route)
     try:
-        found = (
-            _boxes(request).get_version(request.identity, user, name, version).provider(provider)
-        )
+        found = _boxes(request).get_version(request.identity, user, name, version)
     except StorageError as exc:
         raise _failed(exc) from None
-    if found is None:
+    named = found.provider(provider)
+    if named is None:
         raise HTTPError(404, f"box {user}/{name} version {version} has no provider {provider}")
-    return found
+    return found, named
 
 
 def get_provider(request: Request, route: Route) -> Answer:
-    return _provider_answer(request, route, _existing_provider(request, route))
+    version, provider = _existing_provider(request, route)
+    return _ok(rep.provider_json(request.public_base(), version, provider))
 
 
 def update_provider(request: Request, route: Route) -> Answer:
@@ -299,12 +305,12 @@ def update_provider(request: Request, route: Route) -> Answer:
 
 
 def delete_provider(request: Request, route: Route) -> Answer:
-    provider = _existing_provider(request, route)
+    version, provider = _existing_provider(request, route)
     try:
         _boxes(request).delete_provider(request.identity, *_provider_names(route))
     except StorageError as exc:
         raise _failed(exc) from None
-    return _provider_answer(request, route, provider)
+    return _ok(rep.provider_json(request.public_base(), version, provider))
 
 
 # -- files -------------------------------------------------------------------------------------
@@ -393,7 +399,7 @@ def receive_box(request: Request, route: Route) -> Answer:
 
 def download(request: Request, route: Route) -> Answer:
     """``GET .../provider/{p}/download``: the hosted box (any status, to those who may read);
-    counted as one download of the box."""
+    a whole GET counts one download of the box."""
     boxes = _boxes(request)
     try:
         found = boxes.open_file(request.identity, *_provider_names(route))
@@ -401,10 +407,12 @@ def download(request: Request, route: Route) -> Answer:
     except StorageError as exc:
         raise _failed(exc) from None
     except FileNotFoundError:
+        log.error("the box file %s is missing", found.path)
         raise HTTPError(500, "the box file is missing from storage") from None
-    if request.command != "HEAD":
-        boxes.count_download(route.params["user"], route.params["name"])
-    return FileAnswer(blob, found.size, found.sha256)
+    user, name = _names(route)
+    return FileAnswer(
+        blob, found.size, found.sha256, on_sent=lambda: boxes.count_download(user, name)
+    )
 
 
 DOOR: Door = {

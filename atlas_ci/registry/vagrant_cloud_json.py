@@ -14,6 +14,7 @@ import html
 import urllib.parse
 from collections.abc import Sequence
 
+from atlas_ci.registry import vagrant
 from atlas_ci.registry.box_model import Box, BoxProvider, BoxVersion
 
 
@@ -34,18 +35,9 @@ def provider_path(user: str, name: str, version: str, provider: str) -> str:
     )
 
 
-def download_url(base: str, user: str, name: str, version: str, provider: BoxProvider) -> str:
-    """Where the box of ``provider`` is fetched: the registry's file, else its external url."""
-    if not provider.hosted and provider.url:
-        return provider.url
-    return f"{base}{provider_path(user, name, version, provider.name)}/download"
-
-
-def provider_json(
-    base: str, user: str, name: str, version: str, provider: BoxProvider
-) -> dict[str, object]:
-    """The provider object of ``user/name`` ``version``; ``checksum`` is the hosted file's
-    sha256 once it is there, else what the publisher declared."""
+def provider_json(base: str, version: BoxVersion, provider: BoxProvider) -> dict[str, object]:
+    """The provider object of ``version``; ``checksum`` is the hosted file's sha256 once it is
+    there, else what the publisher declared; ``download_url`` is the catalog's URL for it."""
     if provider.hosted and provider.sha256:
         checksum: str | None = provider.sha256
         checksum_type: str | None = "sha256"
@@ -60,7 +52,7 @@ def provider_json(
         "checksum_type": checksum_type,
         "created_at": provider.created,
         "updated_at": provider.updated,
-        "download_url": download_url(base, user, name, version, provider),
+        "download_url": vagrant.download_url(base, version, provider),
     }
 
 
@@ -75,10 +67,7 @@ def version_json(base: str, version: BoxVersion) -> dict[str, object]:
         "description": version.description,
         "description_html": _html(version.description),
         "description_markdown": version.description,
-        "providers": [
-            provider_json(base, version.user, version.name, version.version, p)
-            for p in version.providers
-        ],
+        "providers": [provider_json(base, version, p) for p in version.providers],
     }
 
 
@@ -128,32 +117,3 @@ def user_json(
 def errors_json(*errors: str) -> dict[str, object]:
     """The error body both clients print (``errors`` joined)."""
     return {"errors": list(errors), "success": False}
-
-
-def catalog_json(
-    base: str, user: str, name: str, versions: Sequence[BoxVersion]
-) -> dict[str, object]:
-    """Vagrant's box catalog (``GET /{user}/{name}``) of the versions it may install, newest
-    first: each provider's ``url`` is where its box is fetched (the Atlas file URL for a box an
-    Atlas upload made, which it always was), with its checksum when one is known."""
-    listed: list[dict[str, object]] = []
-    for version in versions:
-        providers: list[dict[str, object]] = []
-        for provider in version.providers:
-            entry: dict[str, object] = {"name": provider.name}
-            if provider.atlas_version is not None:
-                entry["url"] = atlas_file_url(base, user, name, provider.atlas_version)
-            else:
-                entry["url"] = download_url(base, user, name, version.version, provider)
-            checksum = provider_json(base, user, name, version.version, provider)
-            if checksum["checksum"]:
-                entry["checksum_type"] = checksum["checksum_type"]
-                entry["checksum"] = checksum["checksum"]
-            providers.append(entry)
-        listed.append({"version": version.version, "providers": providers})
-    return {"name": f"{user}/{name}", "versions": listed}
-
-
-def atlas_file_url(base: str, user: str, name: str, number: int) -> str:
-    """The Atlas API's URL of the file of ``vagrant.box`` version ``number``."""
-    return f"{base}/api/v1/artifacts/{_quoted(user, name, 'vagrant.box', str(number))}/file"

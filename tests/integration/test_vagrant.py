@@ -293,3 +293,13 @@ def test_a_whole_get_of_a_box_file_counts_one_download(server: RegistryServer) -
         assert got.status_code == 200
     boxes = Boxes(server.storage, Accounts(server.storage))
     assert boxes.get_box(ADMIN, "acme", "web").downloads == 2
+
+
+def test_an_atlas_box_with_a_version_vagrant_cannot_read_is_422(registry: RegistryProcess) -> None:
+    create_artifact(registry, "acme", "web")
+    body = {"artifact_version": {"file": True, "metadata": {"version": "v1", "provider": "vbox"}}}
+    refused = api(registry, "POST", "/api/v1/artifacts/acme/web/vagrant.box", json=body)
+    assert refused.status_code == 422
+    assert "metadata version 'v1' is not a version Vagrant accepts" in refused.json()["errors"][0]
+    other_type = api(registry, "POST", "/api/v1/artifacts/acme/web/amazon.ami", json=body)
+    assert other_type.status_code == 201  # only boxes are box versions

@@ -94,7 +94,6 @@ def test_read_only_and_outsider_tokens_publish_nothing(team: Team) -> None:
     for token in (team.reader, team.outsider):
         for args in (
             ("publish", "acme/tool", "2.0.0", "virtualbox", str(box), "--release", "--force"),
-            ("publish", "acme/tool", "1.0.0", "libvirt", str(box), "--force"),
             ("version", "release", "acme/tool", "1.0.0", "--force"),
             ("box", "delete", "acme/tool", "--force"),
         ):

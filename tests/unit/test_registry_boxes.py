@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -427,8 +428,34 @@ def test_a_provider_already_in_the_version_refuses_the_atlas_version(
     assert new_version(storage, user="acme", name="web", artifact_type="vagrant.box").version == 2
 
 
+def test_racing_atlas_uploads_join_one_version_and_one_provider_wins(
+    boxes: Boxes, storage: Storage
+) -> None:
+    storage.create_artifact("acme", "web")
+    providers = [f"p{i}" for i in range(6)] + ["same"] * 4
+    outcomes: list[str] = []
+    barrier = threading.Barrier(len(providers))
+
+    def upload(index: int, provider: str) -> None:
+        barrier.wait(timeout=10)
+        try:
+            _atlas_box(boxes, storage, b"%d" % index, {"version": "1.0.0", "provider": provider})
+            outcomes.append(provider)
+        except Exists:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=upload, args=pair) for pair in enumerate(providers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(outcomes) == sorted([f"p{i}" for i in range(6)] + ["same"] + ["refused"] * 3)
+    [version] = boxes.catalog(A, "acme", "web", 10)
+    assert [p.name for p in version.providers] == [f"p{i}" for i in range(6)] + ["same"]
+
+
 def test_atlas_metadata_version_must_be_a_vagrant_version_with_a_provider(boxes: Boxes) -> None:
-    with pytest.raises(Invalid, match="not a version Vagrant accepts"):
+    with pytest.raises(Invalid, match="metadata version 'release one' is not a version Vagrant"):
         boxes.atlas_version_hook({"version": "release one", "provider": "virtualbox"})
     with pytest.raises(Invalid, match="send metadata provider"):
         boxes.atlas_version_hook({"version": "1.0.0"})

@@ -66,6 +66,11 @@ def test_routes_decode_segments_and_keep_the_query() -> None:
 
 
 def test_log_target_cuts_everything_after_binstore() -> None:
+    assert loggable_target(["binstore", "box", "s3cret"], "") == "/binstore/<redacted>"
+    callback = ["api", "v1", "box", "a", "b", "version", "1", "provider", "p", "upload"]
+    assert loggable_target([*callback, "direct", "complete", "c4ll"], "x=y") == (
+        "/" + "/".join(callback) + "/direct/complete/<redacted>"
+    )
     assert loggable_target(["binstore", "s3cret"], "sig=x") == "/binstore/<redacted>"
     assert loggable_target(["%62instore", "s3cret", "x"], "") == "/%62instore/<redacted>"
     assert loggable_target(["api", "v1", "a b"], "version=\n") == "/api/v1/a%20b?version=%0A"

@@ -94,7 +94,7 @@ def test_an_external_provider_points_at_its_url_with_the_declared_checksum() -> 
         sha256=None,
         size=None,
     )
-    out = rep.provider_json(BASE, "acme", "web", "1.0.0", external)
+    out = rep.provider_json(BASE, _version("1.0.0", "active", external), external)
     assert out["hosted"] is False
     assert out["download_url"] == out["url"] == "https://boxes.example/web.box"
     assert out["checksum"] == "cd" * 32
