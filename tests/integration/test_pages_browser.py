@@ -18,11 +18,6 @@ from typing import Any
 import pytest
 import requests
 
-from atlas_ci.registry.accounts import Accounts
-from atlas_ci.registry.boxes import Boxes
-from atlas_ci.registry.database import open_database
-from atlas_ci.registry.identity import ADMIN
-from atlas_ci.registry.storage import Storage
 from tests.integration.registry_admin import admin, new_token
 from tests.integration.registry_api import TIMEOUT, api, create_artifact, create_version, publish
 from tests.postgres import fresh_database
@@ -90,9 +85,23 @@ def browser() -> Iterator[Any]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def _fill(registry: RegistryProcess, database: str | None) -> dict[str, Any]:
-    """What every test looks at: a public box with two versions, a private one, a hostile one,
-    an amazon.ami artifact with hostile id and metadata; a reader ``alice`` of ``acme``."""
+def _vc(registry: RegistryProcess, method: str, path: str, body: object = None) -> Any:
+    """A Vagrant Cloud API call with the administrator token; its JSON answer."""
+    response = requests.request(
+        method,
+        registry.url + "/api/v1" + path,
+        json=body,
+        headers={"Authorization": f"Bearer {registry.token}"},
+        timeout=TIMEOUT,
+    )
+    assert response.status_code == 200, (path, response.text)
+    return response.json()
+
+
+def _fill(registry: RegistryProcess) -> dict[str, Any]:
+    """What every test looks at, made over HTTP: a public box with versions from Atlas uploads
+    and from the Vagrant Cloud API, a private box, a hostile one, an amazon.ami artifact with
+    hostile id and metadata; a reader ``alice`` of ``acme``."""
     admin(registry, "org", "create", "acme")
     for name in ("web", "secret", "hostile"):
         create_artifact(registry, "acme", name)
@@ -112,30 +121,30 @@ def _fill(registry: RegistryProcess, database: str | None) -> dict[str, Any]:
     )
     for name in ("web", "hostile"):
         admin(registry, "artifact", "set-visibility", f"acme/{name}", "public")
-    # Descriptions and a version's life are the box service's (the Vagrant Cloud API's door
-    # sets them over HTTP); set here through the same service on the server's database.
-    storage = Storage(registry.data, open_database(database, registry.data))
-    try:
-        boxes = Boxes(storage, Accounts(storage))
-        boxes.update_box(
-            ADMIN,
-            "acme",
-            "web",
-            short_description="Debian 12 for the web tier",
-            description="Built nightly by CI from packer/web.pkr.hcl.\nNginx, no GUI.",
-        )
-        boxes.update_version(ADMIN, "acme", "web", "1.2.0", description="Security updates.")
-        boxes.create_version(ADMIN, "acme", "web", "1.3.0", description="Testing; not released.")
-        boxes.revoke_version(ADMIN, "acme", "web", "1.1.0")
-        boxes.update_box(
-            ADMIN, "acme", "hostile", short_description=SCRIPT, description=HOSTILE_DESCRIPTION
-        )
-        boxes.create_version(ADMIN, "acme", "hostile", "1.0.0", description=f"{IMG} {QUOTES}")
-    finally:
-        storage.close()
+    web = "/box/acme/web"
+    _vc(registry, "PUT", web, {"box": {"short_description": "Debian 12 for the web tier",
+        "description": "Built nightly by CI from packer/web.pkr.hcl.\nNginx, no GUI."}})  # fmt: skip
+    _vc(registry, "PUT", f"{web}/version/1.2.0", {"version": {"description": "Security updates."}})
+    _vc(registry, "PUT", f"{web}/version/1.1.0/revoke")
+    testing = {"version": "1.3.0", "description": "Testing; not released."}
+    _vc(registry, "POST", f"{web}/versions", {"version": testing})
+    candidate = b"a release candidate, from vagrant cloud publish"
+    _vc(registry, "POST", f"{web}/version/1.3.0/providers", {"provider": {"name": "virtualbox"}})
+    upload = _vc(registry, "GET", f"{web}/version/1.3.0/provider/virtualbox/upload")
+    assert requests.put(upload["upload_path"], data=candidate, timeout=TIMEOUT).status_code == 200
+    hostile = "/box/acme/hostile"
+    _vc(registry, "PUT", hostile, {"box": {"short_description": SCRIPT,
+        "description": HOSTILE_DESCRIPTION}})  # fmt: skip
+    _vc(registry, "POST", f"{hostile}/versions",
+        {"version": {"version": "1.0.0", "description": f"{IMG} {QUOTES}"}})  # fmt: skip
     admin(registry, "user", "create", "alice")
     admin(registry, "org", "add-member", "acme", "alice", "--role", "read")
-    return {"box": box, "secret": secret, "alice": new_token(registry, "alice", "--read-only")}
+    return {
+        "box": box,
+        "candidate": candidate,
+        "secret": secret,
+        "alice": new_token(registry, "alice", "--read-only"),
+    }
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -146,7 +155,7 @@ def site(
     database = fresh_database(request, request.param)
     data = tmp_path_factory.mktemp(f"pages-{request.param}") / "data"
     with RegistryProcess(data, database=database) as registry:
-        yield {"registry": registry, **_fill(registry, database)}
+        yield {"registry": registry, **_fill(registry)}
 
 
 def _open(browser: Any, registry: RegistryProcess, path: str) -> None:
@@ -232,10 +241,15 @@ def test_the_pages_link_from_the_home_page_to_a_box_and_its_download(
         "1.1.0 revoked",
     ]
     row = browser.find_element(
-        By.XPATH, "//article[contains(@class,'released')]//tr[td[1]='virtualbox']"
+        By.XPATH, "//article[@class='version released']//tr[td[1]='virtualbox']"
     )
     href = row.find_element(By.LINK_TEXT, "Download").get_attribute("href")
     assert requests.get(href, timeout=TIMEOUT).content == site["box"]
+    # An unreleased version's file, uploaded through the Vagrant Cloud API, is linked too.
+    row = browser.find_element(By.XPATH, "//article[@class='version unreleased']//tbody/tr")
+    href = row.find_element(By.LINK_TEXT, "Download").get_attribute("href")
+    assert "/api/v1/box/acme/web/version/1.3.0/provider/virtualbox/download" in href
+    assert requests.get(href, timeout=TIMEOUT).content == site["candidate"]
     # The artifact page of another type, linked from the box page.
     _open(browser, registry, "/acme/hostile")
     _click(browser, "amazon.ami")
