@@ -152,13 +152,19 @@ def artifact(request: Request, route: Route) -> Answer:
     )
 
 
+_ASSET_HEADERS = {
+    "Cache-Control": "max-age=300",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": pages_html.CSP,  # an SVG opened on its own runs nothing either
+}
+
+
 def stylesheet(request: Request, route: Route) -> Answer:
-    return BodyAnswer(
-        200,
-        "text/css; charset=utf-8",
-        pages_html.stylesheet(),
-        {"Cache-Control": "max-age=300", "X-Content-Type-Options": "nosniff"},
-    )
+    return BodyAnswer(200, "text/css; charset=utf-8", pages_html.stylesheet(), _ASSET_HEADERS)
+
+
+def icon(request: Request, route: Route) -> Answer:
+    return BodyAnswer(200, "image/svg+xml", pages_html.icon(), _ASSET_HEADERS)
 
 
 def sign_in_form(request: Request, route: Route) -> Answer:
@@ -215,6 +221,7 @@ DOOR: Door = {
     "box": box,
     "artifact": artifact,
     "stylesheet": stylesheet,
+    "icon": icon,
     "sign_in_form": sign_in_form,
     "sign_in": sign_in,
     "sign_out": sign_out,

@@ -18,6 +18,7 @@ import jinja2
 
 TEMPLATES = Path(__file__).with_name("templates")
 STYLESHEET = TEMPLATES / "style.css"
+ICON = TEMPLATES / "icon.svg"
 CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
@@ -86,3 +87,8 @@ def render(template: str, **context: object) -> bytes:
 def stylesheet() -> bytes:
     """The one stylesheet every page links (``/-/style.css``)."""
     return STYLESHEET.read_bytes()
+
+
+def icon() -> bytes:
+    """The pages' icon (``/-/icon.svg``): linked, so a browser asks for no ``/favicon.ico``."""
+    return ICON.read_bytes()

@@ -164,6 +164,7 @@ ROUTES: tuple[tuple[tuple[str, ...], dict[str, Endpoint]], ...] = (
     *_VAGRANT_CLOUD,
     # The web pages' own paths under "/-/", which no namespace can take.
     (("-", "style.css"), {"GET": _page("stylesheet")}),
+    (("-", "icon.svg"), {"GET": _page("icon")}),
     (("-", "sign-in"), {"GET": _page("sign_in_form"), "POST": _page("sign_in")}),
     (("-", "sign-out"), {"POST": _page("sign_out")}),
     ((), {"GET": _page("home")}),

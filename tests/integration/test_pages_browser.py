@@ -255,6 +255,9 @@ def test_the_pages_link_from_the_home_page_to_a_box_and_its_download(
     _click(browser, "amazon.ami")
     assert browser.current_url == registry.url + "/acme/hostile/amazon.ami"
     assert 'data "atlas_artifact"' in _text(browser)
+    # Every page links its icon: the browser asks for no /favicon.ico (a namespace lookup).
+    assert "GET /-/icon.svg 200" in registry.stderr_text()
+    assert "/favicon.ico" not in registry.stderr_text()
 
 
 def _screenshot(browser: Any, path: Path) -> None:
@@ -424,3 +427,5 @@ def test_vagrant_and_api_clients_keep_the_catalog(site: dict[str, Any]) -> None:
     assert "default-src 'none'" in csp and "script-src" not in csp
     style = requests.get(registry.url + "/-/style.css", timeout=TIMEOUT)
     assert style.headers["Content-Type"] == "text/css; charset=utf-8"
+    icon = requests.get(registry.url + "/-/icon.svg", timeout=TIMEOUT)
+    assert icon.headers["Content-Type"] == "image/svg+xml" and b"<script" not in icon.content

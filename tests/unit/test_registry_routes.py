@@ -49,6 +49,7 @@ def test_each_endpoint_says_what_access_it_needs() -> None:
         "box": "public",
         "artifact": "public",
         "stylesheet": "public",
+        "icon": "public",
         "sign_in_form": "public",
         "sign_in": "public",
         "sign_out": "public",
