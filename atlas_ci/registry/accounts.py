@@ -263,7 +263,8 @@ class Accounts:
         ]
 
     def revoke(self, token_id: str) -> None:
-        """Delete the token: the next request with it is 401."""
+        """Delete the token: the next request with it is 401, and its web page sessions end
+        (their rows go with it, see :mod:`.sessions`)."""
         with self.storage.transaction() as conn:
             if conn.execute("DELETE FROM tokens WHERE id = ?", (token_id,)).rowcount:
                 return
