@@ -3,9 +3,10 @@
 
 Each operation parses its request (:mod:`.vagrant_cloud_requests`), calls one operation of the
 box service (:mod:`.boxes`, which decides access with :func:`.policy.decide` for the asker) and
-answers with :mod:`.vagrant_cloud_json`'s objects. Every success is exactly 200: Packer takes
-anything else, a 201 included, for a failure. Errors are ``{"errors": [...], "success":
-false}`` (the server sends this door's errors in that shape).
+answers with :mod:`.vagrant_cloud_json`'s objects; the service's refusals become the status
+:func:`.boxes.status_of` gives them, once for every operation (:data:`DOOR`). Every success is
+exactly 200: Packer takes anything else, a 201 included, for a failure. Errors are
+``{"errors": [...], "success": false}`` (the server sends this door's errors in that shape).
 
 Uploads. ``GET .../upload`` hands out ``{base}/binstore/box/{secret}``: the box is PUT there
 (Packer sends its token and ``Content-Type: application/json`` along: the body is streamed to
@@ -25,11 +26,15 @@ from atlas_ci.registry.accounts import Accounts
 from atlas_ci.registry.box_model import Box, BoxProvider, BoxVersion
 from atlas_ci.registry.boxes import Boxes, status_of
 from atlas_ci.registry.http import Answer, FileAnswer, HTTPError, JsonAnswer, ReadInto
-from atlas_ci.registry.model import StorageError
-from atlas_ci.registry.request import Door, Request
+from atlas_ci.registry.model import Busy, OutOfSpace, StorageError
+from atlas_ci.registry.request import Door, Operation, Request
 from atlas_ci.registry.routes import Route
 
 log = logging.getLogger("atlas_ci.registry")
+
+SEARCH_VERSIONS = 10
+"""Versions listed with each search result (``vagrant cloud search`` shows the current one;
+``GET /box/{u}/{n}`` lists them all, as Packer looks for its version there)."""
 
 NO_PASSWORDS = (
     "this registry has no passwords: ask its administrator for a token "
@@ -45,16 +50,9 @@ def _ok(payload: object) -> Answer:
     return JsonAnswer(200, payload)
 
 
-def _failed(exc: StorageError) -> HTTPError:
-    return HTTPError(status_of(exc), str(exc))
-
-
 def _box_answer(request: Request, box: Box) -> Answer:
     boxes = _boxes(request)
-    try:
-        versions = boxes.versions(request.identity, box.user, box.name)
-    except StorageError as exc:
-        raise _failed(exc) from None
+    versions = boxes.versions(request.identity, box.user, box.name)
     current = next((v for v in versions if v.status == "active"), None)
     return _ok(rep.box_json(request.public_base(), box, versions, current))
 
@@ -83,13 +81,10 @@ def user(request: Request, route: Route) -> Answer:
     """``GET /user/{owner}``: the boxes of a user or organization the asker may read."""
     owner = route.params["owner"]
     boxes = _boxes(request)
-    try:
-        listed = [
-            (box, boxes.current_version(request.identity, box.user, box.name))
-            for box in boxes.list_boxes(request.identity, owner)
-        ]
-    except StorageError as exc:
-        raise _failed(exc) from None
+    listed = [
+        (box, boxes.current_version(request.identity, box.user, box.name))
+        for box in boxes.list_boxes(request.identity, owner)
+    ]
     return _ok(rep.user_json(request.public_base(), owner, listed))
 
 
@@ -99,13 +94,11 @@ def search(request: Request, route: Route) -> Answer:
     boxes = _boxes(request)
     base = request.public_base()
     found = []
-    try:
-        for box in boxes.search(request.identity, query):
-            versions = boxes.versions(request.identity, box.user, box.name)
-            current = next((v for v in versions if v.status == "active"), None)
-            found.append(rep.box_json(base, box, versions, current))
-    except StorageError as exc:
-        raise _failed(exc) from None
+    for box in boxes.search(request.identity, query):
+        # Up to 100 boxes a page: each with its newest versions only, not every one it has.
+        versions = boxes.versions(request.identity, box.user, box.name, SEARCH_VERSIONS)
+        current = boxes.current_version(request.identity, box.user, box.name)
+        found.append(rep.box_json(base, box, versions, current))
     return _ok({"boxes": found})
 
 
@@ -118,53 +111,41 @@ def create_box(request: Request, route: Route) -> Answer:
     fields = parse.parse_box(request.read_json())
     if not fields.username or not fields.name:
         raise HTTPError(422, 'a new box needs "username" and "name" (the two halves of user/name)')
-    try:
-        box = _boxes(request).create_box(
-            request.identity,
-            fields.username,
-            fields.name,
-            short_description=fields.short_description or "",
-            description=fields.description or "",
-            private=fields.is_private,
-        )
-    except StorageError as exc:
-        raise _failed(exc) from None
+    box = _boxes(request).create_box(
+        request.identity,
+        fields.username,
+        fields.name,
+        short_description=fields.short_description or "",
+        description=fields.description or "",
+        private=fields.is_private,
+    )
     return _ok(rep.box_json(request.public_base(), box, [], None))
 
 
 def get_box(request: Request, route: Route) -> Answer:
-    try:
-        box = _boxes(request).get_box(request.identity, *_names(route))
-    except StorageError as exc:
-        raise _failed(exc) from None
+    box = _boxes(request).get_box(request.identity, *_names(route))
     return _box_answer(request, box)
 
 
 def update_box(request: Request, route: Route) -> Answer:
     """``PUT /box/{u}/{n}``: the descriptions and ``is_private`` given; the name stays."""
     fields = parse.parse_box(request.read_json())
-    try:
-        box = _boxes(request).update_box(
-            request.identity,
-            *_names(route),
-            short_description=fields.short_description,
-            description=fields.description,
-            private=fields.is_private,
-        )
-    except StorageError as exc:
-        raise _failed(exc) from None
+    box = _boxes(request).update_box(
+        request.identity,
+        *_names(route),
+        short_description=fields.short_description,
+        description=fields.description,
+        private=fields.is_private,
+    )
     return _box_answer(request, box)
 
 
 def delete_box(request: Request, route: Route) -> Answer:
     """``DELETE /box/{u}/{n}``: answers the box as it was."""
     boxes = _boxes(request)
-    try:
-        box = boxes.get_box(request.identity, *_names(route))
-        answer = _box_answer(request, box)
-        boxes.delete_box(request.identity, *_names(route))
-    except StorageError as exc:
-        raise _failed(exc) from None
+    box = boxes.get_box(request.identity, *_names(route))
+    answer = _box_answer(request, box)
+    boxes.delete_box(request.identity, *_names(route))
     return answer
 
 
@@ -176,62 +157,44 @@ def create_version(request: Request, route: Route) -> Answer:
     fields = parse.parse_version(request.read_json())
     if fields.version is None:
         raise HTTPError(422, 'a new version needs version.version, such as "1.2.0"')
-    try:
-        version = _boxes(request).create_version(
-            request.identity, *_names(route), fields.version, description=fields.description or ""
-        )
-    except StorageError as exc:
-        raise _failed(exc) from None
+    version = _boxes(request).create_version(
+        request.identity, *_names(route), fields.version, description=fields.description or ""
+    )
     return _version_answer(request, version)
 
 
 def get_version(request: Request, route: Route) -> Answer:
-    try:
-        version = _boxes(request).get_version(request.identity, *_version_names(route))
-    except StorageError as exc:
-        raise _failed(exc) from None
+    version = _boxes(request).get_version(request.identity, *_version_names(route))
     return _version_answer(request, version)
 
 
 def update_version(request: Request, route: Route) -> Answer:
     fields = parse.parse_version(request.read_json())
-    try:
-        version = _boxes(request).update_version(
-            request.identity,
-            *_version_names(route),
-            new_version=fields.version,
-            description=fields.description,
-        )
-    except StorageError as exc:
-        raise _failed(exc) from None
+    version = _boxes(request).update_version(
+        request.identity,
+        *_version_names(route),
+        new_version=fields.version,
+        description=fields.description,
+    )
     return _version_answer(request, version)
 
 
 def delete_version(request: Request, route: Route) -> Answer:
     boxes = _boxes(request)
-    try:
-        version = boxes.get_version(request.identity, *_version_names(route))
-        boxes.delete_version(request.identity, *_version_names(route))
-    except StorageError as exc:
-        raise _failed(exc) from None
+    version = boxes.get_version(request.identity, *_version_names(route))
+    boxes.delete_version(request.identity, *_version_names(route))
     return _version_answer(request, version)
 
 
 def release(request: Request, route: Route) -> Answer:
     """``PUT .../release`` (empty body): ``active``."""
-    try:
-        version = _boxes(request).release_version(request.identity, *_version_names(route))
-    except StorageError as exc:
-        raise _failed(exc) from None
+    version = _boxes(request).release_version(request.identity, *_version_names(route))
     return _version_answer(request, version)
 
 
 def revoke(request: Request, route: Route) -> Answer:
     """``PUT .../revoke`` (empty body): ``revoked``."""
-    try:
-        version = _boxes(request).revoke_version(request.identity, *_version_names(route))
-    except StorageError as exc:
-        raise _failed(exc) from None
+    version = _boxes(request).revoke_version(request.identity, *_version_names(route))
     return _version_answer(request, version)
 
 
@@ -244,10 +207,7 @@ def _provider_names(route: Route) -> tuple[str, str, str, str]:
 
 
 def _provider_answer(request: Request, route: Route, provider: BoxProvider) -> Answer:
-    try:
-        version = _boxes(request).get_version(request.identity, *_version_names(route))
-    except StorageError as exc:
-        raise _failed(exc) from None
+    version = _boxes(request).get_version(request.identity, *_version_names(route))
     return _ok(rep.provider_json(request.public_base(), version, provider))
 
 
@@ -257,26 +217,20 @@ def create_provider(request: Request, route: Route) -> Answer:
     fields = parse.parse_provider(request.read_json())
     if not fields.name:
         raise HTTPError(422, 'a new provider needs provider.name, such as "virtualbox"')
-    try:
-        provider = _boxes(request).create_provider(
-            request.identity,
-            *_version_names(route),
-            fields.name,
-            url=fields.url or None,
-            checksum=fields.checksum or None,
-            checksum_type=fields.checksum_type or None,
-        )
-    except StorageError as exc:
-        raise _failed(exc) from None
+    provider = _boxes(request).create_provider(
+        request.identity,
+        *_version_names(route),
+        fields.name,
+        url=fields.url or None,
+        checksum=fields.checksum or None,
+        checksum_type=fields.checksum_type or None,
+    )
     return _provider_answer(request, route, provider)
 
 
 def _existing_provider(request: Request, route: Route) -> tuple[BoxVersion, BoxProvider]:
     user, name, version, provider = _provider_names(route)
-    try:
-        found = _boxes(request).get_version(request.identity, user, name, version)
-    except StorageError as exc:
-        raise _failed(exc) from None
+    found = _boxes(request).get_version(request.identity, user, name, version)
     named = found.provider(provider)
     if named is None:
         raise HTTPError(404, f"box {user}/{name} version {version} has no provider {provider}")
@@ -290,26 +244,20 @@ def get_provider(request: Request, route: Route) -> Answer:
 
 def update_provider(request: Request, route: Route) -> Answer:
     fields = parse.parse_provider(request.read_json())
-    try:
-        provider = _boxes(request).update_provider(
-            request.identity,
-            *_provider_names(route),
-            new_name=fields.name,
-            url=fields.url,
-            checksum=fields.checksum,
-            checksum_type=fields.checksum_type,
-        )
-    except StorageError as exc:
-        raise _failed(exc) from None
+    provider = _boxes(request).update_provider(
+        request.identity,
+        *_provider_names(route),
+        new_name=fields.name,
+        url=fields.url,
+        checksum=fields.checksum,
+        checksum_type=fields.checksum_type,
+    )
     return _provider_answer(request, route, provider)
 
 
 def delete_provider(request: Request, route: Route) -> Answer:
     version, provider = _existing_provider(request, route)
-    try:
-        _boxes(request).delete_provider(request.identity, *_provider_names(route))
-    except StorageError as exc:
-        raise _failed(exc) from None
+    _boxes(request).delete_provider(request.identity, *_provider_names(route))
     return _ok(rep.provider_json(request.public_base(), version, provider))
 
 
@@ -322,20 +270,14 @@ def _upload_path(request: Request, secret: str) -> str:
 
 def upload_url(request: Request, route: Route) -> Answer:
     """``GET .../upload``: ``{"upload_path"}``, PUT the box there (no callback)."""
-    try:
-        target = _boxes(request).upload_target(request.identity, *_provider_names(route))
-    except StorageError as exc:
-        raise _failed(exc) from None
+    target = _boxes(request).upload_target(request.identity, *_provider_names(route))
     return _ok({"upload_path": _upload_path(request, target.secret)})
 
 
 def direct_upload_url(request: Request, route: Route) -> Answer:
     """``GET .../upload/direct``: ``{"upload_path", "callback"}``: PUT the box, then the
     callback (with the token, empty body)."""
-    try:
-        target = _boxes(request).upload_target(request.identity, *_provider_names(route))
-    except StorageError as exc:
-        raise _failed(exc) from None
+    target = _boxes(request).upload_target(request.identity, *_provider_names(route))
     base = request.public_base()
     callback = f"{base}{rep.provider_path(*_provider_names(route))}/upload/direct/complete"
     return _ok(
@@ -348,12 +290,9 @@ def direct_upload_url(request: Request, route: Route) -> Answer:
 
 def complete_upload(request: Request, route: Route) -> Answer:
     """``PUT <callback>``: the direct upload's box has arrived; it becomes the provider's."""
-    try:
-        provider = _boxes(request).complete_upload(
-            request.identity, *_provider_names(route), route.params["callback"]
-        )
-    except StorageError as exc:
-        raise _failed(exc) from None
+    provider = _boxes(request).complete_upload(
+        request.identity, *_provider_names(route), route.params["callback"]
+    )
     return _provider_answer(request, route, provider)
 
 
@@ -364,10 +303,7 @@ def receive_box(request: Request, route: Route) -> Answer:
     if length is None:
         raise HTTPError(411, "Content-Length is required: PUT the box with its size")
     boxes = _boxes(request)
-    try:
-        upload = boxes.begin_upload(route.params["secret"])
-    except StorageError as exc:
-        raise _failed(exc) from None
+    upload = boxes.begin_upload(route.params["secret"])
     try:
         upload.reserve(length)  # a full disk answers 507 before the client sends the body
 
@@ -384,8 +320,6 @@ def receive_box(request: Request, route: Route) -> Answer:
                 "PUT the whole box again to the same upload_path",
             )
         provider = boxes.finish_upload(upload)
-    except StorageError as exc:
-        raise _failed(exc) from None
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise HTTPError(507, "the registry is out of disk space") from None
@@ -401,11 +335,9 @@ def download(request: Request, route: Route) -> Answer:
     """``GET .../provider/{p}/download``: the hosted box (any status, to those who may read);
     a whole GET counts one download of the box."""
     boxes = _boxes(request)
+    found = boxes.open_file(request.identity, *_provider_names(route))
     try:
-        found = boxes.open_file(request.identity, *_provider_names(route))
         blob = found.path.open("rb", buffering=0)
-    except StorageError as exc:
-        raise _failed(exc) from None
     except FileNotFoundError:
         log.error("the box file %s is missing", found.path)
         raise HTTPError(500, "the box file is missing from storage") from None
@@ -415,7 +347,22 @@ def download(request: Request, route: Route) -> Answer:
     )
 
 
-DOOR: Door = {
+def _answering(operation: Operation) -> Operation:
+    """``operation`` with the box service's refusals answered as its status says
+    (:func:`.boxes.status_of`); a full disk and a busy database are the server's to answer."""
+
+    def answer(request: Request, route: Route) -> Answer:
+        try:
+            return operation(request, route)
+        except (OutOfSpace, Busy):
+            raise
+        except StorageError as exc:
+            raise HTTPError(status_of(exc), str(exc)) from None
+
+    return answer
+
+
+_OPERATIONS: dict[str, Operation] = {
     "login": login,
     "user": user,
     "search": search,
@@ -439,3 +386,4 @@ DOOR: Door = {
     "receive_box": receive_box,
     "download": download,
 }
+DOOR: Door = {name: _answering(operation) for name, operation in _OPERATIONS.items()}

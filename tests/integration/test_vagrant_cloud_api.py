@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import time
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any
@@ -134,7 +135,12 @@ def test_a_box_lives_and_dies_with_every_success_exactly_200(team: Team) -> None
         hosted["download_url"], headers={"Authorization": f"Bearer {team.reader}"}, timeout=TIMEOUT
     )
     assert download.status_code == 200 and download.content == data
-    assert ok(call(team, "GET", "/box/acme/life", team.reader))["downloads"] == 1
+    # Counted once the server saw the whole file out, which may be just after the client has it.
+    deadline = time.monotonic() + 5
+    while (downloads := ok(call(team, "GET", "/box/acme/life", team.reader))["downloads"]) == 0:
+        assert time.monotonic() < deadline, "the download was never counted"
+        time.sleep(0.05)
+    assert downloads == 1
     catalog = team.catalog("acme/life")
     assert [v["version"] for v in catalog["versions"]] == ["1.10.0"]
 
