@@ -452,6 +452,7 @@ class _Body:
         self._pos = 0
         self._progress = progress
         self._next_report = PROGRESS_EVERY
+        self.told_whole = False  # progress() was given the whole size
         self._buf = mmap.mmap(-1, CHUNK)
         self._view = memoryview(self._buf)
 
@@ -467,6 +468,7 @@ class _Body:
         self._file.seek(pos)
         self._pos = pos
         self._next_report = pos + PROGRESS_EVERY
+        self.told_whole = False
         return pos
 
     def read(self, n: int = -1) -> memoryview:
@@ -475,6 +477,9 @@ class _Body:
         if want <= 0:
             if self._deadline is not None:
                 self._deadline.arm()  # the body is out: the answer is due within the timeout
+            if self._progress is not None and self._pos == self._size and not self.told_whole:
+                self._progress(self._pos)  # said now: a signal from here on finds it sent
+                self.told_whole = True
             return self._view[:0]
         got = self._file.readinto(self._view[:want])
         if not got:
@@ -525,7 +530,7 @@ def _put_session(
     if deadline.expired:  # cut short, however whole it looks
         raise timed_out(timeout[1], target.where)
     sent = body.sent
-    if progress is not None and sent == size:
+    if progress is not None and sent == size and not body.told_whole:
         progress(sent)
     return (
         PutResponse(

@@ -135,8 +135,14 @@ def run_upload(
 ) -> Result:
     """Do what Packer's atlas post-processor did, for every selected build."""
     say: Log = log or (lambda _line: None)
-    artifacts = load_artifacts(settings)
-    jobs = plan_jobs(settings, artifacts, say)
+    try:
+        artifacts = load_artifacts(settings)
+        jobs = plan_jobs(settings, artifacts, say)
+    except KeyboardInterrupt as exc:
+        signum = int(getattr(exc, "signum", 2))
+        raise Interrupted(
+            "interrupted; nothing was created on the registry", signum=signum
+        ) from None
     digests = Digests()
     try:
         if jobs:
@@ -183,10 +189,13 @@ class _Flow:
 
         settings, api, say = self.settings, self.api, self.say
         try:
-            api.authenticate()
+            token = api.authenticate()
             if settings.dry_run:
                 exists = api.get_artifact(settings.user, settings.name) is not None
                 say(f"Artifact {settings.artifact} {'exists' if exists else 'would be created'}")
+                # Refused as the real run would be, on the call it would be refused on.
+                what = "version creation" if exists else "artifact creation"
+                api.check_write(settings.user, token, what)
             elif api.create_artifact(settings.user, settings.name):
                 self.state.created_artifact = True
             builds = []
@@ -222,13 +231,13 @@ class _Flow:
                 self.say(f"Dry run: would create a version of {slug} without a file")
             return self._result(job, None, file_info, started)
         body = version_body(self.settings, job, payload is not None)
-        if payload is not None:
-            self.say(f"Uploading artifact {slug} ({payload.size} bytes)")
         self.state.creating = slug
         version = self.delivery.create_version(job, body, payload is not None)
         self.state.creating = None
         file_info = None
         if payload is not None and digest is not None:
+            # Only now, with the version created and its upload URL in hand, is a file sent.
+            self.say(f"Uploading {slug} version {version.version} ({payload.size} bytes)")
             self.state.pending = f"{slug} version {version.version}"
             file_info = self._deliver(job, version, payload, digest)
             self.state.pending = None
@@ -242,8 +251,15 @@ class _Flow:
         from atlas_ci.progress import Progress, human_bytes
         from atlas_ci.result import FileInfo
 
-        progress = Progress(payload.size, self.say, interactive=self.interactive)
+        shown = Progress(payload.size, self.say, interactive=self.interactive)
+
+        def progress(sent: int) -> None:
+            if sent >= payload.size:
+                self.state.body_sent = True  # from now on the file may have arrived
+            shown(sent)
+
         put_started = time.monotonic()
+        self.state.body_sent = False
         sha = self.delivery.put_file(job, version, payload, digest, progress)
         seconds = max(time.monotonic() - put_started, 1e-9)
         rate = human_bytes(payload.size / seconds)
@@ -275,6 +291,7 @@ class _State:
         self.created_artifact = False
         self.creating: str | None = None
         self.pending: str | None = None
+        self.body_sent = False  # a try of the pending version's PUT sent its whole body
         self.done: list[str] = []
 
     def describe(self, settings: Settings) -> str:
@@ -287,6 +304,16 @@ class _State:
                 f"flight); see atlas-ci search --artifact {settings.artifact} --artifact-type "
                 f"{self.creating.rsplit('/', 1)[1]} --version any --pending"
             )
+        if self.pending and self.body_sent:
+            slug, _, number = self.pending.partition(" version ")
+            # The registry may have stored it and only the answer is missing: a blind re-run
+            # would make a second version of a build that is already there.
+            return "; ".join(parts) + (
+                f"; {self.pending} was created and its whole file was sent, so it may have "
+                f"arrived; check with: atlas-ci search --artifact {settings.artifact} "
+                f"--artifact-type {slug.rsplit('/', 1)[1]} --version {number} --pending, "
+                "and re-run only if it is still pending"
+            ).lstrip("; ")
         if self.pending:
             parts.append(f"{self.pending} was created but its file did not arrive (pending)")
         if not parts:
