@@ -13,7 +13,6 @@ are refused unless they come from the registry's own pages (``Origin``, and the 
 
 from __future__ import annotations
 
-import logging
 import re
 import urllib.parse
 
@@ -27,8 +26,6 @@ from atlas_ci.registry.model import NotFound, StorageError
 from atlas_ci.registry.request import Door, Request
 from atlas_ci.registry.routes import Route
 from atlas_ci.registry.sessions import COOKIE, LIFETIME, cookie_value
-
-log = logging.getLogger("atlas_ci.registry")
 
 HOME_LIMIT = 100
 """Boxes listed on ``/`` (the search's own maximum); a search narrows them down."""
@@ -111,6 +108,7 @@ def box(request: Request, route: Route) -> Answer:
         "box.html",
         box=found,
         versions=[_version_view(v) for v in versions],
+        more=len(versions) == VERSIONS_SHOWN,
         current=current,
         server_url=request.public_base(),
         types=request.storage.artifact_types(user, name),
@@ -146,6 +144,7 @@ def artifact(request: Request, route: Route) -> Answer:
         box=found,
         type=kind,
         versions=versions,
+        more=len(versions) == VERSIONS_SHOWN,
         latest=versions[0] if versions else None,
         tf_name=_TF_NAME.sub("_", name.lower()).strip("_") or "artifact",
         server_url=request.public_base(),
