@@ -26,9 +26,10 @@ a listing, a search, a box PUT whose upload URL the box service checks, every we
 every listing and lookup asks the services with the viewer's identity)."""
 
 PAGE = "GET text/html"
-"""The key, next to ``GET``, of the endpoint a browser's GET or HEAD reaches on a path that also
-answers an API: the request's ``Accept`` prefers HTML (:func:`wants_html`). Elsewhere a GET
-reaches the one endpoint the path has, whatever it accepts."""
+"""The key of the endpoint a browser's GET or HEAD reaches: one whose ``Accept`` prefers HTML
+(:func:`wants_html`). Where a path also answers ``GET`` (Vagrant's catalog), every other GET gets
+that; where it has only a page, every other request goes on as if the row were not there (an API
+client still gets the 404 it always got)."""
 _NOT_NAMESPACES = frozenset({"api", "binstore", "-"})
 """First path segments that are never a namespace: no web page route matches under them (an
 unknown ``/api/...`` path stays the API's 401 or 404)."""
@@ -172,12 +173,12 @@ ROUTES: tuple[tuple[tuple[str, ...], dict[str, Endpoint]], ...] = (
     (("-", "icon.svg"), {"GET": _page("icon")}),
     (("-", "sign-in"), {"GET": _page("sign_in_form"), "POST": _page("sign_in")}),
     (("-", "sign-out"), {"POST": _page("sign_out")}),
-    ((), {"GET": _page("home")}),
-    (("{user}",), {"GET": _page("namespace")}),
+    ((), {PAGE: _page("home")}),
+    (("{user}",), {PAGE: _page("namespace")}),
     # Vagrant's box catalog, or a browser's box page; after every literal route ("api",
     # "binstore" are reserved names).
     (("{user}", "{name}"), {"GET": _files("box_catalog"), PAGE: _page("box")}),
-    (("{user}", "{name}", "{type}"), {"GET": _page("artifact")}),
+    (("{user}", "{name}", "{type}"), {PAGE: _page("artifact")}),
 )
 
 
@@ -240,8 +241,10 @@ def resolve(method: str, raw_segments: list[str], query: str, *, html: bool = Fa
         else:
             if lookup == "GET" and html and PAGE in methods:
                 return Route(methods[PAGE], params, query)
+            routed = {m for m in methods if m != PAGE}
+            if not routed:
+                continue  # a web page only, and this request does not ask for one
             if lookup not in methods:
-                routed = {m for m in methods if m != PAGE}
                 allowed = sorted(routed | ({"HEAD"} if "GET" in routed else set()))
                 raise HTTPError(
                     405,

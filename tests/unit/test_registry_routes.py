@@ -72,7 +72,7 @@ def test_each_endpoint_says_what_access_it_needs() -> None:
         ("GET", ["a", "b", "c", "d"], 404),
         ("GET", ["api", "v1", "nope"], 404),  # never a web page under /api
         ("GET", ["binstore"], 404),
-        ("PUT", ["acme"], 405),
+        ("GET", ["acme"], 404),
         ("DELETE", ["acme", "web"], 405),
         ("GET", ["api", "v1", "artifacts", "%ff", "x"], 400),
         ("GET", ["acme", "%00"], 400),
@@ -111,9 +111,21 @@ def test_the_box_path_negotiates_between_the_catalog_and_the_page() -> None:
     assert routes.resolve("HEAD", ["acme", "web"], "").name == "box_catalog"
     assert routes.resolve("GET", ["acme", "web"], "", html=True).name == "box"
     assert routes.resolve("HEAD", ["acme", "web"], "", html=True).name == "box"
-    assert routes.resolve("GET", [], "").name == "home"
-    assert routes.resolve("GET", ["acme"], "").name == "namespace"
+    assert routes.resolve("GET", [], "", html=True).name == "home"
+    assert routes.resolve("GET", ["acme"], "", html=True).name == "namespace"
+    assert routes.resolve("HEAD", ["acme", "w", "amazon.ami"], "", html=True).name == "artifact"
     assert routes.resolve("POST", ["-", "sign-in"], "").name == "sign_in"
+    assert routes.resolve("GET", ["-", "sign-in"], "").name == "sign_in_form"
+    # A path with only a page is, to an API client, the 404 it always was.
+    for method, segments in [
+        ("GET", []),
+        ("GET", ["acme"]),
+        ("POST", []),
+        ("PUT", ["a", "b", "c"]),
+    ]:
+        with pytest.raises(HTTPError) as missing:
+            routes.resolve(method, segments, "", html=method == "PUT")
+        assert missing.value.status == 404
     with pytest.raises(HTTPError) as caught:
         routes.resolve("POST", ["acme", "web"], "", html=True)
     assert caught.value.headers["Allow"] == "GET, HEAD"
