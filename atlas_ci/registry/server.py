@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import BinaryIO, Literal, cast
 
 from atlas_ci import __version__
-from atlas_ci.registry import framing, policy, vagrant, wire
+from atlas_ci.registry import framing, policy, ranges, vagrant, wire
 from atlas_ci.registry.accounts import Accounts
 from atlas_ci.registry.connections import DeadlineIO, HeaderTimeout, Refuser, refusal
 from atlas_ci.registry.identity import (
@@ -536,11 +536,12 @@ class RegistryHandler(BaseHTTPRequestHandler):
     def send_head(
         self,
         status: int,
-        content_type: str,
-        length: int,
+        content_type: str | None,
+        length: int | None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        """Status line and headers; decides whether the connection survives the response."""
+        """Status line and headers (None: no Content-Type, no Content-Length, as for a 304);
+        decides whether the connection survives the response."""
         if (
             0 < self.body_left <= DRAIN_SMALL_BODY
             and not self.expect_continue
@@ -556,8 +557,10 @@ class RegistryHandler(BaseHTTPRequestHandler):
             or self.server.draining
         )
         self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(length))
+        if content_type is not None:
+            self.send_header("Content-Type", content_type)
+        if length is not None:
+            self.send_header("Content-Length", str(length))
         self.send_header("X-Atlas-Extensions", EXTENSIONS)
         for key, value in (headers or {}).items():
             self.send_header(key, value)
@@ -577,6 +580,7 @@ class RegistryHandler(BaseHTTPRequestHandler):
             self.bytes_out += len(body)
 
     def _send_file(self, path: Path, version: Version) -> None:
+        """The file of ``version``, whole or the range asked for (:mod:`.ranges` decides)."""
         try:
             blob = path.open("rb", buffering=0)
         except FileNotFoundError:
@@ -584,7 +588,6 @@ class RegistryHandler(BaseHTTPRequestHandler):
             raise HTTPError(500, f"the file of {version.slug} is missing from storage") from None
         with blob:
             size = blob.seek(0, 2)
-            blob.seek(0)
             if version.size is not None and size != version.size:
                 log.error(
                     "the file of %s is %d bytes, not %d: damaged", version.slug, size, version.size
@@ -592,27 +595,34 @@ class RegistryHandler(BaseHTTPRequestHandler):
                 raise HTTPError(
                     500, f"the file of {version.slug} is damaged in storage (wrong size)"
                 )
-            headers = {"ETag": f'"{version.sha256}"'} if version.sha256 else {}
-            self.send_head(200, "application/octet-stream", size, headers)
+            etag = f'"{version.sha256}"' if version.sha256 else None
+            fields = {name: self.headers.get_all(name) or [] for name in ranges.FIELDS}
+            answer = ranges.decide(self.command, size, etag, fields)
+            if answer.status in (412, 416):
+                raise HTTPError(answer.status, answer.reason, headers=answer.headers)
+            if not answer.has_file_body:  # 304: headers only, no Content-Length
+                self.send_head(answer.status, None, None, answer.headers)
+                return
+            self.send_head(answer.status, "application/octet-stream", answer.length, answer.headers)
             if self.command == "HEAD":
                 return
             self.wfile.flush()
-            if size:  # socket.sendfile refuses a count of 0
-                self._send_blob(blob, size)
+            if answer.length:  # socket.sendfile refuses a count of 0
+                self._send_blob(blob, answer.offset, answer.length)
 
-    def _send_blob(self, blob: BinaryIO, size: int) -> None:
+    def _send_blob(self, blob: BinaryIO, offset: int, count: int) -> None:
         """The kernel copies page cache to socket (sendfile); the access log counts what went.
 
         Python's ``socket.sendfile`` falls back to read/send where it cannot; the socket's
         timeout still bounds each wait. A client that leaves half way is raised to the caller.
         """
         try:
-            sent = self.connection.sendfile(blob, 0, size)
+            sent = self.connection.sendfile(blob, offset, count)
         except OSError:
-            self.bytes_out += blob.tell()  # sendfile moves the file position as it goes
+            self.bytes_out += blob.tell() - offset  # sendfile moves the file position as it goes
             raise
         self.bytes_out += sent
-        if sent < size:
+        if sent < count:
             self.close_connection = True  # shorter than announced: the client must see
 
     # -- access log ----------------------------------------------------------------------------
