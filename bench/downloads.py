@@ -15,7 +15,9 @@ alternating (registry first, then nginx first): the machine is shared, and anoth
 load lands on both halves of a pair alike. The ratio printed is the median of the pairs'
 ratios (registry time / nginx time; under 1 is faster than nginx). Every curl's status and
 byte count is checked, and the registry's access log must hold each 206. Wall time of a row
-is from the first curl's start to the last one's exit; curl writes to /dev/null.
+is from the first curl's start to the last one's exit; curl writes to /dev/null. The server
+CPU column (user + system seconds of the registry process, of nginx's master and worker) does
+not depend on the other tenants' load the way wall time does.
 
 ``--out FILE`` puts the table in FILE's section ``## Downloads: atlas-ci serve and nginx``
 (replaced, or appended if missing; bench/run.py rewrites the rest of BENCHMARKS.md, not
@@ -51,6 +53,20 @@ def _free_port() -> int:
 
 def _loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def _cpu_seconds(parent: int, *, children: bool) -> float:
+    """User + system seconds of ``parent`` (all its threads), and of its child processes."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        pid, ppid = int(stat.parent.name), int(fields[1])
+        if pid == parent or (children and ppid == parent):
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _need(tool: str) -> str:
@@ -117,6 +133,9 @@ class Registry:
         [blob] = list((self.data / "files").iterdir())
         return f"{self.url}/api/v1/artifacts/acme/web/vagrant.box/{version['version']}/file", blob
 
+    def cpu(self) -> float:
+        return _cpu_seconds(self.proc.pid, children=False)
+
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=30)
@@ -168,6 +187,10 @@ http {{
         self.stop()
         raise SystemExit(f"nginx did not start: {(self.dir / 'error.log').read_text()}")
 
+    def cpu(self) -> float:
+        """The master's and the worker's."""
+        return _cpu_seconds(self.proc.pid, children=True)
+
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=30)
@@ -197,11 +220,15 @@ def fetch_all(curl: str, url: str, ranges: list[str | None], size: int) -> float
     return elapsed
 
 
+Figures = dict[str, dict[str, list[tuple[float, float]]]]
+"""Row -> server -> one (wall seconds, server CPU seconds) per pair."""
+
+
 def measure(
-    curl: str, urls: dict[str, str], size: int, clients: int, pairs: int
-) -> dict[str, dict[str, list[float]]]:
-    """Seconds per row and server, ``pairs`` of each, the order alternating pair by pair."""
-    half = size // 2
+    curl: str, servers: dict[str, Registry | Nginx], urls: dict[str, str], size: int, args: Args
+) -> Figures:
+    """``args.pairs`` of each row and server, the order alternating pair by pair."""
+    clients, half = args.clients, size // 2
     rows: dict[str, list[str | None]] = {
         "whole": [None] * clients,
         "ranged": [
@@ -209,31 +236,33 @@ def measure(
             for i in range(clients)
         ],
     }
-    times: dict[str, dict[str, list[float]]] = {row: {"registry": [], "nginx": []} for row in rows}
-    for server in ("registry", "nginx"):  # warm: the page cache, each server's first answer
-        fetch_all(curl, urls[server], [None], size)
-    for pair in range(pairs):
+    figures: Figures = {row: {"registry": [], "nginx": []} for row in rows}
+    for name in servers:  # warm: the page cache, each server's first answer
+        fetch_all(curl, urls[name], [None], size)
+    for pair in range(args.pairs):
         for row, ranges in rows.items():
             order = ("registry", "nginx") if pair % 2 == 0 else ("nginx", "registry")
-            for server in order:
-                times[row][server].append(fetch_all(curl, urls[server], ranges, size))
+            for name in order:
+                cpu = servers[name].cpu()
+                wall = fetch_all(curl, urls[name], ranges, size)
+                figures[row][name].append((wall, servers[name].cpu() - cpu))
             print(
-                f"pair {pair + 1} {row}: registry {times[row]['registry'][-1]:.2f} s, "
-                f"nginx {times[row]['nginx'][-1]:.2f} s",
+                f"pair {pair + 1} {row}: registry {figures[row]['registry'][-1][0]:.2f} s, "
+                f"nginx {figures[row]['nginx'][-1][0]:.2f} s",
                 file=sys.stderr,
                 flush=True,
             )
-    return times
+    return figures
 
 
-def table(times: dict[str, dict[str, list[float]]], size: int, clients: int) -> list[str]:
+def table(figures: Figures, size: int, clients: int) -> list[str]:
     lines = [
-        "| row | atlas-ci serve (median) | nginx (median) | ratio (median of pairs) | pairs "
-        "| target |",
-        "|---|---:|---:|---:|---|---|",
+        "| row | atlas-ci serve | nginx | ratio (median of pairs) | each pair | server CPU "
+        "(registry / nginx) | target |",
+        "|---|---:|---:|---:|---|---:|---|",
     ]
-    for row, by in times.items():
-        ratios = [r / n for r, n in zip(by["registry"], by["nginx"], strict=True)]
+    for row, by in figures.items():
+        ratios = [r[0] / n[0] for r, n in zip(by["registry"], by["nginx"], strict=True)]
         ratio = statistics.median(ratios)
         mark = "met" if ratio <= TARGET else "**missed**"
         what = (
@@ -241,13 +270,21 @@ def table(times: dict[str, dict[str, list[float]]], size: int, clients: int) -> 
             if row == "whole"
             else f"{clients} x `-r` half ({size >> 21} MiB) at offsets"
         )
+        wall = {name: statistics.median(x[0] for x in by[name]) for name in by}
+        cpu = {name: statistics.median(x[1] for x in by[name]) for name in by}
         lines.append(
-            f"| {what} | {statistics.median(by['registry']):.2f} s | "
-            f"{statistics.median(by['nginx']):.2f} s | {ratio:.2f}x | "
+            f"| {what} | {wall['registry']:.2f} s | {wall['nginx']:.2f} s | {ratio:.2f}x | "
             + " ".join(f"{x:.2f}" for x in ratios)
-            + f" | <= {TARGET}x ({mark}) |"
+            + f" | {cpu['registry']:.2f} s / {cpu['nginx']:.2f} s | <= {TARGET}x ({mark}) |"
         )
     return lines
+
+
+class Args(argparse.Namespace):
+    size_mib: int
+    clients: int
+    pairs: int
+    out: Path | None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -256,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=4, help="concurrent downloads (N)")
     parser.add_argument("--pairs", type=int, default=7, help="timed pairs per row")
     parser.add_argument("--out", type=Path, help="write the section into this Markdown file")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv, namespace=Args())
     curl, nginx = _need("curl"), _need("nginx")
     size = args.size_mib << 20
     with tempfile.TemporaryDirectory(prefix="atlas-downloads-") as tmp:
@@ -273,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 load_before = _loadavg()
                 urls = {"registry": url, "nginx": f"http://127.0.0.1:{server.port}/{blob.name}"}
-                times = measure(curl, urls, size, args.clients, args.pairs)
+                servers: dict[str, Registry | Nginx] = {"registry": registry, "nginx": server}
+                figures = measure(curl, servers, urls, size, args)
                 load_after = _loadavg()
             finally:
                 server.stop()
@@ -284,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(
                 f"the registry's log holds {ranged} answers 206, not {args.clients * args.pairs}"
             )
-    lines = table(times, size, args.clients)
+    lines = table(figures, size, args.clients)
     print("\n".join(lines))
     print(f"load average before {load_before}, after {load_after}")
     if args.out is not None:
@@ -293,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _section(args: argparse.Namespace, lines: list[str], before: str, after: str) -> str:
+def _section(args: Args, lines: list[str], before: str, after: str) -> str:
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     command = "python3 bench/downloads.py"
     if (args.size_mib, args.clients, args.pairs) != (1024, 4, 7):
@@ -305,7 +343,9 @@ def _section(args: argparse.Namespace, lines: list[str], before: str, after: str
         f"{sys.version.split()[0]}). The same stored file served by `atlas-ci serve` and by "
         "nginx (`sendfile on`, one worker), concurrent `curl` downloads to /dev/null over "
         "127.0.0.1, registry and nginx timed as pairs taken one after the other (what each "
-        "row asks: bench/downloads.py's docstring). A ratio under 1 is faster than nginx.\n\n"
+        "row asks: bench/downloads.py's docstring). A ratio under 1 is faster than nginx; the "
+        "ratio is the median of the pairs' ratios, every pair listed. Wall times move with the "
+        "other tenants' load from pair to pair; the server CPU seconds much less.\n\n"
         + "\n".join(lines)
         + "\n\nBoth send the file with `sendfile(2)`, a range from its offset; the registry's "
         "part per request is a database lookup, the access check and the headers.\n"
