@@ -7,8 +7,9 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
+from atlas_ci.registry.model import Version
 from atlas_ci.registry.server import Config, RegistryServer
-from atlas_ci.registry.storage import Storage, Version
+from atlas_ci.registry.storage import Storage
 
 
 def new_version(

@@ -24,7 +24,8 @@ from typing import Literal
 
 from atlas_ci.registry.account_tables import SCHEMA as SCHEMA
 from atlas_ci.registry.database import Connection
-from atlas_ci.registry.storage import Conflict, Invalid, NotFound, Storage, validate_name
+from atlas_ci.registry.model import Conflict, Invalid, NotFound, validate_name
+from atlas_ci.registry.storage import Storage
 
 Kind = Literal["user", "organization"]
 Role = Literal["read", "write"]

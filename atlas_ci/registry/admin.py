@@ -22,9 +22,10 @@ from atlas_ci.errors import ExitCode
 from atlas_ci.registry import database_admin
 from atlas_ci.registry.accounts import ROLES, Accounts
 from atlas_ci.registry.database import DatabaseConfigError, DatabaseError, open_database
+from atlas_ci.registry.model import Conflict, Invalid, NotFound, StorageError
 from atlas_ci.registry.schema import SchemaError
 from atlas_ci.registry.serve import data_dir
-from atlas_ci.registry.storage import Conflict, Invalid, NotFound, Storage, StorageError
+from atlas_ci.registry.storage import Storage
 
 Command = Callable[[Accounts, argparse.Namespace, TextIO], None]
 

@@ -6,8 +6,8 @@ two, a ``Transfer-Encoding`` this server does not decode, a header line it reads
 whatever this server would read as the next request might be another client's bytes or a
 request smuggled past the proxy. So every :class:`FramingError` means "answer, then close".
 
-Pure functions over bytes and parsed headers; the server (:mod:`.server`) calls them before
-it routes anything.
+Pure functions over bytes and parsed headers; the protocol layer (:mod:`.http`) calls them
+before anything is routed.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@
   ``include_pending``) needs write access and to be the token the URL was handed to: one
   writer never gets another's URL (the administrator, who may do everything, excepted).
 
-The server calls it for every routed request (:mod:`.server`); routes never decide access.
+The gate calls it for every routed request, before the front door runs (:mod:`.gate`);
+front doors never decide access.
 
 It fails closed: a visibility other than ``public`` is private, and a read or resume asked
 without the artifact's namespace is a programming error (:class:`PolicyMisuse`), never an

@@ -22,9 +22,10 @@ from pathlib import Path
 
 from atlas_ci.errors import ExitCode
 from atlas_ci.registry.database import DatabaseConfigError, DatabaseError, open_database
+from atlas_ci.registry.model import StorageError
 from atlas_ci.registry.schema import SchemaError
 from atlas_ci.registry.server import Config, RegistryServer
-from atlas_ci.registry.storage import Storage, StorageError
+from atlas_ci.registry.storage import Storage
 
 log = logging.getLogger("atlas_ci.registry")
 

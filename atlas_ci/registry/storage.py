@@ -12,29 +12,23 @@ statement here is written once for both. Layout of a data directory::
 
 Several servers may share one data directory when they share one PostgreSQL database.
 
-Nothing here knows about HTTP; :mod:`atlas_ci.registry.server` maps requests onto these calls.
+Nothing here knows about HTTP; the front doors (:mod:`.atlas_door`, :mod:`.files_door`) map
+requests onto these calls. The records it hands out are :mod:`.model`'s; beside it live the parts
+of a write that are no SQL of this module: :mod:`.sealing` (upload secrets at rest),
+:mod:`.uploads` (a file arriving), :mod:`.idempotency` (keys of version requests) and
+:mod:`.rows` (a ``versions`` row read back).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
-import errno
-import fcntl
-import hashlib
-import hmac
 import json
 import os
-import re
-import secrets
-import stat
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Literal
 
-from atlas_ci.registry import account_tables, metadata_index, schema
+from atlas_ci.registry import account_tables, idempotency, metadata_index, schema
 from atlas_ci.registry.database import (
     Connection,
     Database,
@@ -44,13 +38,23 @@ from atlas_ci.registry.database import (
     IntegrityError,
     open_database,
 )
-from atlas_ci.registry.ingest import Ingest, ReadInto, reserve
-
-MAX_NAME_LENGTH = 255
-INT64_MIN = -(2**63)
-INT64_MAX = 2**63 - 1
-IDEMPOTENCY_KEY_HOURS = 24
-"""An idempotency key is honoured for at least this long after the version it created."""
+from atlas_ci.registry.model import (
+    INT64_MAX,
+    INT64_MIN,
+    Artifact,
+    Busy,
+    Conflict,
+    Invalid,
+    NotFound,
+    OutOfSpace,
+    Search,
+    StorageError,
+    Version,
+    validate_name,
+)
+from atlas_ci.registry.rows import SELECT_INDEXED, SELECT_VERSIONS, now, version_from_row
+from atlas_ci.registry.sealing import hash_secret, load_key, seal_secret, unseal_secret
+from atlas_ci.registry.uploads import UPLOAD_TEMP, Upload, fsync_dir, remove_if_unlocked
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS artifacts (
@@ -132,51 +136,6 @@ TABLES = (
 """Every table of rows, each after those it refers to: the order export and import copy them
 in (``schema_version`` and ``schema_features`` say what the schema is, and are not copied)."""
 
-_SELECT_VERSIONS = (
-    'SELECT pk, "user", name, type, version, id, build_id, compile_id, metadata, file, state, '
-    "size, sha256, created FROM versions WHERE "
-)
-
-# The same columns, of the versions one metadata_index digest names (its placeholder first).
-_SELECT_INDEXED = (
-    'SELECT v.pk, v."user", v.name, v.type, v.version, v.id, v.build_id, v.compile_id, '
-    "v.metadata, v.file, v.state, v.size, v.sha256, v.created "
-    "FROM metadata_index m JOIN versions v ON v.version = m.version WHERE m.digest = ? AND "
-)
-
-State = Literal["pending", "ready"]
-Selector = int | Literal["latest", "any"]
-"""A ``version`` or ``build`` choice in a search: a number, the newest, or any."""
-
-
-class StorageError(Exception):
-    """A storage rule was broken; the message is safe to show to a client."""
-
-
-class NotFound(StorageError):
-    """The artifact, version or upload does not exist."""
-
-
-class Conflict(StorageError):
-    """The request clashes with what is stored (artifact exists, file already uploaded)."""
-
-
-class Invalid(StorageError):
-    """A value cannot be stored (bad name, out-of-range integer, bad metadata)."""
-
-
-class KeyReused(Invalid):
-    """An idempotency key came back with a different request than the one it was first sent
-    with."""
-
-
-class OutOfSpace(StorageError):
-    """The disk (or the database) is full; nothing was changed."""
-
-
-class Busy(StorageError):
-    """The database stayed locked by another writer for longer than the wait allows."""
-
 
 def _translated(exc: DatabaseError) -> StorageError | None:
     """The :class:`StorageError` a database error means for a client, if it is one."""
@@ -198,188 +157,9 @@ def _translating() -> Iterator[None]:
         raise translated from exc
 
 
-@dataclasses.dataclass(frozen=True)
-class Artifact:
-    """One ``user/name`` artifact."""
-
-    user: str
-    name: str
-    created: str
-
-    @property
-    def tag(self) -> str:
-        return f"{self.user}/{self.name}"
-
-
-@dataclasses.dataclass(frozen=True)
-class Version:
-    """One version of an artifact type, as stored."""
-
-    pk: int
-    user: str
-    name: str
-    type: str
-    version: int
-    id: str
-    build_id: int
-    compile_id: int
-    metadata: dict[str, str] | None
-    file: bool
-    state: State
-    size: int | None
-    sha256: str | None
-    created: str
-
-    @property
-    def slug(self) -> str:
-        return f"{self.user}/{self.name}/{self.type}/{self.version}"
-
-
-@dataclasses.dataclass(frozen=True)
-class MetadataFilter:
-    """``metadata.N.key`` with an optional ``metadata.N.value`` (None: any value)."""
-
-    key: str
-    value: str | None = None
-
-    def matches(self, metadata: dict[str, str] | None) -> bool:
-        if metadata is None or self.key not in metadata:
-            return False
-        return self.value is None or metadata[self.key] == self.value
-
-
-@dataclasses.dataclass(frozen=True)
-class Search:
-    """A version search: ``version`` and ``build`` are ``"latest"``, ``"any"`` or a number."""
-
-    version: Selector = "latest"
-    build: Selector = "any"
-    metadata: tuple[MetadataFilter, ...] = ()
-    include_pending: bool = False
-    """Also pending versions (``latest`` is then the highest of either state)."""
-
-
-def validate_name(kind: str, value: str) -> None:
-    """Refuse names that cannot be one path segment: empty, ``/``, control characters, dots."""
-    if not value:
-        raise Invalid(f"{kind} must not be empty")
-    if len(value) > MAX_NAME_LENGTH:
-        raise Invalid(f"{kind} is longer than {MAX_NAME_LENGTH} characters")
-    if "/" in value or value in (".", ".."):
-        raise Invalid(f"{kind} {value!r} cannot be a path segment")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-        raise Invalid(f"{kind} must not contain control characters")
-
-
 def _check_int64(field: str, value: int) -> None:
     if not INT64_MIN <= value <= INT64_MAX:
         raise Invalid(f"{field} does not fit a 64-bit integer")
-
-
-def _now() -> str:
-    now = datetime.datetime.now(datetime.timezone.utc)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
-
-
-def hash_secret(secret: str) -> str:
-    """What is stored for an upload secret: its SHA-256, so a leaked database leaks no URL."""
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
-
-
-def _keystream(key: bytes, pk: int, size: int) -> bytes:
-    blocks = (size + 31) // 32
-    return b"".join(
-        hmac.new(key, f"upload-secret:{pk}:{i}".encode(), hashlib.sha256).digest()
-        for i in range(blocks)
-    )[:size]
-
-
-def seal_secret(key: bytes, pk: int, secret: str) -> bytes:
-    """The upload secret of row ``pk`` encrypted with ``key`` (a one-use keystream per row)."""
-    raw = secret.encode("utf-8")
-    return bytes(a ^ b for a, b in zip(raw, _keystream(key, pk, len(raw)), strict=True))
-
-
-def unseal_secret(key: bytes, pk: int, sealed: bytes) -> str:
-    return bytes(
-        a ^ b for a, b in zip(sealed, _keystream(key, pk, len(sealed)), strict=True)
-    ).decode("utf-8")
-
-
-def _load_key(path: Path) -> bytes:
-    """The data directory's sealing key, made once (0600) and shared by every server on it."""
-    try:
-        key = path.read_bytes()
-    except FileNotFoundError:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-key-")
-        try:
-            os.write(fd, secrets.token_bytes(32))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)  # atomic; a second server racing us keeps the first key
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(tmp)
-        key = path.read_bytes()
-    if len(key) != 32:
-        raise StorageError(f"{path} is not a 32-byte key; remove it only if no upload is pending")
-    return key
-
-
-class Upload:
-    """A file arriving for one pending version: a temp file, its size and SHA-256 once received.
-
-    The caller :meth:`receive` s the body, then hands the upload to
-    :meth:`Storage.finish_upload` or :meth:`abort` s it; either way the temp file does not
-    outlive the upload.
-    """
-
-    def __init__(self, version: Version, tmp_dir: Path) -> None:
-        self.version = version
-        self._fd, self.path = _locked_temp_file(tmp_dir, f"upload-{version.pk}-")
-        self._open = True
-        self.sha256 = hashlib.sha256(b"").hexdigest()
-        self.size = 0
-
-    def reserve(self, length: int) -> None:
-        """Claim the disk space for ``length`` bytes now: a full disk raises ENOSPC here."""
-        reserve(self._fd, length)
-
-    def receive(self, read_into: ReadInto, length: int) -> None:
-        """Take up to ``length`` bytes from ``read_into`` (see :mod:`.ingest`); sets :attr:`size`.
-
-        A short body leaves :attr:`size` below ``length``; a disk error is raised.
-        """
-        ingest = Ingest(self._fd, length)
-        try:
-            self.size = ingest.run(read_into)
-        finally:
-            self.sha256 = ingest.hash.hexdigest()
-        if self.size < length:
-            os.ftruncate(self._fd, self.size)  # the file holds what came, not the reservation
-
-    def seal(self) -> None:
-        """Flush the bytes to disk before the file becomes visible.
-
-        The file stays open, and so locked, until :meth:`abort`: a server starting on the
-        same directory meanwhile must not take it for a leftover.
-        """
-        if self._open:
-            os.fsync(self._fd)
-
-    def _close(self) -> None:
-        if self._open:
-            self._open = False
-            os.close(self._fd)
-
-    def abort(self) -> None:
-        """Drop the partial file; the version stays pending and its secret stays valid."""
-        self._close()
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
 
 
 class Storage:
@@ -419,7 +199,7 @@ class Storage:
             raise
         # Pending versions' upload secrets are kept sealed with this key, so the token holder
         # can be handed an unfinished upload_path again; the database alone reveals none.
-        self._key = _load_key(data_dir / "upload.key")
+        self._key = load_key(data_dir / "upload.key")
         if remove_stale_uploads:
             self._remove_stale_uploads()
 
@@ -464,9 +244,9 @@ class Storage:
         """
         with os.scandir(self.tmp_dir) as entries:
             for entry in entries:
-                if _UPLOAD_TEMP.fullmatch(entry.name):
+                if UPLOAD_TEMP.fullmatch(entry.name):
                     with contextlib.suppress(OSError):
-                        _remove_if_unlocked(entry.path)
+                        remove_if_unlocked(entry.path)
 
     # -- artifacts -----------------------------------------------------------------------------
 
@@ -482,7 +262,7 @@ class Storage:
         """Create ``user/name``; :class:`Conflict` if it exists."""
         validate_name("username", user)
         validate_name("name", name)
-        created = _now()
+        created = now()
         with self._transaction() as conn:
             try:
                 conn.execute(
@@ -523,9 +303,9 @@ class Storage:
         upload URL; a pending version remembers it until its file is there.
         """
         _check_version_request(artifact_type, build_id, compile_id, file, upload_secret)
-        request = _request_digest(artifact_id, build_id, compile_id, metadata, file)
-        key = None if idempotency_key is None else _key_digest(idempotency_key, grantee)
-        created = _now()
+        request = idempotency.request_digest(artifact_id, build_id, compile_id, metadata, file)
+        key = None if idempotency_key is None else idempotency.key_digest(idempotency_key, grantee)
+        created = now()
         with self._transaction() as conn:
             earlier = _lock_then_replay(conn, user, name, artifact_type, key, request)
             if earlier is not None:
@@ -553,7 +333,7 @@ class Storage:
             if upload_secret is not None:
                 self._hold_upload_secret(conn, version.pk, upload_secret, grantee)
             if key is not None:
-                _remember_key(conn, user, name, artifact_type, key, request, version.pk)
+                idempotency.remember_key(conn, user, name, artifact_type, key, request, version.pk)
         return version
 
     def _hold_upload_secret(
@@ -568,32 +348,12 @@ class Storage:
         if grantee is not None:
             conn.execute("INSERT INTO upload_grants (pk, grantee) VALUES (?, ?)", (pk, grantee))
 
-    @staticmethod
-    def _version(row: Sequence[object]) -> Version:
-        (pk, user, name, type_, number, id_, build, compile_, meta, file, state, size, sha, ts) = (
-            row
-        )
-        return Version(
-            pk=int(str(pk)),
-            user=str(user),
-            name=str(name),
-            type=str(type_),
-            version=int(str(number)),
-            id=str(id_),
-            build_id=int(str(build)),
-            compile_id=int(str(compile_)),
-            metadata=None if meta is None else json.loads(str(meta)),
-            file=bool(file),
-            state="ready" if state == "ready" else "pending",
-            size=None if size is None else int(str(size)),
-            sha256=None if sha is None else str(sha),
-            created=str(ts),
-        )
+    _version = staticmethod(version_from_row)
 
     def _select_versions(self, where: str, params: Sequence[object]) -> list[Version]:
         # ``where`` is always a literal of this module; every value goes through ``params``.
         with self._connection() as conn:
-            rows = conn.execute(_SELECT_VERSIONS + where, params).fetchall()
+            rows = conn.execute(SELECT_VERSIONS + where, params).fetchall()
         return [self._version(row) for row in rows]
 
     def get_version(self, user: str, name: str, artifact_type: str, number: int) -> Version | None:
@@ -624,7 +384,7 @@ class Storage:
             params.append(search.build)
         if search.metadata:
             first = search.metadata[0]
-            query = _SELECT_INDEXED + " AND ".join(f"v.{c}" for c in conditions)
+            query = SELECT_INDEXED + " AND ".join(f"v.{c}" for c in conditions)
             query += " ORDER BY m.version DESC"
             params.insert(
                 0, metadata_index.digest(user, name, artifact_type, first.key, first.value)
@@ -633,7 +393,7 @@ class Storage:
             order = " ORDER BY version DESC"
             if search.version == "latest" and search.build == "latest":
                 order = " ORDER BY build_id DESC, version DESC"
-            query = _SELECT_VERSIONS + " AND ".join(conditions) + order
+            query = SELECT_VERSIONS + " AND ".join(conditions) + order
             if search.version == "latest":
                 # The database stops at the one row wanted (psycopg reads a whole result).
                 query += " LIMIT 1"
@@ -744,7 +504,7 @@ class Storage:
                     raise Conflict(f"the file of {upload.version.slug} was already uploaded")
                 target = self.blob_path(upload.version)
                 os.replace(upload.path, target)
-                _fsync_dir(self.files_dir)
+                fsync_dir(self.files_dir)
                 conn.execute(
                     "UPDATE versions SET state = 'ready', size = ?, sha256 = ? WHERE pk = ?",
                     (upload.size, upload.sha256, upload.version.pk),
@@ -794,7 +554,7 @@ def _lock_then_replay(
         raise NotFound(f"artifact {user}/{name} does not exist")
     if key_sha256 is None:
         return None
-    return _replay(conn, user, name, artifact_type, key_sha256, request)
+    return idempotency.replay(conn, user, name, artifact_type, key_sha256, request)
 
 
 def _next_number(conn: Connection, user: str, name: str, artifact_type: str) -> int:
@@ -834,134 +594,3 @@ def _insert_version(conn: Connection, version: Version, upload_secret: str | Non
     ).fetchone()
     metadata_index.add(conn, v.user, v.name, v.type, v.version, v.metadata)
     return dataclasses.replace(v, pk=pk)
-
-
-# -- idempotency keys: which version a key created; used inside create_version's transaction --
-
-
-def _request_digest(
-    artifact_id: str, build_id: int, compile_id: int, metadata: dict[str, str] | None, file: bool
-) -> str:
-    """What identifies a version request: the same fields give the same digest."""
-    fields = [artifact_id, build_id, compile_id, metadata, file]
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode("utf-8")).hexdigest()
-
-
-def _key_digest(key: str, grantee: str | None) -> str:
-    # Stored hashed like upload secrets: a client may have made its key from a secret. The
-    # grantee is part of it: one principal's key never names another's version.
-    scoped = key if grantee is None else f"{grantee}\n{key}"
-    return hashlib.sha256(scoped.encode("utf-8")).hexdigest()
-
-
-def _version_for_key(
-    conn: Connection, user: str, name: str, artifact_type: str, key_sha256: str
-) -> tuple[str, Version] | None:
-    """The request digest and version of an idempotency key seen before on this type."""
-    row = conn.execute(
-        "SELECT request_sha256, version_pk FROM idempotency_keys "
-        "WHERE owner = ? AND artifact = ? AND artifact_type = ? AND key_sha256 = ?",
-        (user, name, artifact_type, key_sha256),
-    ).fetchone()
-    if row is None:
-        return None
-    version = conn.execute(_SELECT_VERSIONS + "pk = ?", (row[1],)).fetchone()
-    return str(row[0]), Storage._version(version)
-
-
-def _replay(
-    conn: Connection, user: str, name: str, artifact_type: str, key_sha256: str, request: str
-) -> Version | None:
-    """The version an idempotency key created before, if it did; :class:`KeyReused` if it
-    was for a different request."""
-    earlier = _version_for_key(conn, user, name, artifact_type, key_sha256)
-    if earlier is None:
-        return None
-    if earlier[0] != request:
-        raise KeyReused(
-            f"this Idempotency-Key already created {user}/{name}/{artifact_type}/"
-            f"{earlier[1].version} from a different request; send a new key for a new version"
-        )
-    return earlier[1]
-
-
-def _remember_key(
-    conn: Connection,
-    user: str,
-    name: str,
-    artifact_type: str,
-    key_sha256: str,
-    request: str,
-    pk: int,
-) -> None:
-    """Record a key (its :func:`_key_digest`) for version ``pk``, and forget keys older than
-    the time they are kept."""
-    expired = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(
-        hours=IDEMPOTENCY_KEY_HOURS
-    )
-    conn.execute(
-        "DELETE FROM idempotency_keys WHERE created < ?",
-        (expired.strftime("%Y-%m-%dT%H:%M:%S.000Z"),),
-    )
-    conn.execute(
-        "INSERT INTO idempotency_keys (owner, artifact, artifact_type, key_sha256, "
-        "request_sha256, version_pk, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (user, name, artifact_type, key_sha256, request, pk, _now()),
-    )
-
-
-_UPLOAD_TEMP = re.compile(r"upload-[0-9]+-[A-Za-z0-9_]+")
-
-
-def _locked_temp_file(directory: Path, prefix: str) -> tuple[int, Path]:
-    """A new temp file, open and locked (``flock``), still under its name once locked.
-
-    A server starting on the same directory may lock and remove an unlocked file between
-    its creation and our lock; then the name no longer leads to our file, and we make
-    another. On a file system without locks the file stays unlocked; no cleanup removes
-    it then either (:func:`_remove_if_unlocked` cannot lock it).
-    """
-    for _ in range(8):
-        fd, name = tempfile.mkstemp(dir=directory, prefix=prefix)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)  # a cleanup holds it and is removing it
-            continue
-        except OSError:
-            return fd, Path(name)
-        try:
-            mine = os.fstat(fd)
-            now = os.stat(name, follow_symlinks=False)
-            if (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
-                return fd, Path(name)
-        except FileNotFoundError:
-            pass
-        os.close(fd)
-    raise OSError(errno.EAGAIN, f"could not create and lock a temp file in {directory}")
-
-
-def _remove_if_unlocked(path: str) -> None:
-    """Unlink ``path`` if it is a regular file that nobody holds a lock on."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        mine = os.fstat(fd)
-        if not stat.S_ISREG(mine.st_mode):
-            return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return  # an upload in flight
-        now = os.stat(path, follow_symlinks=False)
-        if (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
-            os.unlink(path)  # while holding the lock: its creator sees the name gone
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

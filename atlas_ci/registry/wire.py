@@ -11,7 +11,7 @@ import re
 import urllib.parse
 from typing import Literal
 
-from atlas_ci.registry.storage import (
+from atlas_ci.registry.model import (
     INT64_MAX,
     INT64_MIN,
     Artifact,

@@ -27,13 +27,11 @@ from atlas_ci.registry.database import (
     pg_ddl,
     to_pyformat,
 )
+from atlas_ci.registry.model import Busy, OutOfSpace, Search
 from atlas_ci.registry.storage import (
     SCHEMA_VERSION,
     STEPS,
     TABLES,
-    Busy,
-    OutOfSpace,
-    Search,
     Storage,
     _translated,
 )

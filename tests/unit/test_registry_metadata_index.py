@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from atlas_ci.registry import metadata_index
-from atlas_ci.registry.storage import MetadataFilter, Search, Storage
+from atlas_ci.registry.model import MetadataFilter, Search
+from atlas_ci.registry.storage import Storage
 from tests.registry_inproc import new_version
 
 

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from atlas_ci.registry.storage import Search, Storage, seal_secret, unseal_secret
+from atlas_ci.registry.model import Search
+from atlas_ci.registry.sealing import seal_secret, unseal_secret
+from atlas_ci.registry.storage import Storage
 from atlas_ci.registry.wire import BadRequest, parse_search
 from tests.registry_inproc import new_version
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import requests
 
-from atlas_ci.registry import server as server_module
+from atlas_ci.registry import routes
 from atlas_ci.registry.identity import ADMIN, ANONYMOUS, Identity, presented_token
 from atlas_ci.registry.policy import Namespace, PolicyMisuse, decide
 from atlas_ci.registry.server import RegistryServer
@@ -127,7 +129,9 @@ def test_the_server_answers_a_misused_policy_500_and_does_nothing(
 ) -> None:
     # A later route that reads without a namespace in its path (here: artifact creation made
     # a read by mistake) must not be let through: 500, and nothing created.
-    monkeypatch.setitem(server_module._OPERATIONS, "create_artifact", "read")
+    methods = dict(routes.ROUTES)[("api", "v1", "artifacts")]
+    misused = dataclasses.replace(methods["POST"], access="read")
+    monkeypatch.setitem(methods, "POST", misused)
     response = requests.post(
         server.url + "/api/v1/artifacts",
         json={"artifact": {"username": "u", "name": "n"}},

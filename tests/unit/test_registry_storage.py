@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from atlas_ci.registry.storage import (
+from atlas_ci.registry.model import (
     Conflict,
     Invalid,
     KeyReused,
     MetadataFilter,
     NotFound,
     Search,
-    Storage,
-    Upload,
     Version,
 )
+from atlas_ci.registry.storage import Storage
+from atlas_ci.registry.uploads import Upload
 from tests.registry_inproc import new_version
 
 Opener = Callable[[Path], Storage]

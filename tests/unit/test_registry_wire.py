@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from atlas_ci.registry.server import loggable_target, resolve, split_target
-from atlas_ci.registry.storage import MetadataFilter, Search
+from atlas_ci.registry.model import MetadataFilter, Search
+from atlas_ci.registry.routes import loggable_target, resolve, split_target
 from atlas_ci.registry.wire import (
     BadRequest,
     check_text,

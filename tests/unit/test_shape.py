@@ -1,7 +1,8 @@
-"""The shape issue 13 asks of ``atlas_ci/``, pinned: typed seams and short functions.
+"""The shape issues 13 and 17 ask of ``atlas_ci/``, pinned: typed seams, short functions,
+classes and modules.
 
-Read from the source with ``ast``, so a new ``Any`` or a function grown past the limit fails
-here with its place named, not in a reviewer's reading.
+Read from the source with ``ast``, so a new ``Any`` or a function, class or module grown past
+its limit fails here with its place named, not in a reviewer's reading.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ LONG_FUNCTIONS: dict[str, str] = {
     ),
 }
 MAX_LONG_FUNCTIONS = 3
+
+MAX_CLASS_LINES = 400  # ``end_lineno - lineno + 1`` of a class, decorators not counted
+MAX_MODULE_LINES = 800  # lines of a module's source
 
 
 def _sources(root: Path) -> list[Path]:
@@ -93,6 +97,33 @@ def function_lengths(tree: ast.AST) -> dict[str, int]:
     return lengths
 
 
+def class_lengths(tree: ast.AST) -> dict[str, int]:
+    """Qualified name (``Outer.Inner``) -> lines, for every class, nested ones included."""
+    lengths: dict[str, int] = {}
+    for name, node in _class_nodes(tree, "").items():
+        assert node.end_lineno is not None
+        lengths[name] = node.end_lineno - node.lineno + 1
+    return lengths
+
+
+def _class_nodes(tree: ast.AST, prefix: str) -> dict[str, ast.ClassDef]:
+    nodes: dict[str, ast.ClassDef] = {}
+    for node in ast.iter_child_nodes(tree):
+        name = prefix
+        if isinstance(node, ast.ClassDef):
+            nodes[prefix + node.name] = node
+            name = prefix + node.name + "."
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            name = prefix + node.name + "."
+        nodes.update(_class_nodes(node, name))
+    return nodes
+
+
+def module_lines(source: str) -> int:
+    """Lines of a module as an editor numbers them."""
+    return len(source.splitlines())
+
+
 def _long_functions() -> dict[str, int]:
     found: dict[str, int] = {}
     for path in _sources(PACKAGE):
@@ -118,6 +149,12 @@ def test_the_counters_see_what_they_count() -> None:
     )
     assert sorted(any_uses(sample)) == [3, 3, 3, 4]  # import lines are not uses
     assert function_lengths(sample) == {"f": 5, "f.inner": 2, "C.m": 2}
+    assert class_lengths(sample) == {"C": 3}
+    nested = ast.parse(
+        "class A:\n    class B:\n        x = 1\n    y = 2\ndef f():\n    class C:\n        pass\n"
+    )
+    assert class_lengths(nested) == {"A": 4, "A.B": 2, "f.C": 2}
+    assert module_lines("a\nb\n") == 2
 
 
 def test_any_outside_the_registry_is_kept_to_the_agreed_count() -> None:
@@ -176,3 +213,28 @@ def test_the_allow_list_names_only_functions_still_over_60_lines() -> None:
     # count the issue allows.
     stale = sorted(set(LONG_FUNCTIONS) - set(_long_functions()))
     assert not stale, f"no longer over {LONG} lines (or gone): remove from LONG_FUNCTIONS: {stale}"
+
+
+def test_no_class_is_over_400_lines() -> None:
+    too_long = {
+        f"{path.relative_to(PACKAGE).as_posix()}::{name}": lines
+        for path in _sources(PACKAGE)
+        for name, lines in class_lengths(ast.parse(path.read_text("utf-8"))).items()
+        if lines > MAX_CLASS_LINES
+    }
+    assert not too_long, (
+        f"classes over {MAX_CLASS_LINES} lines (split along their seams: a protocol, a "
+        f"request layer, a door): {too_long}"
+    )
+
+
+def test_no_module_is_over_800_lines() -> None:
+    too_long = {
+        path.relative_to(PACKAGE).as_posix(): lines
+        for path in _sources(PACKAGE)
+        if (lines := module_lines(path.read_text("utf-8"))) > MAX_MODULE_LINES
+    }
+    assert not too_long, (
+        f"modules over {MAX_MODULE_LINES} lines (move what has a name of its own into a module "
+        f"of its own): {too_long}"
+    )

@@ -1,0 +1,148 @@
+"""The Atlas v1 API's front door: authenticate, artifacts, versions, search and the file PUT.
+
+What Packer's ``atlas`` post-processor, atlas-go, Terraform's ``atlas_artifact`` and the uploader
+call (docs/atlas-wire.md). Each operation parses its request with :mod:`.wire`, calls storage and
+answers with :mod:`.wire`'s JSON; access was decided before it runs (:mod:`.gate`).
+"""
+
+from __future__ import annotations
+
+import errno
+import secrets
+
+from atlas_ci.registry import wire
+from atlas_ci.registry.http import Answer, HTTPError, JsonAnswer, ReadInto
+from atlas_ci.registry.model import Conflict, Invalid, NotFound
+from atlas_ci.registry.request import Door, Request, existing_artifact
+from atlas_ci.registry.routes import Route
+from atlas_ci.registry.uploads import Upload
+
+
+def _upload_path(request: Request, secret: str | None) -> str | None:
+    return None if secret is None else f"{request.public_base()}/binstore/{secret}"
+
+
+def authenticate(request: Request, route: Route) -> Answer:
+    identity = request.identity
+    user = {
+        "username": identity.name,
+        "authenticated": True,
+        "admin": identity.admin,
+        "read_only": identity.read_only,
+    }
+    return JsonAnswer(200, {"user": user})
+
+
+def get_artifact(request: Request, route: Route) -> Answer:
+    return JsonAnswer(200, wire.artifact_json(existing_artifact(request, route)))
+
+
+def create_artifact(request: Request, route: Route) -> Answer:
+    new = wire.parse_new_artifact(request.read_json())
+    request.authorize_write(new.username)
+    try:
+        artifact = request.storage.create_artifact(new.username, new.name)
+    except (Invalid, Conflict) as exc:
+        raise HTTPError(422, str(exc)) from None
+    return JsonAnswer(201, wire.artifact_json(artifact))
+
+
+def create_version(request: Request, route: Route) -> Answer:
+    key = wire.parse_idempotency_key(request.header("Idempotency-Key"))
+    new = wire.parse_new_version(request.read_json())
+    secret = secrets.token_urlsafe(32) if new.file else None
+    try:
+        version = request.storage.create_version(
+            route.params["user"],
+            route.params["name"],
+            route.params["type"],
+            artifact_id=new.id,
+            build_id=new.build_id,
+            compile_id=new.compile_id,
+            metadata=new.metadata,
+            file=new.file,
+            upload_secret=secret,
+            idempotency_key=key,
+            grantee=request.identity.grantee,
+        )
+    except NotFound as exc:
+        raise HTTPError(404, str(exc)) from None
+    except Invalid as exc:
+        raise HTTPError(422, str(exc)) from None
+    if key is not None:
+        # Perhaps the version an earlier request with this key created: its own secret,
+        # while it waits for its file; none once the file is there.
+        secret = request.storage.pending_upload_secret(version)
+    return JsonAnswer(201, wire.version_json(version, _upload_path(request, secret)))
+
+
+def search(request: Request, route: Route) -> Answer:
+    query = wire.parse_search(route.query)
+    existing_artifact(request, route)
+    storage = request.storage
+    found = storage.search(route.params["user"], route.params["name"], route.params["type"], query)
+    if not query.include_pending:
+        return JsonAnswer(200, {"versions": [wire.version_json(v) for v in found]})
+    # The token a pending upload was handed to may finish it: its upload_path comes back
+    # (the uploader adopts a version its failed POST created this way). Nobody else,
+    # a reader or another writer, sees the URL.
+    resumable = {v.pk for v in request.resumable(found)}
+    versions = []
+    for v in found:
+        secret = storage.pending_upload_secret(v) if v.pk in resumable else None
+        versions.append({**wire.version_json(v, _upload_path(request, secret)), "state": v.state})
+    return JsonAnswer(200, {"versions": versions, "pending_listed": True})
+
+
+def upload(request: Request, route: Route) -> Answer:
+    """``PUT /binstore/{secret}``: the file of a pending version, streamed to disk."""
+    if request.content_length is None:
+        raise HTTPError(411, "Content-Length is required: PUT the file with its size")
+    try:
+        pending = request.storage.begin_upload(route.params["secret"])
+    except NotFound as exc:
+        raise HTTPError(404, str(exc)) from None
+    except Conflict as exc:
+        raise HTTPError(409, str(exc)) from None
+    try:
+        _receive(request, pending, request.content_length)
+        version = request.storage.finish_upload(pending)
+    except Conflict as exc:
+        raise HTTPError(409, str(exc)) from None
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise HTTPError(507, "the registry is out of disk space") from None
+        if exc.errno == errno.EFBIG:
+            raise HTTPError(413, "the file is larger than the registry can store") from None
+        raise
+    finally:
+        pending.abort()
+    return JsonAnswer(200, {"slug": version.slug, "size": version.size, "sha256": version.sha256})
+
+
+def _receive(request: Request, upload: Upload, length: int) -> None:
+    """Stream ``length`` body bytes into ``upload``; a short body answers 400 and closes."""
+    upload.reserve(length)  # a full disk answers 507 before the client sends the body
+
+    def into_upload(read_into: ReadInto, length: int) -> int:
+        upload.receive(read_into, length)
+        return upload.size
+
+    request.stream_body(into_upload, length)
+    if upload.size < length:
+        request.note = f"upload incomplete: {upload.size} of {length} bytes"
+        raise HTTPError(
+            400,
+            f"upload incomplete: received {upload.size} of {length} bytes; "
+            "PUT the whole file again to the same upload_path",
+        )
+
+
+DOOR: Door = {
+    "authenticate": authenticate,
+    "get_artifact": get_artifact,
+    "create_artifact": create_artifact,
+    "create_version": create_version,
+    "search": search,
+    "upload": upload,
+}

@@ -1,0 +1,162 @@
+"""The route table of every API the registry serves, and the request target as the log shows it.
+
+A request's method and path resolve to an :class:`Endpoint` (which front door answers, which of
+its operations, what access the policy is asked for) and the path's parameters, decoded. A new
+API is new rows in :data:`ROUTES` and a door module listed in :data:`.server.DOORS`; nothing
+else changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import urllib.parse
+from collections.abc import Mapping
+from typing import Literal
+
+from atlas_ci.registry import policy
+from atlas_ci.registry.http import HTTPError, printable
+
+Access = Literal["read", "write", "token", "upload_url"]
+"""What is checked before the door runs: ``read`` or ``write`` is the policy's operation on the
+namespace the path names (``write`` with no namespace in the path: the door asks again once the
+body names it); ``token``: any authenticated token; ``upload_url``: the path's secret is the
+credential."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    """What answers one method on one path: a door, its operation, the access checked first."""
+
+    door: str
+    name: str
+    access: Access
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    """A resolved request: its endpoint and the path's parameters, decoded."""
+
+    endpoint: Endpoint
+    params: Mapping[str, str]
+    query: str
+
+    @property
+    def name(self) -> str:
+        return self.endpoint.name
+
+    @property
+    def door(self) -> str:
+        return self.endpoint.door
+
+    @property
+    def access(self) -> Access:
+        return self.endpoint.access
+
+    @property
+    def operation(self) -> policy.Operation | None:
+        """What the route does to the artifact it names, for the policy (None: no artifact)."""
+        access = self.endpoint.access
+        return access if access in ("read", "write") else None
+
+
+def _atlas(name: str, access: Access) -> Endpoint:
+    return Endpoint("atlas", name, access)
+
+
+def _files(name: str) -> Endpoint:
+    return Endpoint("files", name, "read")
+
+
+# (path template, method -> endpoint). "{x}" captures one decoded segment; the first template
+# that matches the path wins.
+ROUTES: tuple[tuple[tuple[str, ...], dict[str, Endpoint]], ...] = (
+    (("api", "v1", "authenticate"), {"GET": _atlas("authenticate", "token")}),
+    (("api", "v1", "artifacts"), {"POST": _atlas("create_artifact", "write")}),
+    (("api", "v1", "artifacts", "{user}", "{name}"), {"GET": _atlas("get_artifact", "read")}),
+    (
+        ("api", "v1", "artifacts", "{user}", "{name}", "{type}"),
+        {"POST": _atlas("create_version", "write")},
+    ),
+    (
+        ("api", "v1", "artifacts", "{user}", "{name}", "{type}", "search"),
+        {"GET": _atlas("search", "read")},
+    ),
+    (
+        ("api", "v1", "artifacts", "{user}", "{name}", "{type}", "file"),
+        {"GET": _files("latest_file")},
+    ),
+    (
+        ("api", "v1", "artifacts", "{user}", "{name}", "{type}", "{version}", "file"),
+        {"GET": _files("version_file")},
+    ),
+    (("binstore", "{secret}"), {"PUT": _atlas("upload", "upload_url")}),
+    # Vagrant's box catalog; after every literal route ("api", "binstore" are reserved names).
+    (("{user}", "{name}"), {"GET": _files("box_catalog")}),
+)
+
+
+def split_target(target: str) -> tuple[list[str], str]:
+    """The raw (still escaped) non-empty path segments and the query of a request target."""
+    if target.startswith(("http://", "https://")):  # absolute-form, as sent to a proxy
+        rest = target.split("://", 1)[1]
+        slash = rest.find("/")
+        target = rest[slash:] if slash >= 0 else "/"
+    target = target.split("#", 1)[0]
+    path, _, query = target.partition("?")
+    return [segment for segment in path.split("/") if segment], query
+
+
+def resolve(method: str, raw_segments: list[str], query: str) -> Route:
+    """Match a request to a route; :class:`HTTPError` 404 or 405 when none fits."""
+    try:
+        segments = [urllib.parse.unquote(s, errors="strict") for s in raw_segments]
+    except UnicodeDecodeError:
+        raise HTTPError(400, "the path is not valid UTF-8 once unescaped") from None
+    lookup = "GET" if method == "HEAD" else method
+    for template, methods in ROUTES:
+        if len(template) != len(segments):
+            continue
+        params: dict[str, str] = {}
+        for pattern, segment in zip(template, segments, strict=True):
+            if pattern.startswith("{"):
+                params[pattern[1:-1]] = segment
+            elif pattern != segment:
+                break
+        else:
+            if lookup not in methods:
+                allowed = sorted(set(methods) | ({"HEAD"} if "GET" in methods else set()))
+                raise HTTPError(
+                    405,
+                    f"{method} is not allowed here; use {', '.join(allowed)}",
+                    headers={"Allow": ", ".join(allowed)},
+                )
+            return Route(methods[lookup], params, query)
+    raise HTTPError(404, f"no such endpoint: {method} /{'/'.join(raw_segments)}")
+
+
+def loggable_target(raw_segments: list[str], query: str) -> str:
+    """The request target for the access log: printable, one line, upload secrets cut."""
+    for index, segment in enumerate(raw_segments):
+        if urllib.parse.unquote(segment).lower() == "binstore":
+            # Everything after /binstore/ is the credential; its query could be too.
+            return "/" + "/".join([*raw_segments[: index + 1], "<redacted>"])
+    target = "/" + "/".join(raw_segments)
+    if query:
+        target += "?" + _loggable_query(query)
+    return printable(target)
+
+
+_LOGGED_PARAMS = re.compile(r"version|build|include_pending|metadata\.[0-9]+\.(key|value)")
+
+
+def _loggable_query(query: str) -> str:
+    """The query with the value of every parameter this registry does not read cut out: a
+    client may send its credential there (Vagrant Cloud's ``access_token``, a signed URL)."""
+    pieces = []
+    for piece in query.split("&"):
+        name, sep, _value = piece.partition("=")
+        if sep and not _LOGGED_PARAMS.fullmatch(urllib.parse.unquote_plus(name)):
+            piece = f"{name}=<redacted>"
+        pieces.append(piece)
+    return "&".join(pieces)
