@@ -29,7 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import BinaryIO, Literal, cast
 
 from atlas_ci import __version__
-from atlas_ci.registry import framing, ranges
+from atlas_ci.registry import framing, ranges, sendfile
 from atlas_ci.registry.connections import DeadlineIO, HeaderTimeout, Refuser, refusal
 
 CHUNK_SIZE = 1 << 20
@@ -414,18 +414,14 @@ class HTTPHandler(BaseHTTPRequestHandler):
             self._send_blob(answer.file, decided.offset, decided.length)
 
     def _send_blob(self, blob: BinaryIO, offset: int, count: int) -> None:
-        """The kernel copies page cache to socket (sendfile); the access log counts what went.
+        """The kernel copies page cache to socket (:mod:`.sendfile`); the access log counts
+        what went. The connection's timeout bounds each wait; a client that leaves half way
+        is raised to the caller."""
 
-        Python's ``socket.sendfile`` falls back to read/send where it cannot; the socket's
-        timeout still bounds each wait. A client that leaves half way is raised to the caller.
-        """
-        try:
-            sent = self.connection.sendfile(blob, offset, count)
-        except OSError:
-            self.bytes_out += blob.tell() - offset  # sendfile moves the file position as it goes
-            raise
-        self.bytes_out += sent
-        if sent < count:
+        def went(count: int) -> None:
+            self.bytes_out += count
+
+        if sendfile.send_range(self.connection, blob, offset, count, went) < count:
             self.close_connection = True  # shorter than announced: the client must see
 
     # -- access log ----------------------------------------------------------------------------
