@@ -410,7 +410,7 @@ class HTTPHandler(BaseHTTPRequestHandler):
         if self.command == "HEAD":
             return
         self.wfile.flush()
-        if decided.length:  # socket.sendfile refuses a count of 0
+        if decided.length:  # an empty file: nothing to send
             self._send_blob(answer.file, decided.offset, decided.length)
 
     def _send_blob(self, blob: BinaryIO, offset: int, count: int) -> None:
@@ -418,8 +418,8 @@ class HTTPHandler(BaseHTTPRequestHandler):
         what went. The connection's timeout bounds each wait; a client that leaves half way
         is raised to the caller."""
 
-        def went(count: int) -> None:
-            self.bytes_out += count
+        def went(moved: int) -> None:
+            self.bytes_out += moved
 
         if sendfile.send_range(self.connection, blob, offset, count, went) < count:
             self.close_connection = True  # shorter than announced: the client must see

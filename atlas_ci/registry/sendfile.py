@@ -7,8 +7,9 @@ cores are all busy, each of those returns waits for the scheduler and then for t
 the socket is blocking for the send, with ``SO_SNDTIMEO`` as the bound of each wait (the
 connection's timeout, as before), so the kernel moves the range in one call and the thread
 sleeps until it is done: the registry's CPU for four concurrent 1 GiB downloads went from
-0.67 s to about 0.5 s (``bench/downloads.py``, where nginx's is about 0.75 s). Where the kernel cannot ``sendfile`` this
-file, Python's ``socket.sendfile`` (with its read/send fallback) does it instead.
+0.67 s to about 0.5 s (``bench/downloads.py``, where nginx's is about 0.75 s). Where the
+kernel cannot ``sendfile`` this file, Python's ``socket.sendfile`` (with its read/send
+fallback) does it instead.
 """
 
 from __future__ import annotations
