@@ -205,10 +205,17 @@ def _best_effort_summary(out: _Stream, path: str, write: Callable[[], None]) -> 
 
 
 def _run(environ: Mapping[str, str], out: _Stream, summary: str | None) -> int:
-    settings = settings_from_inputs(environ)
     output_file = environ.get("GITHUB_OUTPUT")
-    if output_file:
-        reporters.check_writable(output_file, "GITHUB_OUTPUT")
+    try:
+        settings = settings_from_inputs(environ)
+        if output_file:
+            reporters.check_writable(output_file, "GITHUB_OUTPUT")
+        if summary:
+            # A missing directory stays a warning after the run (the summary is a courtesy);
+            # a FIFO would hold the step for ever once the versions are made.
+            reporters.check_kind(summary, "GITHUB_STEP_SUMMARY")
+    except KeyboardInterrupt as exc:
+        raise reporters.interrupted_before_upload(exc) from None
     if settings.verify is False:
         out.emit(github.warning("TLS certificate verification is off (ATLAS_TLS_NOVERIFY)"))
     title = f"atlas-ci {__version__}: {settings.artifact} to {redact_url(settings.atlas_url)}"
@@ -216,6 +223,14 @@ def _run(environ: Mapping[str, str], out: _Stream, summary: str | None) -> int:
         for line in settings.describe_sources():
             out.debug("setting " + line)
         result = _upload(settings, out.log, out.debug)
+    try:
+        return _report(result, out, output_file, summary)
+    except KeyboardInterrupt as exc:
+        raise reporters.interrupted_after_upload(exc, result) from None
+
+
+def _report(result: Result, out: _Stream, output_file: str | None, summary: str | None) -> int:
+    """The outputs and the summary of a run whose versions are made."""
     values = outputs(result)
     if output_file:
         try:

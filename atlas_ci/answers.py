@@ -21,6 +21,8 @@ EXTENSIONS_HEADER = "X-Atlas-Extensions"
 SUCCESS_STATUSES = frozenset({200, 201, 202, 204})
 IDEMPOTENCY_EXTENSION = "idempotency-key"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+WRITE_CHECK_EXTENSION = "write-check"
+"""atlas-wire §12: the registry answers ``GET /api/v1/namespaces/{ns}/write-access``."""
 
 
 def printable(text: str, limit: int) -> str:

@@ -87,8 +87,18 @@ class ApiSession:
         self._debug = debug or (lambda _line: None)
         base = urlsplit(settings.atlas_url)
         self._origin = (base.scheme, base.hostname, base.port)
-        self._verify = tls_verify_argument(settings.verify)
+        self._tls: bool | str | None = None
+        if base.scheme == "https":
+            self.verify_for(settings.atlas_url)  # a CA problem: exit 2 before any request
         self._idempotency: bool | None = None
+
+    def verify_for(self, url: str) -> bool | str:
+        """requests' ``verify`` for ``url``: the CA directory is read only when TLS needs it."""
+        if not url.lower().startswith("https:"):
+            return self.settings.verify  # unused for http://: nothing is read
+        if self._tls is None:
+            self._tls = tls_verify_argument(self.settings.verify)
+        return self._tls
 
     def close(self) -> None:
         """Close the session's connections (``with AtlasClient(...) as api:`` does)."""
@@ -212,7 +222,7 @@ class ApiSession:
                 # What requests.Session.request adds to send: proxies and CA from the
                 # environment, which the caller's settings (verify) override.
                 env = self.session.merge_environment_settings(
-                    prepared.url, {}, True, self._verify, None
+                    prepared.url, {}, True, self.verify_for(prepared.url or ""), None
                 )
                 resp = self.session.send(
                     prepared, allow_redirects=False, timeout=self.settings.timeout, **env

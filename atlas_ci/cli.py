@@ -19,6 +19,7 @@ from atlas_ci.errors import AtlasCIError, ExitStatus, exit_process, exit_status_
 
 if TYPE_CHECKING:
     from atlas_ci.console import Console
+    from atlas_ci.result import Result
     from atlas_ci.settings import Settings
 
 
@@ -179,12 +180,29 @@ def _upload(ns: argparse.Namespace, console: Console) -> int:
     from atlas_ci import reporters
     from atlas_ci.upload import run_upload
 
-    settings = _settings(ns, console)
-    if settings.dotenv:
-        reporters.check_writable(settings.dotenv, "--dotenv")
+    try:
+        settings = _settings(ns, console)
+        if settings.dotenv:
+            # Everything the outputs need, checked before the first request: found
+            # afterwards, a version would be made and not reported.
+            reporters.check_writable(settings.dotenv, "--dotenv", stream_ok=True)
+            reporters.check_dotenv_values(settings)
+    except KeyboardInterrupt as exc:
+        raise reporters.interrupted_before_upload(exc) from None
     result = run_upload(
         settings, console.info, debug=console.debug, interactive=console.interactive
     )
+    try:
+        _report(settings, result, console)
+    except KeyboardInterrupt as exc:
+        raise reporters.interrupted_after_upload(exc, result) from None
+    return ExitStatus.OK
+
+
+def _report(settings: Settings, result: Result, console: Console) -> None:
+    """The outputs of a run whose versions are made: nothing here may end in exit 1."""
+    from atlas_ci import reporters
+
     if settings.dotenv:
         try:
             reporters.write_dotenv(settings.dotenv, result)
@@ -194,8 +212,26 @@ def _upload(ns: argparse.Namespace, console: Console) -> int:
         from atlas_ci.redaction import redact_data
 
         # Cut before encoding: JSON escapes a secret holding " or \\ out of the redactor's sight.
-        print(json.dumps(redact_data(result.to_json()), separators=(",", ":")), flush=True)
-    return ExitStatus.OK
+        line = json.dumps(redact_data(result.to_json()), separators=(",", ":"))
+        try:
+            print(line, flush=True)
+        except OSError as exc:  # /dev/full, a closed pipe (| head, | true)
+            _drop_stdout()
+            console.warn(
+                f"uploaded {reporters.created(result)} but the --json line could not be "
+                f"written to stdout ({exc.strerror or type(exc).__name__}); the versions "
+                "exist: do not re-run the upload"
+            )
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null: the interpreter's last flush would fail again (exit 120)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass  # a stream without a descriptor (a test's): nothing is flushed at exit
 
 
 def _search(ns: argparse.Namespace, console: Console) -> int:

@@ -8,19 +8,23 @@ streamed by :mod:`atlas_ci.transfer`, called from here. Errors leave this module
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from atlas_ci.answers import (
     IDEMPOTENCY_HEADER,
     SUCCESS_STATUSES,
+    WRITE_CHECK_EXTENSION,
     Ambiguous,
     NotFound,
     SearchAnswer,
     UploadConflict,
     UploadFailed,
     Version,
+    extensions_of,
     first_json,
     first_json_or_none,
     parse_search,
@@ -54,7 +58,18 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from atlas_ci.sourcefile import SourceFile
     from atlas_ci.transfer import PutOutcome, PutResponse
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """What ``GET /api/v1/authenticate`` told of the token (nothing, from Atlas itself)."""
+
+    username: str | None = None
+    read_only: bool = False
+    write_check: bool = False
+    """The registry announced the write-check extension (atlas-wire §12)."""
 
 
 class AtlasClient(ApiSession):
@@ -68,9 +83,37 @@ class AtlasClient(ApiSession):
 
     # --- the calls ------------------------------------------------------------------
 
-    def authenticate(self) -> None:
-        """``GET /api/v1/authenticate``: 200, 201, 202 or 204 is success."""
-        self._call("GET", self.settings.endpoint("authenticate"), what="token check")
+    def authenticate(self) -> TokenInfo:
+        """``GET /api/v1/authenticate``: 200, 201, 202 or 204 is success; what the answer
+        says of the token, as far as it says anything (Atlas sent no body)."""
+        answer = self._call("GET", self.settings.endpoint("authenticate"), what="token check")
+        body = first_json_or_none(answer.content)
+        user = body.get("user") if isinstance(body, dict) else None
+        user = user if isinstance(user, dict) else {}
+        name = user.get("username")
+        return TokenInfo(
+            username=name if isinstance(name, str) else None,
+            read_only=user.get("read_only") is True,
+            write_check=WRITE_CHECK_EXTENSION in extensions_of(answer.headers),
+        )
+
+    def check_write(self, user: str, token: TokenInfo, what: str) -> None:
+        """Raise the :class:`AuthError` a write into namespace ``user`` would, when the
+        registry can tell before anything is written (a dry run asks): by the write-check
+        extension (atlas-wire §12) if announced, else by the token check's ``read_only``.
+        ``what`` names the call the real run would be refused on, for the same message."""
+        if token.write_check:
+            try:
+                self._call(
+                    "GET", self.settings.endpoint("namespaces", user, "write-access"), what=what
+                )
+                return
+            except NotFound:
+                pass  # announced but not served here (a mixed fleet): what the token says
+        if token.read_only:
+            who = token.username or "this token"
+            refusal = json.dumps({"errors": [f"the token of user {who} is read-only"]})
+            raise self._status_error(403, "Forbidden", refusal.encode(), what)
 
     def get_artifact(self, user: str, name: str) -> Mapping[str, object] | None:
         """The artifact object, or None on 404 exactly."""
@@ -191,7 +234,7 @@ class AtlasClient(ApiSession):
     def upload(
         self,
         upload_path: str,
-        path: Path,
+        path: Path | SourceFile,
         size: int,
         *,
         progress: Callable[[int], None] | None = None,
@@ -239,7 +282,7 @@ class AtlasClient(ApiSession):
     def _put_once(
         self,
         upload_path: str,
-        path: Path,
+        path: Path | SourceFile,
         size: int,
         progress: Callable[[int], None] | None,
         digest: FileDigest | None,
@@ -253,7 +296,7 @@ class AtlasClient(ApiSession):
                 path,
                 size,
                 session=self.session,
-                verify=self._verify,
+                verify=self.verify_for(upload_path),
                 timeout=self.settings.timeout,
                 progress=progress,
                 digest=digest,

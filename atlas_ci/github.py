@@ -21,6 +21,7 @@ from atlas_ci.errors import ConfigError
 from atlas_ci.progress import human_bytes
 from atlas_ci.redaction import redact
 from atlas_ci.result import BuildResult, Result
+from atlas_ci.textfile import open_output
 
 _TRUE = ("true", "True", "TRUE")
 _FALSE = ("false", "False", "FALSE")
@@ -172,7 +173,7 @@ def format_output(name: str, value: str) -> str:
 def write_outputs(path: str | Path, mapping: Mapping[str, str]) -> None:
     """Append outputs to the file named by ``$GITHUB_OUTPUT``."""
     text = "".join(format_output(name, value) for name, value in mapping.items())
-    with open(path, "a", encoding="utf-8") as fh:
+    with open_output(path, append=True) as fh:
         fh.write(text)
 
 
@@ -234,7 +235,7 @@ def summary_markdown(result: Result) -> str:
 
 def write_summary(path: str | Path, result: Result) -> None:
     """Append the run's table to the file named by ``$GITHUB_STEP_SUMMARY``."""
-    with open(path, "a", encoding="utf-8") as fh:
+    with open_output(path, append=True) as fh:
         fh.write(summary_markdown(result))
 
 
@@ -248,5 +249,5 @@ def error_summary_markdown(message: str, hint: str = "") -> str:
 
 def write_error_summary(path: str | Path, message: str, hint: str = "") -> None:
     """Append the failure section to the file named by ``$GITHUB_STEP_SUMMARY``."""
-    with open(path, "a", encoding="utf-8") as fh:
+    with open_output(path, append=True) as fh:
         fh.write(error_summary_markdown(message, hint))

@@ -84,8 +84,26 @@ class Result:
         return self.last.artifact_type
 
     def versions(self) -> dict[str, int | None]:
-        """Build name -> version (the action's ``versions`` output)."""
-        return {b.build: b.version for b in self.builds}
+        """Build name -> version (the action's ``versions`` output), none lost.
+
+        Builds that share a name (two ``web`` builds of one run) are keyed ``web``, ``web#2``,
+        ``web#3``... in upload order, so every version is there and a name used once keeps
+        its plain key (what the output was before). A later key already taken by a build
+        really named ``web#2`` moves on to the next free number.
+        """
+        keyed: dict[str, int | None] = {}
+        seen: dict[str, int] = {}
+        names = {b.build for b in self.builds}
+        for b in self.builds:
+            key = b.build
+            if key in keyed:
+                n = seen.get(b.build, 1)
+                while key in keyed or key in names:
+                    n += 1
+                    key = f"{b.build}#{n}"
+                seen[b.build] = n
+            keyed[key] = b.version
+        return keyed
 
     def to_json(self) -> ResultJSON:
         """The ``--json`` line's object."""

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from atlas_ci.errors import ConfigError
 from atlas_ci.textfile import quoted, unsendable
 
+_INT64_MAX = (1 << 63) - 1
+
 
 def search_params(version: str, build: str | None, metadata: Sequence[str]) -> dict[str, str]:
     """``version``, ``build`` and ``metadata.N.key``/``metadata.N.value`` pairs."""
@@ -15,6 +17,11 @@ def search_params(version: str, build: str | None, metadata: Sequence[str]) -> d
     if version not in ("latest", "any") and not (version.isascii() and version.isdigit()):
         raise ConfigError(
             f"--version {version!r} is not latest, any or a number", "pass --version latest"
+        )
+    if version.isdigit() and (len(version) > 19 or int(version) > _INT64_MAX):
+        # A version number is a 64-bit integer on the registry (a larger one is its 400).
+        raise ConfigError(
+            f"--version {version!r} is out of range", f"give --version a number up to {_INT64_MAX}"
         )
     params = {"version": version}
     if build:

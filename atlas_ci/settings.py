@@ -10,6 +10,7 @@ environment > default. ``Settings.sources`` records which one won for every fiel
 
 from __future__ import annotations
 
+import math
 import os
 import posixpath
 import re
@@ -30,6 +31,10 @@ DEFAULT_ATLAS_URL = "https://atlas.hashicorp.com"
 DEFAULT_MANIFEST = "packer-manifest.json"
 _PATH_SAFE = "/$&+,:;=@"
 _INT64 = (-(1 << 63), (1 << 63) - 1)
+# The documented ranges (docs/settings.md) of the number settings: (minimum, maximum).
+RETRIES_RANGE = (0, 100)
+MAX_WAIT_RANGE = (0.0, 3600.0)
+TIMEOUT_RANGE = (0.1, 86400.0)
 _GO_INT = re.compile(r"[+-]?(0[xX][0-9a-fA-F]+|0[bB][01]+|0[oO][0-7]+|0[0-7]*|[1-9][0-9]*)")
 
 
@@ -218,7 +223,8 @@ def _build(inputs: Inputs, env: Mapping[str, str]) -> Settings:
     manifest, artifact_json = _packer_output(inputs, sources)
     workspace = Path(str(inputs.workspace)) if inputs.workspace else None
     allow_outside = inputs.allow_outside_workspace
-    timeout = _number(inputs.timeout, "--timeout", float, 60.0, minimum=0.1)
+    timeout = _number(inputs.timeout, "--timeout", float, 60.0, *TIMEOUT_RANGE)
+    check_proxies(env)
     return Settings(
         artifact=artifact,
         artifact_type=artifact_type,
@@ -236,8 +242,8 @@ def _build(inputs: Inputs, env: Mapping[str, str]) -> Settings:
         dotenv=_text(inputs.dotenv),
         workspace=workspace,
         allow_outside_workspace=workspace is None if allow_outside is None else allow_outside,
-        retries=int(_number(inputs.retries, "--retries", int, 5, minimum=0, maximum=100)),
-        max_wait=float(_number(inputs.max_wait, "--max-wait", float, 60.0, minimum=0.0)),
+        retries=int(_number(inputs.retries, "--retries", int, 5, *RETRIES_RANGE)),
+        max_wait=float(_number(inputs.max_wait, "--max-wait", float, 60.0, *MAX_WAIT_RANGE)),
         connect_timeout=min(10.0, float(timeout)),
         read_timeout=float(timeout),
         sources=sources,
@@ -402,6 +408,10 @@ def _verify(inputs: Inputs, env: Mapping[str, str], sources: dict[str, str]) -> 
                     f"CA {kind} {value!r} ({where}) does not exist",
                     f"point it at a readable PEM {kind}",
                 )
+            if not wants_dir:
+                from atlas_ci.cafile import check_ca_file
+
+                check_ca_file(str(path), f"CA file {value!r} ({where})")
             sources["verify"] = where
             return str(path)
     sources["verify"] = "system CA bundle"
@@ -413,19 +423,25 @@ def _number(
     name: str,
     kind: type[int] | type[float],
     default: float,
-    *,
     minimum: float,
-    maximum: float | None = None,
+    maximum: float,
 ) -> float:
+    """A number setting within ``[minimum, maximum]``; ``inf``, ``nan`` and ``1e309`` are not.
+
+    Every number has an upper bound: an unbounded one reached ``time.sleep`` or a thread's
+    wait as ``inf`` (``OverflowError``, exit 1) or ``nan`` (every try timed out at once).
+    """
     if value is None or value == "":
         return default
     try:
-        number = kind(str(value))
+        number = kind(str(value).strip())
     except ValueError:
         raise ConfigError(f"{name} {value!r} is not a number", f"give {name} a number") from None
-    if number < minimum or (maximum is not None and number > maximum):
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-        raise ConfigError(f"{name} {value!r} is out of range", f"give {name} a value {bound}")
+    if not (math.isfinite(number) and minimum <= number <= maximum):
+        raise ConfigError(
+            f"{name} {value!r} is out of range",
+            f"give {name} a value between {minimum:g} and {maximum:g}",
+        )
     return number
 
 
@@ -473,6 +489,51 @@ def normalise_base_url(raw: str, source: str = "atlas_url") -> str:
     if path.endswith("/api/v1"):
         path = path[: -len("/api/v1")]
     return urlunsplit((parts.scheme, parts.netloc, path.rstrip("/"), "", ""))
+
+
+_PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+_PROXY_SCHEMES = ("http", "https", "socks4", "socks4a", "socks5", "socks5h")
+
+
+def check_proxies(env: Mapping[str, str]) -> None:
+    """Every proxy variable requests would read is a URL it can use, else exit 2 naming it.
+
+    requests reads them lazily, at the first request, and a bad port or scheme then surfaced
+    as "the registry's answer is malformed" (exit 5). The password is never shown.
+    """
+    for upper in _PROXY_VARIABLES:
+        for variable in (upper, upper.lower()):
+            value = (env.get(variable) or "").strip()
+            if value:
+                _check_proxy(variable, value)
+
+
+def _check_proxy(variable: str, value: str) -> None:
+    text = value if "://" in value else "http://" + value  # as requests reads it
+    scheme, _, rest = text.partition("://")
+    authority, slash, path = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if at:
+        register(userinfo)
+        register(userinfo.partition(":")[2])
+    shown = value.replace(userinfo + "@", "***@", 1) if at else value
+    hint = f"set {variable} to http://HOST:PORT (user:password@ may precede the host) or unset it"
+    problem = unsendable(value) or control_character(value)
+    if problem is None and scheme.lower() not in _PROXY_SCHEMES:
+        problem = f"has the scheme {scheme!r}, not one of {', '.join(_PROXY_SCHEMES)}"
+    if problem is None:
+        try:
+            parts = urlsplit(f"{scheme}://{host}{slash}{path}")
+            port = parts.port
+        except ValueError as exc:
+            problem = f"is not a valid URL ({exc})"
+        else:
+            if not parts.hostname:
+                problem = "names no host"
+            elif port == 0:
+                problem = "has port 0"
+    if problem:
+        raise ConfigError(f"{variable} {quoted(shown)} {problem}", hint)
 
 
 def api_url(base: str, *parts: str) -> str:

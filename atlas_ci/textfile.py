@@ -12,6 +12,7 @@ import os
 import stat
 import unicodedata
 from pathlib import Path
+from typing import TextIO
 
 from atlas_ci.errors import InputFileError
 
@@ -83,6 +84,23 @@ def open_regular(path: str | Path, *, hint: str = "artifact files must be regula
         os.close(fd)
         raise
     return fd
+
+
+def open_output(path: str | Path, *, append: bool) -> TextIO:
+    """A report file opened for writing as UTF-8 text; a FIFO without a reader never blocks.
+
+    ``O_NONBLOCK`` makes a FIFO swapped in after the early check fail at once (``ENXIO``)
+    instead of holding the job for ever; it is cleared again for the writes.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    flags |= os.O_APPEND if append else os.O_TRUNC
+    fd = os.open(path, flags, 0o666)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        return os.fdopen(fd, "a" if append else "w", encoding="utf-8")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def read_text(path: str, *, what: str, limit: int, cwd: Path | None = None) -> str:

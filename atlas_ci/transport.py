@@ -41,6 +41,7 @@ import requests.adapters
 import urllib3
 import urllib3.exceptions
 
+from atlas_ci.cafile import CA_FILE_LIMIT, check_ca_file
 from atlas_ci.errors import ConfigError, TransportError
 
 if TYPE_CHECKING:
@@ -345,6 +346,7 @@ def read_body(resp: requests.Response, cap: int, *, truncate: bool = False) -> b
 
 
 _CA_BUNDLES: dict[str, str] = {}
+_CA_DIR_FILES = 10_000
 
 
 def tls_verify_argument(verify: bool | str) -> bool | str:
@@ -353,7 +355,8 @@ def tls_verify_argument(verify: bool | str) -> bool | str:
     OpenSSL reads a CA directory only through hash-named links (``c_rehash``); Go's
     ``ATLAS_CAPATH``, which users bring along, took every PEM file in it. The bundle is a
     private temp file removed at exit. ``False`` also silences urllib3's per-request
-    warning: the run already warned once, in one line.
+    warning: the run already warned once, in one line. Called only when a request needs
+    TLS: an ``http://`` registry reads nothing of the directory.
     """
     if verify is False:
         import warnings
@@ -370,22 +373,46 @@ def tls_verify_argument(verify: bool | str) -> bool | str:
     import os
     import tempfile
 
-    pems = []
-    for entry in sorted(Path(verify).iterdir()):
-        try:
-            text = entry.read_text("ascii", errors="replace") if entry.is_file() else ""
-        except OSError:
-            continue
-        if "-----BEGIN CERTIFICATE-----" in text:
-            pems.append(text.strip() + "\n")
+    pems = _pem_files(Path(verify))
     if not pems:
         raise ConfigError(
-            f"the CA directory {verify!r} holds no PEM certificate",
+            f"the CA directory {verify!r} (ATLAS_CAPATH) holds no PEM certificate",
             "put the registry's CA certificate (PEM) in it, or pass --ca-file",
         )
     fd, bundle = tempfile.mkstemp(prefix="atlas-ci-ca-", suffix=".pem")
     with os.fdopen(fd, "w") as fh:
         fh.write("".join(pems))
     atexit.register(lambda: Path(bundle).unlink(missing_ok=True))
+    check_ca_file(bundle, f"the PEM files of the CA directory {verify!r} (ATLAS_CAPATH)")
     _CA_BUNDLES[verify] = bundle
     return bundle
+
+
+def _pem_files(directory: Path) -> list[str]:
+    """The PEM text of each file in ``directory``, at most 16 MiB read in all.
+
+    A file larger than that is not read at all (a CA certificate is a few KiB; a 1.5 GB file
+    was read whole), nor are files past the 10,000th.
+    """
+    pems = []
+    left = CA_FILE_LIMIT
+    for count, entry in enumerate(sorted(directory.iterdir())):
+        if count >= _CA_DIR_FILES:
+            break
+        try:
+            if not entry.is_file() or entry.stat().st_size > CA_FILE_LIMIT:
+                continue
+            with entry.open("r", encoding="ascii", errors="replace") as fh:
+                text = fh.read(left + 1)
+        except OSError:
+            continue
+        left -= len(text)
+        if left < 0:
+            raise ConfigError(
+                f"the CA directory {str(directory)!r} (ATLAS_CAPATH) holds more than "
+                f"{CA_FILE_LIMIT >> 20} MiB of files",
+                "keep only the registry's CA certificates (PEM) in it, or pass --ca-file",
+            )
+        if "-----BEGIN CERTIFICATE-----" in text:
+            pems.append(text.strip() + "\n")
+    return pems

@@ -33,6 +33,13 @@ def authenticate(request: Request, route: Route) -> Answer:
     return JsonAnswer(200, {"user": user})
 
 
+def write_access(request: Request, route: Route) -> Answer:
+    """The write-check extension (docs/atlas-wire.md, section 12). Reached only when the gate
+    allowed a write into the namespace: a refusal is the 401 or 403, with its reason, that a
+    real write there would get."""
+    return JsonAnswer(200, {"namespace": route.params["user"], "write": True})
+
+
 def get_artifact(request: Request, route: Route) -> Answer:
     return JsonAnswer(200, wire.artifact_json(existing_artifact(request, route)))
 
@@ -140,6 +147,7 @@ def _receive(request: Request, upload: Upload, length: int) -> None:
 
 DOOR: Door = {
     "authenticate": authenticate,
+    "write_access": write_access,
     "get_artifact": get_artifact,
     "create_artifact": create_artifact,
     "create_version": create_version,

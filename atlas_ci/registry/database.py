@@ -481,6 +481,10 @@ class SQLiteDatabase(Database):
         except OSError as exc:
             raise DatabaseError(f"cannot create the directory of {self.path}: {exc}") from None
         try:
+            _private_file(self.path)
+        except OSError as exc:
+            raise DatabaseError(f"cannot create {self.path}: {exc}") from None
+        try:
             # Autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE, so a
             # writer takes the write lock before it reads the numbers it is about to allocate.
             raw = sqlite3.connect(
@@ -514,6 +518,22 @@ class SQLiteDatabase(Database):
                 with contextlib.suppress(sqlite3.Error):
                     conn.raw.execute("ROLLBACK")
             raise
+
+
+def _private_file(path: Path) -> None:
+    """Make the database file owner-only (0600) before SQLite opens it, whatever the umask or
+    the directory it is in: it lists users, organizations, memberships and private metadata.
+    SQLite gives the ``-wal`` and ``-shm`` files it creates the database file's mode; a file
+    left broader by an older atlas-ci, and its companions, are narrowed when we own them."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        return
+    except FileExistsError:
+        pass
+    for companion in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        with contextlib.suppress(OSError):  # absent, not ours or read-only: left as it is
+            if companion.stat().st_mode & 0o077:
+                companion.chmod(0o600)
 
 
 # -- PostgreSQL ----------------------------------------------------------------------------------

@@ -74,6 +74,15 @@ def check_header_lines(lines: Sequence[bytes]) -> None:
             )
 
 
+def check_host(headers: Message, version: str) -> None:
+    """HTTP/1.1 needs exactly one ``Host`` (RFC 9112, section 3.2): a request with none, or
+    with two, is answered 400. Two could name different hosts to a proxy and to this server,
+    which builds ``upload_path`` from it. HTTP/1.0 may leave it out, never send it twice."""
+    hosts = headers.get_all("Host") or []
+    if len(hosts) > 1 or (not hosts and version != "HTTP/1.0"):
+        raise FramingError(400, "send exactly one Host header (RFC 9112, section 3.2)")
+
+
 def body_length(headers: Message) -> int | None:
     """The request body's length from its framing headers; None when it has no body.
 

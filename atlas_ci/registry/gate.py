@@ -48,7 +48,8 @@ class Gate:
             if operation == "read" and name is not None
             else "private"
         )
-        kind = accounts.kind(user) if operation == "write" else None
+        # The kind only shows in a refusal to a member (policy.decide): no lookup otherwise.
+        kind = accounts.kind(user) if operation == "write" and user in identity.roles else None
         return policy.decide(identity, operation, policy.Namespace(user, kind), visibility)
 
     def authorize(self, identity: Identity, route: Route) -> None:

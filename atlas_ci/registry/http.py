@@ -248,6 +248,7 @@ class HTTPHandler(BaseHTTPRequestHandler):
             framing.check_request_line(self.raw_requestline, self.request_version, self.path)
             framing.check_header_lines(self.header_lines)
             length = framing.body_length(self.headers)
+            framing.check_host(self.headers, self.request_version)
         except framing.FramingError as exc:
             self.close_connection = True
             self.body_left = UNREAD_BODY  # linger, so the answer is not reset away

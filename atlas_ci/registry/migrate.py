@@ -7,6 +7,7 @@ files directory, which moves with the data directory as it is (``files/`` and ``
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from atlas_ci.registry import schema
 from atlas_ci.registry.database import Connection, Database
@@ -71,12 +72,36 @@ def _copy_table(src: Connection, dst: Connection, table: str) -> int:
     columns = ", ".join(_ident(d[0]) for d in rows.description)
     marks = ", ".join("?" for _ in rows.description)
     insert = f"INSERT INTO {_ident(table)} ({columns}) VALUES ({marks})"  # noqa: S608
+    names = [d[0] for d in rows.description]
     count = 0
     while batch := rows.fetchmany(BATCH):
         for row in batch:
+            if dst.dialect == "postgresql":
+                _check_nul(table, names, row)
             dst.execute(insert, tuple(row))
         count += len(batch)
     return count
+
+
+def _check_nul(table: str, names: list[str], row: Sequence[object]) -> None:
+    """PostgreSQL cannot store a NUL in text; an SQLite database from before the registry
+    refused one may hold it. Name the row, so it can be fixed, instead of "the database
+    failed" (the copy's transaction then leaves the target empty)."""
+    for column, value in zip(names, row, strict=True):
+        if isinstance(value, str) and "\x00" in value:
+            shown = dict(zip(names, row, strict=True))
+            where = f"{table} row {names[0]}={_printable(shown[names[0]])}"
+            if table == "versions":
+                slug = "/".join(_printable(shown[k]) for k in ("user", "name", "type"))
+                where += f" ({slug} version {shown['version']})"
+            raise CopyError(
+                f"{where}: column {column} holds a NUL character, which PostgreSQL cannot "
+                "store; change it in the source database, then export again"
+            )
+
+
+def _printable(value: object) -> str:
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in str(value))
 
 
 def _advance_identities(dst: Connection) -> None:

@@ -7,6 +7,9 @@
   404, as if it did not exist, so a private artifact's existence does not leak.
 - Writing (creating an artifact or a version, which hands out the upload URL) needs a token
   that is not read-only and a ``write`` role in the namespace; otherwise 403 with the reason.
+  The reason names the namespace's kind (organization, user) only to a token whose user has
+  a role in it; to any other it says "namespace X" whether X is an organization, a user or
+  unused, so a 403 lists nobody.
   An upload URL carries the write access of the token it was handed to, as it is now: the
   file PUT is a ``write`` decided for that token (:func:`~.identity.grant_holder`).
 - Resuming (being handed a pending version's upload URL again, by a search with
@@ -108,4 +111,9 @@ def decide(
         return Decision(403, f"the token of user {identity.name} is read-only")
     if namespace is None or identity.roles.get(namespace.name) == "write":
         return ALLOW
-    return Decision(403, f"user {identity.name} has no write access to {namespace.described()}")
+    # Only a member learns what the namespace is: to anyone else an organization, a user and
+    # an unused name read the same, so a token cannot list who and what exists.
+    shown = (
+        namespace.described() if namespace.name in identity.roles else f"namespace {namespace.name}"
+    )
+    return Decision(403, f"user {identity.name} has no write access to {shown}")

@@ -73,6 +73,11 @@ def _files(name: str) -> Endpoint:
 ROUTES: tuple[tuple[tuple[str, ...], dict[str, Endpoint]], ...] = (
     (("api", "v1", "authenticate"), {"GET": _atlas("authenticate", "token")}),
     (("api", "v1", "artifacts"), {"POST": _atlas("create_artifact", "write")}),
+    # The write-check extension (atlas-wire §12): may this token write into the namespace?
+    (
+        ("api", "v1", "namespaces", "{user}", "write-access"),
+        {"GET": _atlas("write_access", "write")},
+    ),
     (("api", "v1", "artifacts", "{user}", "{name}"), {"GET": _atlas("get_artifact", "read")}),
     (
         ("api", "v1", "artifacts", "{user}", "{name}", "{type}"),
@@ -113,6 +118,10 @@ def resolve(method: str, raw_segments: list[str], query: str) -> Route:
         segments = [urllib.parse.unquote(s, errors="strict") for s in raw_segments]
     except UnicodeDecodeError:
         raise HTTPError(400, "the path is not valid UTF-8 once unescaped") from None
+    if any("\x00" in segment for segment in segments):
+        # PostgreSQL cannot hold a NUL in text, so no backend is asked about one: every name
+        # is refused the same way on both, before any lookup.
+        raise HTTPError(400, "a path segment holds a NUL character (%00)")
     lookup = "GET" if method == "HEAD" else method
     for template, methods in ROUTES:
         if len(template) != len(segments):
@@ -136,15 +145,34 @@ def resolve(method: str, raw_segments: list[str], query: str) -> Route:
 
 
 def loggable_target(raw_segments: list[str], query: str) -> str:
-    """The request target for the access log: printable, one line, upload secrets cut."""
+    """The request target for the access log: printable, one line, upload secrets cut.
+
+    Everything from the first segment that names ``binstore``, however escaped or cased
+    (``%62instore``, ``binstore%2F<secret>``, ``BINSTORE``), is cut, query included: the
+    upload route treats what follows it as a credential, and a client that escaped it oddly
+    still sent its secret. Cutting a path that was no upload costs only a less useful line.
+    """
     for index, segment in enumerate(raw_segments):
-        if urllib.parse.unquote(segment).lower() == "binstore":
-            # Everything after /binstore/ is the credential; its query could be too.
-            return "/" + "/".join([*raw_segments[: index + 1], "<redacted>"])
+        decoded = _unescaped(segment).lower()
+        if "binstore" in decoded:
+            shown = raw_segments[index] if decoded == "binstore" else "<redacted>"
+            return printable("/" + "/".join([*raw_segments[:index], shown, "<redacted>"]))
     target = "/" + "/".join(raw_segments)
     if query:
-        target += "?" + _loggable_query(query)
+        redacted = "binstore" in _unescaped(query).lower()
+        target += "?" + ("<redacted>" if redacted else _loggable_query(query))
     return printable(target)
+
+
+def _unescaped(text: str) -> str:
+    """``text`` percent-decoded until it stops changing (a few rounds at most): the log must
+    recognise ``%2562`` as well as ``%62`` and ``b``."""
+    for _ in range(4):
+        decoded = urllib.parse.unquote(text, errors="replace")
+        if decoded == text:
+            break
+        text = decoded
+    return text
 
 
 _LOGGED_PARAMS = re.compile(r"version|build|include_pending|metadata\.[0-9]+\.(key|value)")

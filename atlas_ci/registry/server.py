@@ -22,8 +22,9 @@ from atlas_ci.registry.model import Busy, OutOfSpace, Version
 from atlas_ci.registry.request import Door
 from atlas_ci.registry.storage import Storage
 
-EXTENSIONS = "idempotency-key"
-"""Sent as ``X-Atlas-Extensions`` on every answer: what this registry adds to the Atlas API."""
+EXTENSIONS = "idempotency-key, write-check"
+"""Sent as ``X-Atlas-Extensions`` on every answer: what this registry adds to the Atlas API
+(docs/atlas-wire.md, sections 11 and 12)."""
 
 DOORS: dict[str, Door] = {"atlas": atlas_door.DOOR, "files": files_door.DOOR}
 """Every front door by the name the route table gives it."""

@@ -55,7 +55,8 @@ class NewVersion:
 
 
 def check_text(body: object) -> None:
-    """Refuse a JSON document with a lone UTF-16 surrogate (``"\\ud800"``) in any string.
+    """Refuse a JSON document with a lone UTF-16 surrogate (``"\\ud800"``) or a NUL
+    (``"\\u0000"``) in any string, key or value.
 
     JSON's escapes can spell one; it is no Unicode character, and nothing can store it as
     UTF-8. Walked without recursion: the parser already bounded the depth, not the stack.
@@ -73,6 +74,9 @@ def check_text(body: object) -> None:
                 "a string in the body holds a lone UTF-16 surrogate escape (such as \\ud800); "
                 "send valid Unicode"
             )
+        elif isinstance(item, str) and "\x00" in item:
+            # PostgreSQL cannot store a NUL in text; refused here, on every backend alike.
+            raise BadRequest("a string in the body holds a NUL character (\\u0000); remove it")
 
 
 def parse_idempotency_key(raw: str | None) -> str | None:
@@ -138,6 +142,11 @@ def parse_new_version(body: object) -> NewVersion:
                     f"artifact_version.metadata must map strings to strings; "
                     f"the value of {key!r} is not a string"
                 )
+    # PostgreSQL cannot store a NUL (a version POST with one was its 500) where SQLite would:
+    # refused alike on both. (Names have their own check, with every control character.)
+    texts = [artifact_id, *(metadata or {}).keys(), *(metadata or {}).values()]
+    if any("\x00" in text for text in texts):
+        raise BadRequest("artifact_version.id and metadata must not hold a NUL (\\u0000)")
     return NewVersion(
         build_id=_integer(version, "build_id"),
         compile_id=_integer(version, "compile_id"),
@@ -174,6 +183,8 @@ def parse_search(query: str) -> Search:
         pairs = urllib.parse.parse_qsl(query, keep_blank_values=True, errors="strict")
     except UnicodeDecodeError:
         raise BadRequest("the query string is not valid UTF-8", 400) from None
+    if any("\x00" in name or "\x00" in value for name, value in pairs):
+        raise BadRequest("the query string holds a NUL character (%00)", 400)
     for name, value in pairs:
         match = _METADATA_PARAM.fullmatch(name)
         if match and len(match[1]) > 18:  # int() refuses past 4300 digits; none needs 19

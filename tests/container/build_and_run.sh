@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the real image from the Dockerfile and run it the way the GitHub runner, GitLab CI and
 # Jenkins run it, on a machine with no Docker engine running and no image registry
-# (/work/shared/docs/container-testing.md, step by step):
+# (docs/container-testing.md says why each step is needed):
 #
 #   1. apt-installs docker.io and debootstrap when missing; starts a private dockerd under a
 #      temp dir (no iptables, no bridge) and stops it by its pid on exit;

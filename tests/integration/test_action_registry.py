@@ -8,6 +8,7 @@ import io
 import json
 import os
 import tarfile
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -182,3 +183,50 @@ def test_an_unwritable_summary_does_not_fail_a_successful_upload(
     assert not (tmp_path / "missing-dir").exists()
     search = f"{registry.url}/api/v1/artifacts/acme/web/vagrant.box/search"
     assert [v["version"] for v in json.loads(get(search, registry.token))["versions"]] == [1]
+
+
+@pytest.mark.parametrize("variable", ["GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY"])
+def test_a_fifo_as_a_runner_file_is_exit_2_before_the_first_request(
+    tmp_path: Path, registry: Any, variable: str
+) -> None:
+    """A FIFO held the step for ever once the version was made."""
+    ws, _ = workspace(tmp_path)
+    env = runner_env(tmp_path, ws, registry.url, registry.token)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    env[variable] = str(fifo)
+    proc = run_entrypoint(ws, env, timeout=30)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    error = next(line for line in proc.stdout.splitlines() if line.startswith("::error "))
+    assert error.startswith("::error title=atlas-ci%3A configuration::")
+    assert f"{variable} '{fifo}' is a FIFO (named pipe), not a regular file" in error
+    search = f"{registry.url}/api/v1/artifacts/acme/web"
+    with pytest.raises(urllib.error.HTTPError) as err:
+        get(search, registry.token)
+    assert err.value.code == 404  # not even the artifact: nothing was sent
+
+
+def test_builds_that_share_a_name_each_keep_their_version_in_the_versions_output(
+    tmp_path: Path, registry: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two builds named web gave {"web": 2}: version 1 vanished from the output."""
+    ws = tmp_path / "workspace"
+    builds = []
+    for n, provider in enumerate(("virtualbox", "vmware_desktop")):
+        make_box(ws / f"out{n}" / "web.box")
+        builds.append(
+            {
+                "name": "web",
+                "builder_type": "virtualbox-iso",
+                "build_time": 1700000000 + n,
+                "files": [{"name": f"out{n}/web.box", "size": 0}],
+                "artifact_id": provider,
+                "packer_run_uuid": RUN,
+            }
+        )
+    (ws / "packer-manifest.json").write_text(json.dumps({"builds": builds, "last_run_uuid": RUN}))
+    env = runner_env(tmp_path, ws, registry.url, registry.token)
+    assert action.run(env) == 0, capsys.readouterr().out
+    outputs = read_outputs(tmp_path / "file_commands" / "output")
+    assert json.loads(outputs["versions"]) == {"web": 1, "web#2": 2}
+    assert outputs["version"] == "2"

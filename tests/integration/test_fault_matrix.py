@@ -8,6 +8,7 @@ without the fault succeeds and leaves no second ready version with the same id.
 from __future__ import annotations
 
 import itertools
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -292,3 +293,28 @@ def test_a_version_another_job_made_meanwhile_is_never_adopted(
         [line] = first.error_lines()
         assert "may still complete" in line
         assert 111 not in found
+
+
+@pytest.mark.parametrize("call", ["put", "version_post"])
+def test_retry_after_is_waited_on_every_call_the_file_put_too(
+    stack: tuple[RegistryProcess, FaultProxy], tmp_path: Path, call: str
+) -> None:
+    """The matrix runs with --max-wait 0, which hides an ignored Retry-After: here it is
+    below --max-wait, so the wait before the retry must be the registry's 2 s, not the
+    backoff's first (at most 0.5 s)."""
+    registry, proxy = stack
+    proxy.clear()
+    name = f"retry-after-{call}".replace("_", "-")
+    _, sha = box_build(tmp_path, "web", 64 * 1024, seed=zlib.crc32(name.encode()))
+    method, path = CALLS[call]
+    rule = proxy.add(method, path, Fault("status", status=429, retry_after="2"))
+    args = ["--artifact", f"matrix/{name}", "--atlas-url", proxy.url, "--max-wait", "30"]
+    started = time.monotonic()
+    outcome = run_upload_cli([*args, "--json"], {"ATLAS_TOKEN": TOKEN}, tmp_path)
+    elapsed = time.monotonic() - started
+    assert outcome.code == 0, outcome.stderr
+    assert rule.fired == 1
+    what = "file upload" if call == "put" else "version creation"
+    assert f"{what} failed (429 Too Many Requests); retry 1/5 in 2.0s" in outcome.stderr
+    assert elapsed >= 2.0
+    assert file_sha256(registry, f"matrix/{name}/vagrant.box", 1) == sha

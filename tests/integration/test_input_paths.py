@@ -207,6 +207,9 @@ def test_a_lone_surrogate_in_the_manifest_exits_3_before_any_request(
         (["--build", "b\udcff"], "--build 'b\\udcff' holds"),
         (["--metadata", "k=v\udcff"], "--metadata 'k=v\\udcff' holds"),
         (["--version", "\u0663"], "--version '\u0663' is not latest, any or a number"),
+        # Past 64 bits: the registry's 400 (exit 5, blaming it) before; now the user's input.
+        (["--version", "9223372036854775808"], "--version '9223372036854775808' is out of range"),
+        (["--version", "9" * 5000], "is out of range"),
     ],
 )
 def test_search_filters_that_are_not_utf8_exit_2_before_any_request(

@@ -64,7 +64,9 @@ def test_signal_mid_upload_stops_cleanly_and_says_what_the_registry_holds(
     work, tmp = tmp_path / "work", tmp_path / "tmp"
     work.mkdir()
     tmp.mkdir()
-    _docker_build(work, 2 * 1024 * 1024)
+    # Larger than loopback's socket buffers (up to ~10 MiB both ways): the body cannot be
+    # all handed to the kernel when the signal comes, so the file cannot have arrived.
+    _docker_build(work, 24 * 1024 * 1024)
     proxy.add("PUT", r"^/binstore/", Fault("slow", rate=128 * 1024))
     args = ["upload", "--artifact", "sig/app", "--atlas-url", proxy.url, "--retries", "0"]
     process = subprocess.Popen(
@@ -145,3 +147,53 @@ def test_sigterm_while_the_version_post_is_in_flight_says_a_version_may_exist(
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("error: interrupted; a version of sig/post/docker.image may have been")
     assert "--version any --pending" in last
+
+
+@pytest.mark.parametrize("route", ["sendfile", "http-proxy"])
+def test_sigterm_once_the_whole_body_was_sent_says_the_file_may_have_arrived(
+    stack: tuple[RegistryProcess, FaultProxy], tmp_path: Path, route: str
+) -> None:
+    """It said "its file did not arrive (pending)" while the registry held it ready. Both
+    ways of sending the body: sendfile to a plain http:// URL, and requests' session (used
+    for https:// and proxies), here through HTTP_PROXY."""
+    registry, proxy = stack
+    work = tmp_path / "work"
+    work.mkdir()
+    _docker_build(work, 256 * 1024)
+    # Forwarded whole, stored by the registry, its answer held back: the client waits.
+    rule = proxy.add("PUT", r"^/binstore/", Fault("stall", seconds=30))
+    env = {"ATLAS_TOKEN": TOKEN}
+    url = proxy.url
+    if route == "http-proxy":
+        env["HTTP_PROXY"], url = proxy.url, registry.url
+    args = ["upload", "--artifact", "sig/sent", "--atlas-url", url, "--timeout", "60"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "atlas_ci", *args],
+        cwd=work,
+        env=subprocess_env(env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (
+            rule.fired
+            and [v["state"] for v in versions(registry, "sig/sent/docker.image")] == ["ready"]
+        ):
+            assert process.poll() is None and time.monotonic() < deadline, "no stored file"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 143, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("error: interrupted; "), stderr
+    assert "did not arrive" not in last
+    assert "sig/sent/docker.image version 1 was created and its whole file was sent" in last
+    assert "may have arrived" in last
+    check = "atlas-ci search --artifact sig/sent --artifact-type docker.image --version 1 --pending"
+    assert check in last and "re-run only if it is still pending" in last

@@ -72,7 +72,8 @@ def test_an_upload_url_dies_with_its_creators_membership(registry: RegistryProce
     assert put.json() == {
         "errors": [
             "this upload URL no longer carries write access: "
-            "user mallory has no write access to organization hashicorp"
+            # no longer a member: not told what hashicorp is
+            "user mallory has no write access to namespace hashicorp"
         ]
     }
     still_pending(registry, "hashicorp/removed/vagrant.box")

@@ -520,3 +520,69 @@ def test_an_unusable_limit_is_a_config_error(tmp_path: Path, flag: str, value: s
     with pytest.raises(RuntimeError, match=flag):
         registry.start()
     assert registry.returncode == 2
+
+
+def _stored_names(registry: RegistryProcess) -> list[tuple[str, ...]]:
+    """Every artifact and version name in the registry's database, read there directly."""
+    from atlas_ci.registry.database import open_database
+
+    database = open_database(registry.database, registry.data)
+    try:
+        with database.connection() as conn:
+            artifacts = conn.execute('SELECT "user", name FROM artifacts').fetchall()
+            types = conn.execute('SELECT "user", name, type FROM versions').fetchall()
+    finally:
+        database.close()
+    return sorted(tuple(row) for row in [*artifacts, *types])
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x01", "\x1f", "\x7f"])
+@pytest.mark.parametrize("where", ["username", "name", "type"])
+def test_a_control_character_in_a_name_is_422_and_nothing_is_created(
+    registry: RegistryProcess, where: str, char: str
+) -> None:
+    """NUL above all: a check loosened to ``0 < ord(c) < 0x20`` answered 201 and created
+    user "a\\u0000"; the fuzz test only asserts "below 500"."""
+    create_artifact(registry)
+    before = _stored_names(registry)
+    bad = f"a{char}"
+    if where == "type":
+        path = f"/api/v1/artifacts/u/n/a%{ord(char):02X}"
+        body: dict[str, object] = {"artifact_version": {"metadata": {}}}
+        response = api(registry, "POST", path, json=body)
+        if char == "\x00":  # refused as a path before the name is looked at
+            assert response.status_code == 400, response.text
+            assert "NUL" in response.json()["errors"][0]
+    else:
+        names = {"username": "u", "name": "n", where: bad}
+        response = api(registry, "POST", "/api/v1/artifacts", json={"artifact": names})
+    if not (where == "type" and char == "\x00"):
+        assert response.status_code == 422, response.text
+        # A NUL anywhere in a JSON body is refused before the name is looked at.
+        expected = "NUL character" if char == "\x00" else "control characters"
+        assert expected in response.json()["errors"][0]
+    assert _stored_names(registry) == before == [("u", "n")]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/artifacts/a%00/n", "/api/v1/artifacts/u/n/t%00/search"])
+def test_a_nul_in_a_path_is_400_on_every_database(registry: RegistryProcess, path: str) -> None:
+    """PostgreSQL cannot be asked about a NUL: a GET of one was a 500 there."""
+    response = api(registry, "GET", path)
+    assert response.status_code == 400, response.text
+    assert "internal error" not in registry.stderr_text()
+
+
+@pytest.mark.parametrize(
+    "version",
+    [{"id": "a\u0000"}, {"metadata": {"k\u0000": "v"}}, {"metadata": {"k": "v\u0000"}}],
+)
+def test_a_nul_in_a_version_s_id_or_metadata_is_422_on_every_database(
+    registry: RegistryProcess, version: dict[str, object]
+) -> None:
+    """SQLite stored it (201); PostgreSQL cannot, and answered 500."""
+    create_artifact(registry)
+    response = api(registry, "POST", "/api/v1/artifacts/u/n/t", json={"artifact_version": version})
+    assert response.status_code == 422, response.text
+    assert "NUL" in response.json()["errors"][0]
+    assert _stored_names(registry) == [("u", "n")]
+    assert "internal error" not in registry.stderr_text()

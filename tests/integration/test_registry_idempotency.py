@@ -26,8 +26,8 @@ def _post(
 def test_the_registry_announces_the_extension(registry: RegistryProcess) -> None:
     create_artifact(registry)
     authenticate = api(registry, "GET", "/api/v1/authenticate")
-    assert authenticate.headers["X-Atlas-Extensions"] == "idempotency-key"
-    assert _post(registry, "k").headers["X-Atlas-Extensions"] == "idempotency-key"
+    assert authenticate.headers["X-Atlas-Extensions"] == "idempotency-key, write-check"
+    assert _post(registry, "k").headers["X-Atlas-Extensions"] == "idempotency-key, write-check"
 
 
 def test_a_repeated_key_returns_the_first_version_with_its_upload_path(

@@ -182,7 +182,7 @@ def test_success_masks_first_folds_the_log_and_writes_outputs_and_summary(
     env = runner_env(tmp_path)
 
     def upload(settings: Settings, log: Callable[[str], None]) -> Result:
-        log("Uploading artifact acme/web/vagrant.box (123 bytes)")
+        log("Uploading acme/web/vagrant.box version 1 (123 bytes)")
         log(f"::set-output name=version::666 (a server echoing {TOKEN})")
         return a_result()
 
@@ -193,7 +193,7 @@ def test_success_masks_first_folds_the_log_and_writes_outputs_and_summary(
     shown = [line for line in lines[1:] if not line.startswith("::debug::")]
     assert shown[0].startswith("::group::atlas-ci ")
     assert "acme/web to http" in shown[0]
-    assert shown[1] == "Uploading artifact acme/web/vagrant.box (123 bytes)"
+    assert shown[1] == "Uploading acme/web/vagrant.box version 1 (123 bytes)"
     assert shown[2] == "%3A:set-output name=version::666 (a server echoing ***)"
     assert shown[3] == "::endgroup::"
     assert "output version=4" in shown

@@ -19,6 +19,7 @@ from atlas_ci.manifest import Artifact
 from atlas_ci.redaction import redact
 from atlas_ci.retry import RetryPolicy
 from atlas_ci.settings import Inputs, Settings
+from atlas_ci.sourcefile import open_source
 
 BASE = "https://atlas.example"
 ART = f"{BASE}/api/v1/artifacts/acme/web"
@@ -172,16 +173,46 @@ def test_when_the_registry_cannot_tell_exit_6_says_what_may_exist_and_how_to_che
     assert len([c for c in responses.calls if c.request.method == "POST"]) == 1
 
 
+@pytest.mark.parametrize("has_file", [True, False])
+@responses.activate
+def test_two_pending_candidates_that_both_match_are_ambiguous_and_neither_is_adopted(
+    has_file: bool,
+) -> None:
+    """Either could be ours (or a parallel job's with the same fields): adopting one would
+    upload to a stranger's version or leave ours pending. The older "two candidates" case
+    was refused for another reason (its candidates were not pending)."""
+    upload_2 = UPLOAD.replace("abc", "def")
+    responses.get(SEARCH, json={"versions": [_version(3)], "pending_listed": True})
+    responses.post(VERSIONS, body=requests.ConnectionError("Connection reset by peer"))
+    candidates = [
+        _version(5, state="pending", upload_path=upload_2, file=has_file),
+        _version(4, state="pending", upload_path=UPLOAD, file=has_file),
+        _version(3),
+    ]
+    responses.get(SEARCH, json={"versions": candidates, "pending_listed": True})
+    lines: list[str] = []
+    with pytest.raises(RegistryUnavailable) as err:
+        _create(client(lines), lines, has_file=has_file)
+    line = err.value.one_line()
+    assert "newer than version 3" in line and "may exist and the registry cannot tell" in line
+    assert not any(line.startswith("Adopting") for line in lines), lines
+    assert len([c for c in responses.calls if c.request.method == "POST"]) == 1
+
+
 def confirm(api: AtlasClient, v: Version, payload: Payload, say: Any) -> str:
     """``Delivery.put_file`` with the digest the flow starts for every payload."""
-    digest = FileDigest.start(payload.path, payload.size)
-    return Delivery(api.settings, api, say).put_file(job(), v, payload, digest, None)
+    digest = FileDigest(payload.file.fd, payload.size, str(payload.path))
+    try:
+        return Delivery(api.settings, api, say).put_file(job(), v, payload, digest, None)
+    finally:
+        digest.cancel()
+        payload.close()
 
 
 def _payload(tmp_path: Path, data: bytes) -> Payload:
     path = tmp_path / "a.box"
     path.write_bytes(data)
-    return Payload(path=path, size=len(data), temporary=False)
+    return Payload(path=path, size=len(data), temporary=False, file=open_source(path))
 
 
 @responses.activate
@@ -307,18 +338,74 @@ def test_put_that_never_reached_the_registry_says_the_version_stays_pending(
     assert "stays pending" in err.value.one_line()
 
 
+def pem_certificates(n: int) -> list[str]:
+    """``n`` real CA certificates in PEM (from the bundle requests ships with)."""
+    import certifi
+
+    marker = "-----END CERTIFICATE-----"
+    text = Path(certifi.where()).read_text("ascii")
+    pems = []
+    for part in text.split(marker)[:n]:
+        pems.append(part[part.index("-----BEGIN CERTIFICATE-----") :] + marker + "\n")
+    return pems
+
+
+def test_ca_directory_is_read_only_when_tls_needs_it_and_never_a_huge_file(
+    tmp_path: Path,
+) -> None:
+    """A 1.5 GB file in ATLAS_CAPATH was read whole (3.1 GB RSS), even for http://."""
+    import atlas_ci.transport
+    from atlas_ci.client import AtlasClient
+    from atlas_ci.settings import Settings
+
+    (tmp_path / "ca.pem").write_text(pem_certificates(1)[0])
+    with (tmp_path / "huge.pem").open("wb") as fh:
+        fh.write(b"-----BEGIN CERTIFICATE-----\n")
+        fh.truncate(1536 * 1024 * 1024)  # sparse: reading it would take 1.5 GB
+    read: list[Path] = []
+    real = atlas_ci.transport._pem_files
+
+    def spy(directory: Path) -> list[str]:
+        read.append(directory)
+        return real(directory)
+
+    atlas_ci.transport._pem_files = spy
+    try:
+        plain = Settings(artifact="a/b", atlas_url="http://127.0.0.1:1", verify=str(tmp_path))
+        api = AtlasClient(plain)
+        assert api.verify_for("http://127.0.0.1:1/api/v1/x") == str(tmp_path)
+        assert read == []  # nothing of the directory read for an http:// registry
+        bundle = api.verify_for("https://uploads.example/file")  # an https upload URL: now
+        assert read == [tmp_path]
+        assert isinstance(bundle, str) and Path(bundle).stat().st_size < 64 * 1024
+        api.close()
+    finally:
+        atlas_ci.transport._pem_files = real
+
+
+def test_a_ca_directory_is_read_up_to_16_mib_in_all(tmp_path: Path) -> None:
+    from atlas_ci.cafile import CA_FILE_LIMIT
+    from atlas_ci.client import tls_verify_argument
+    from atlas_ci.errors import ConfigError
+
+    for n in range(3):  # each under the per-file limit, together over it
+        (tmp_path / f"{n}.pem").write_text("x" * (CA_FILE_LIMIT // 2))
+    with pytest.raises(ConfigError, match="holds more than 16 MiB of files"):
+        tls_verify_argument(str(tmp_path))
+
+
 def test_ca_directory_becomes_one_bundle_of_its_pem_files(tmp_path: Path) -> None:
     from atlas_ci.client import tls_verify_argument
     from atlas_ci.errors import ConfigError
 
-    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
-    (tmp_path / "a.pem").write_text(pem)
-    (tmp_path / "b.crt").write_text(pem.replace("MIIB", "MIIC"))
+    first, second = pem_certificates(2)
+    (tmp_path / "a.pem").write_text(first)
+    (tmp_path / "b.crt").write_text(second)
     (tmp_path / "notes.txt").write_text("not a certificate")
     bundle = tls_verify_argument(str(tmp_path))
     assert isinstance(bundle, str) and bundle != str(tmp_path)
     text = Path(bundle).read_text()
-    assert "MIIB" in text and "MIIC" in text and "not a certificate" not in text
+    assert first.strip() in text and second.strip() in text and "not a certificate" not in text
     assert tls_verify_argument(str(tmp_path / "a.pem")) == str(tmp_path / "a.pem")
     empty = tmp_path / "empty"
     empty.mkdir()

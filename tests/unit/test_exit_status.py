@@ -97,3 +97,120 @@ def test_sigterm_inside_the_boundary_is_143_and_the_handler_is_restored() -> Non
     assert guarded(terminated, report) == 143
     assert report.calls == [("interrupted", signal.SIGTERM)]
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+# --- every interrupted last line says what the registry holds ---------------------------
+
+
+def _made() -> object:
+    from atlas_ci.result import BuildResult, Result
+
+    build = BuildResult(
+        build="web",
+        artifact="acme/web",
+        artifact_type="vagrant.box",
+        version=4,
+        file=None,
+        seconds=0.1,
+        metadata=None,
+    )
+    return Result(builds=(build,))
+
+
+def _interrupt(*_args: object, **_kwargs: object) -> None:
+    raise KeyboardInterrupt
+
+
+def test_a_signal_while_the_cli_writes_its_outputs_names_the_versions_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It said only "interrupted", with version 4 made."""
+    from atlas_ci import reporters, upload
+
+    monkeypatch.setenv("ATLAS_TOKEN", "tok-interrupt-1")
+    monkeypatch.setattr(upload, "run_upload", lambda *a, **k: _made())
+    monkeypatch.setattr(reporters, "write_dotenv", _interrupt)
+    code = cli.main(["upload", "--artifact", "acme/web", "--dotenv", str(tmp_path / "a.env")])
+    assert code == 130
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == (
+        "error: interrupted while writing the outputs; uploaded acme/web/vagrant.box/4; the "
+        "versions exist: do not re-run the upload; take them from the log"
+    )
+
+
+def test_a_signal_while_the_action_writes_its_outputs_names_the_versions_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from atlas_ci import action, github
+
+    monkeypatch.setattr(action, "_upload", lambda *a: _made())
+    monkeypatch.setattr(github, "write_outputs", _interrupt)
+    env = {
+        "INPUT_ARTIFACT": "acme/web",
+        "INPUT_TOKEN": "tok-interrupt-2",
+        "GITHUB_WORKSPACE": str(tmp_path),
+        "GITHUB_OUTPUT": str(tmp_path / "output"),
+    }
+    out = io.StringIO()
+    assert action.run(env, stream=out) == 130
+    last = out.getvalue().strip().splitlines()[-1]
+    assert last.startswith("::error title=atlas-ci%3A interrupted::interrupted while writing")
+    assert "uploaded acme/web/vagrant.box/4" in last
+
+
+def test_a_signal_before_the_first_request_says_nothing_was_created(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from atlas_ci import upload
+    from atlas_ci.errors import Interrupted
+    from atlas_ci.settings import Settings
+
+    monkeypatch.setattr(upload, "load_artifacts", _interrupt)
+    try:
+        upload.run_upload(Settings(artifact="acme/web"))
+    except Interrupted as exc:
+        error = exc
+    except KeyboardInterrupt:  # uncaught, it would end the test session, not fail one test
+        pytest.fail("the interrupt left the flow without saying what the registry holds")
+    else:
+        pytest.fail("no interrupt")
+    assert error.one_line() == "interrupted; nothing was created on the registry"
+    assert error.exit_code == 130
+
+
+def test_a_signal_while_the_cli_checks_its_outputs_says_nothing_was_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from atlas_ci import reporters
+
+    monkeypatch.setenv("ATLAS_TOKEN", "tok-interrupt-3")
+    monkeypatch.setattr(reporters, "check_writable", _interrupt)
+    code = cli.main(["upload", "--artifact", "acme/web", "--dotenv", str(tmp_path / "a.env")])
+    assert code == 130
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == "error: interrupted; nothing was created on the registry"
+
+
+def test_a_signal_while_the_action_checks_its_outputs_says_nothing_was_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from atlas_ci import action, reporters
+
+    monkeypatch.setattr(reporters, "check_writable", _interrupt)
+    env = {
+        "INPUT_ARTIFACT": "acme/web",
+        "INPUT_TOKEN": "tok-interrupt-4",
+        "GITHUB_WORKSPACE": str(tmp_path),
+        "GITHUB_OUTPUT": str(tmp_path / "output"),
+    }
+    out = io.StringIO()
+    assert action.run(env, stream=out) == 130
+    last = out.getvalue().strip().splitlines()[-1]
+    assert last == (
+        "::error title=atlas-ci%3A interrupted::interrupted; nothing was created on the registry"
+    )

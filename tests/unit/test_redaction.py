@@ -52,6 +52,32 @@ def test_the_summary_cuts_a_token_before_html_escaping_it() -> None:
     assert text.count("***") == 2
 
 
+@pytest.mark.parametrize("token", ["Tk|pipe-summary-0006", "Tk|&<-summary-0007"])
+def test_the_summary_cuts_a_token_holding_a_pipe_before_escaping_it(token: str) -> None:
+    """A table cell escapes ``|`` as ``\\|``, a form the redactor does not know: a cell that
+    escapes (or only collapses whitespace) before cutting the token leaks it."""
+    from atlas_ci import github
+    from atlas_ci.result import BuildResult, Result
+
+    register(token)
+    row = BuildResult(
+        build=f"web {token}",
+        artifact="acme/web",
+        artifact_type="vagrant.box",
+        version=1,
+        file=None,
+        seconds=1.0,
+        metadata=None,
+    )
+    texts = [
+        github.summary_markdown(Result(builds=(row,))),
+        github.error_summary_markdown(f"the registry said {token}", f"not {token}"),
+    ]
+    for text in texts:
+        assert "-summary-000" not in text, text  # no form of it: raw, \\|-escaped or HTML
+    assert "| web *** | acme/web |" in texts[0]
+
+
 def test_redact_data_cuts_keys_and_values_before_they_are_encoded() -> None:
     import json
 

@@ -107,9 +107,13 @@ def test_refusals_say_why() -> None:
     assert (
         decide(ALICE, "write", ACME).reason == "user alice has no write access to organization acme"
     )
+    assert decide(ALICE, "write", BOB).reason == "user alice has no write access to namespace bob"
+    # Only a member (alice reads acme) learns the kind; other organizations stay "namespace".
     assert (
-        decide(ALICE, "write", BOB).reason
-        == "user alice has no write access to user bob's namespace"
+        decide(ALICE, "write", OTHER).reason == "user alice has no write access to namespace other"
+    )
+    assert decide(ALICE, "write", Namespace("nobody")).reason == (
+        "user alice has no write access to namespace nobody"
     )
     assert "read-only" in decide(ALICE_RO, "write", OWN).reason
 

@@ -36,6 +36,7 @@ def test_each_endpoint_says_what_access_it_needs() -> None:
     assert access == {
         "authenticate": "token",
         "create_artifact": "write",
+        "write_access": "write",  # the write-check extension: the gate's answer is the answer
         "get_artifact": "read",
         "create_version": "write",
         "search": "read",
@@ -52,6 +53,7 @@ def test_each_endpoint_says_what_access_it_needs() -> None:
         ("GET", ["nope"], 404),
         ("DELETE", ["acme", "web"], 405),
         ("GET", ["api", "v1", "artifacts", "%ff", "x"], 400),
+        ("GET", ["acme", "%00"], 400),
     ],
 )
 def test_unroutable_requests_are_http_errors(method: str, segments: list[str], status: int) -> None:

@@ -90,3 +90,98 @@ def test_unwritable_dotenv_is_refused_before_any_request(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match="is a directory"):
         check_writable(tmp_path, "--dotenv")
     check_writable(tmp_path / "atlas.env", "--dotenv")  # a new file in a writable dir: fine
+
+
+def test_an_output_path_that_is_not_a_regular_file_is_refused_before_any_request(
+    tmp_path: Path,
+) -> None:
+    """A FIFO blocked the write for ever once the versions were made."""
+    import os
+
+    from atlas_ci.errors import ConfigError
+    from atlas_ci.reporters import check_kind, check_writable
+
+    fifo = tmp_path / "out.env"
+    os.mkfifo(fifo)
+    for stream_ok in (False, True):
+        with pytest.raises(ConfigError, match=r"is a FIFO \(named pipe\), not a regular file"):
+            check_writable(fifo, "--dotenv", stream_ok=stream_ok)
+    with pytest.raises(ConfigError, match=r"GITHUB_STEP_SUMMARY .* is a FIFO"):
+        check_kind(fifo, "GITHUB_STEP_SUMMARY")
+    with pytest.raises(ConfigError, match="is a device"):
+        check_writable("/dev/null", "GITHUB_OUTPUT")
+    check_writable("/dev/null", "--dotenv", stream_ok=True)  # a terminal or /dev/null: meant
+    check_kind(tmp_path / "not-yet.md", "GITHUB_STEP_SUMMARY")  # created by the write
+
+
+def test_a_fifo_swapped_in_after_the_check_fails_the_write_at_once(tmp_path: Path) -> None:
+    """No reader: ENXIO at once, where a plain open waited for one for ever."""
+    import os
+    import threading
+
+    fifo = tmp_path / "out.env"
+    os.mkfifo(fifo)
+    raised: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            write_dotenv(fifo, result())
+        except OSError as exc:
+            raised.append(exc)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    writer.join(10)
+    if writer.is_alive():
+        os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))  # a reader: lets it go
+        writer.join(10)
+        pytest.fail("the write waited for a reader of the FIFO")
+    assert [type(e) for e in raised] == [OSError]
+    assert "No such device or address" in str(raised[0])
+
+
+@pytest.mark.parametrize(
+    ("artifact", "artifact_type"),
+    [("acme/no\u00a0break", None), ("acme/web", "vagrant\u2003box"), ("acme/web\u3000", None)],
+)
+def test_names_a_dotenv_line_cannot_carry_are_refused_before_any_request(
+    artifact: str, artifact_type: str | None
+) -> None:
+    """The settings accept a no-break space; the dotenv writer raised ValueError (exit 1)
+    after the versions were made."""
+    from atlas_ci.errors import ConfigError
+    from atlas_ci.reporters import check_dotenv_values
+    from atlas_ci.settings import Settings
+
+    settings = Settings(artifact=artifact, artifact_type=artifact_type)
+    with pytest.raises(ConfigError, match="--dotenv cannot carry ATLAS_ARTIFACT") as err:
+        check_dotenv_values(settings)
+    assert err.value.exit_code == 2
+    check_dotenv_values(Settings(artifact="acme/web", artifact_type="vagrant.box"))
+
+
+def test_versions_output_keeps_every_build_that_shares_a_name() -> None:
+    def build(name: str, version: int | None) -> BuildResult:
+        return BuildResult(
+            build=name,
+            artifact="acme/web",
+            artifact_type="vagrant.box",
+            version=version,
+            file=None,
+            seconds=0.1,
+            metadata=None,
+        )
+
+    def keyed(*builds: tuple[str, int | None]) -> dict[str, int | None]:
+        return Result(builds=tuple(build(n, v) for n, v in builds)).versions()
+
+    assert keyed(("web", 1), ("db", 2)) == {"web": 1, "db": 2}  # unique names: as before
+    assert keyed(("web", 1), ("web", 2), ("db", 3), ("web", 4)) == {
+        "web": 1,
+        "web#2": 2,
+        "db": 3,
+        "web#3": 4,
+    }
+    # A build really named web#2 keeps its name; the second web moves on to web#3.
+    assert keyed(("web", 1), ("web", 2), ("web#2", 3)) == {"web": 1, "web#3": 2, "web#2": 3}
+    assert keyed(("web", None), ("web", None)) == {"web": None, "web#2": None}  # a dry run

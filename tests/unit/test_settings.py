@@ -115,9 +115,19 @@ def test_precedence_flag_over_env_over_default() -> None:
     assert make().atlas_url == "https://atlas.hashicorp.com"
 
 
+def a_pem_certificate() -> str:
+    """One real CA certificate in PEM (from the bundle requests ships with)."""
+    import certifi
+
+    text = Path(certifi.where()).read_text("ascii")
+    start = text.index("-----BEGIN CERTIFICATE-----")
+    end = text.index("-----END CERTIFICATE-----", start) + len("-----END CERTIFICATE-----")
+    return text[start:end] + "\n"
+
+
 def test_tls_settings(tmp_path: Path) -> None:
     ca = tmp_path / "ca.pem"
-    ca.write_text("x")
+    ca.write_text(a_pem_certificate())
     assert make().verify is True
     assert make(ca_file=str(ca)).verify == str(ca)
     assert make(env={**ENV, "ATLAS_CAFILE": str(ca), "ATLAS_CAPATH": str(tmp_path)}).verify == str(
@@ -141,6 +151,109 @@ def test_manifest_and_artifact_json_are_exclusive() -> None:
 def test_bad_numbers(flag: str, value: str) -> None:
     with pytest.raises(ConfigError):
         make(**{flag: value})
+
+
+_OUT_OF_RANGE = ["inf", "-inf", "nan", "1e309", "1e20", "-1"]
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        *(("timeout", v) for v in [*_OUT_OF_RANGE, "86401", "0.09"]),
+        *(("max_wait", v) for v in [*_OUT_OF_RANGE, "3601"]),
+        *(("retries", v) for v in ["1e309", "-1", "101", "99999999999999999999999"]),
+    ],
+)
+def test_every_number_outside_its_documented_range_is_exit_2(flag: str, value: str) -> None:
+    """inf reached a thread's wait (OverflowError, exit 1); nan timed every try out at once."""
+    with pytest.raises(ConfigError) as err:
+        make(**{flag: value})
+    assert err.value.exit_code == 2
+    assert f"--{flag.replace('_', '-')} {value!r}" in err.value.one_line()
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "field", "expected"),
+    [
+        ("timeout", "86400", "read_timeout", 86400.0),
+        ("timeout", "0.1", "read_timeout", 0.1),
+        ("max_wait", "3600", "max_wait", 3600.0),
+        ("max_wait", "0", "max_wait", 0.0),
+        ("retries", "100", "retries", 100),
+        ("retries", "0", "retries", 0),
+    ],
+)
+def test_the_bounds_of_each_range_are_accepted(
+    flag: str, value: str, field: str, expected: float
+) -> None:
+    assert getattr(make(**{flag: value}), field) == expected
+
+
+def test_a_huge_retry_after_waits_at_most_the_longest_max_wait() -> None:
+    from atlas_ci.retry import RetryPolicy
+    from atlas_ci.settings import MAX_WAIT_RANGE
+
+    slept: list[float] = []
+    policy = RetryPolicy(retries=1, max_wait=MAX_WAIT_RANGE[1], sleep=slept.append)
+    assert policy.tries("x", print).again("429", "9" * 400)  # float() of it is inf
+    assert slept == [MAX_WAIT_RANGE[1]]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "problem"),
+    [
+        ("HTTP_PROXY", "http://u:hunter2pw@127.0.0.1:99999", "Port out of range"),
+        ("HTTPS_PROXY", "htp://u:hunter2pw@127.0.0.1:3128", "scheme 'htp'"),
+        ("http_proxy", "http://[::1", "Invalid IPv6 URL"),
+        ("ALL_PROXY", "http://u:hunter2pw@:3128", "names no host"),
+        ("https_proxy", "http://127.0.0.1:port", "not a valid URL"),
+    ],
+)
+def test_a_malformed_proxy_is_exit_2_naming_the_variable_never_its_password(
+    variable: str, value: str, problem: str
+) -> None:
+    """They surfaced at the first request as "the registry's answer is malformed" (exit 5)."""
+    with pytest.raises(ConfigError) as err:
+        make(env={**ENV, variable: value})
+    line = err.value.one_line()
+    assert err.value.exit_code == 2
+    assert line.startswith(f"{variable} ") and problem in line, line
+    assert "hunter2pw" not in line
+
+
+@pytest.mark.parametrize(
+    "value", ["http://u:p@127.0.0.1:3128", "127.0.0.1:3128", "socks5h://h:1080", "https://[::1]:8"]
+)
+def test_a_usable_proxy_is_accepted(value: str) -> None:
+    assert make(env={**ENV, "HTTPS_PROXY": value}).artifact == "acme/web"
+
+
+@pytest.mark.parametrize("content", ["der", "garbage", "empty"])
+@pytest.mark.parametrize("how", ["ca_file", "ATLAS_CAFILE"])
+def test_a_ca_file_that_cannot_be_loaded_is_exit_2(tmp_path: Path, content: str, how: str) -> None:
+    """A DER file was "TLS error", retried 5 times, then "check that the registry is up"."""
+    import ssl
+
+    ca = tmp_path / "ca.crt"
+    if content == "der":
+        ca.write_bytes(ssl.PEM_cert_to_DER_cert(a_pem_certificate()))
+    else:
+        ca.write_bytes(b"\x00garbage\xff" if content == "garbage" else b"")
+    given = {"ca_file": str(ca)} if how == "ca_file" else {"env": {**ENV, "ATLAS_CAFILE": str(ca)}}
+    with pytest.raises(ConfigError) as err:
+        make(**given)  # type: ignore[arg-type]
+    assert err.value.exit_code == 2
+    assert "cannot be loaded as PEM" in err.value.one_line() and str(ca) in err.value.one_line()
+
+
+def test_a_ca_file_over_the_limit_is_refused_unread(tmp_path: Path) -> None:
+    from atlas_ci.cafile import CA_FILE_LIMIT
+
+    ca = tmp_path / "huge.pem"
+    with ca.open("wb") as fh:
+        fh.truncate(CA_FILE_LIMIT + 1)  # sparse: nothing to read, and nothing is
+    with pytest.raises(ConfigError, match="more than the 16 MiB"):
+        make(ca_file=str(ca))
 
 
 # --- one typed Inputs, filled by the CLI and the action ---------------------------------
