@@ -21,12 +21,13 @@ import stat
 import struct
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, cast
 
 from atlas_ci.errors import ConfigError, InputFileError
-from atlas_ci.textfile import describe_mode, open_regular, quoted
+from atlas_ci.sourcefile import SourceFile, open_source
+from atlas_ci.textfile import quoted
 
 if TYPE_CHECKING:
     import tarfile
@@ -38,6 +39,7 @@ COPY_BUFFER = 1024 * 1024
 DEFAULT_LEVEL = 6  # Go's default, what Packer used; Python's gzip default (9) is far slower
 
 GzipWriter = Callable[[BinaryIO, int], BinaryIO]
+Opener = Callable[[Path], SourceFile]
 
 _FTEXT, _FHCRC, _FEXTRA, _FNAME, _FCOMMENT = 1, 2, 4, 8, 16
 _RESERVED_FLAGS = 0xE0
@@ -46,26 +48,40 @@ _MAX_HEADER_STRING = 512  # Go's gzip reader refuses longer names and comments
 
 @dataclass(frozen=True)
 class Payload:
-    """The file to PUT and its size."""
+    """The file to PUT, its size, and its open descriptor (hashed and sent from)."""
 
     path: Path  # the original gzip file, or a temp .tar.gz
     size: int
     temporary: bool  # True if we created it (the caller's temp dir owns it)
+    file: SourceFile = field(compare=False, repr=False)
+
+    def close(self) -> None:
+        """Let go of the file; a temporary archive is removed."""
+        self.file.close()
+        if self.temporary:
+            self.path.unlink(missing_ok=True)
 
 
-def is_gzip(path: Path) -> bool:
-    """True if ``path`` starts with a complete, well-formed gzip member header."""
+# The longest header _gzip_header_ok may read: fixed part, FEXTRA, FNAME, FCOMMENT, FHCRC.
+_HEADER_MAX = 10 + 2 + 0xFFFF + 2 * _MAX_HEADER_STRING + 2
+
+
+def is_gzip(file: Path | SourceFile) -> bool:
+    """True if the file starts with a complete, well-formed gzip member header."""
+    path = file if isinstance(file, Path) else file.path
     try:
-        # O_NONBLOCK first: a file swapped for a FIFO since it was checked must not hang.
-        fd = open_regular(path)
-        with os.fdopen(fd, "rb") as handle:
-            return _gzip_header_ok(handle)
+        if isinstance(file, SourceFile):
+            start = os.pread(file.fd, _HEADER_MAX, 0)
+        else:
+            with open_source(file) as opened:
+                start = os.pread(opened.fd, _HEADER_MAX, 0)
     except OSError as exc:
         raise InputFileError(
             f"file {quoted(str(path))} cannot be read: {exc.strerror or exc}",
             "check the file's permissions",
             path=str(path),
         ) from None
+    return _gzip_header_ok(io.BytesIO(start))
 
 
 def _gzip_header_ok(handle: BinaryIO) -> bool:
@@ -134,11 +150,14 @@ def prepare_payload(
     *,
     level: int = DEFAULT_LEVEL,
     gzip_writer: GzipWriter | None = None,
+    opener: Opener = open_source,
 ) -> Payload | None:
     """The payload for ``files``: None, the gzip file itself, or a new tar.gz in ``workdir``.
 
-    ``gzip_writer(raw, level)`` returns the compressing stream to write the tar into (a
-    parallel implementation plugs in here); the default is single-threaded gzip at ``level``.
+    Each file is opened once, by ``opener`` (the caller's checks, or a file it opened
+    earlier), and read only through that descriptor. ``gzip_writer(raw, level)`` returns
+    the compressing stream to write the tar into (a parallel implementation plugs in
+    here); the default is single-threaded gzip at ``level``.
     """
     if not 0 <= level <= 9:
         raise ConfigError(f"gzip level {level} is out of range", "use a level from 0 to 9")
@@ -146,12 +165,18 @@ def prepare_payload(
         return None
     if len(files) == 1:
         only = Path(files[0])
-        if is_gzip(only):
-            return Payload(path=only, size=_size(only), temporary=False)
+        source = opener(only)
+        try:
+            if is_gzip(source):
+                return Payload(path=only, size=source.size, temporary=False, file=source)
+        except BaseException:
+            source.close()
+            raise
         entries = [_Entry(name=only.name, source=only, is_dir=False)]
-    else:
-        entries = _entries_under_prefix([Path(file) for file in files])
-    return _write_archive(entries, Path(workdir), level, gzip_writer)
+        with source:
+            return _write_archive(entries, Path(workdir), level, gzip_writer, lambda _: source)
+    entries = _entries_under_prefix([Path(file) for file in files])
+    return _write_archive(entries, Path(workdir), level, gzip_writer, opener)
 
 
 @dataclass(frozen=True)
@@ -181,17 +206,6 @@ def _entries_under_prefix(files: list[Path]) -> list[_Entry]:
     return sorted(entries.values(), key=walk_order)
 
 
-def _size(path: Path) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError as exc:
-        raise InputFileError(
-            f"file {quoted(str(path))} cannot be read: {exc.strerror or exc}",
-            "check that the file still exists",
-            path=str(path),
-        ) from None
-
-
 def _default_gzip(raw: BinaryIO, level: int) -> BinaryIO:
     import gzip
 
@@ -201,7 +215,11 @@ def _default_gzip(raw: BinaryIO, level: int) -> BinaryIO:
 
 
 def _write_archive(
-    entries: list[_Entry], workdir: Path, level: int, gzip_writer: GzipWriter | None
+    entries: list[_Entry],
+    workdir: Path,
+    level: int,
+    gzip_writer: GzipWriter | None,
+    opener: Opener,
 ) -> Payload:
     import tarfile
     import tempfile
@@ -224,12 +242,14 @@ def _write_archive(
                     copybufsize=COPY_BUFFER,
                 ) as tar:
                     for entry in entries:
-                        _add(tar, entry, workdir)
+                        _add(tar, entry, opener)
             except BaseException:
                 _close_quietly(stream)
                 raise
             stream.close()
-        return Payload(path=temp, size=temp.stat().st_size, temporary=True)
+        # Our own file in our private directory: opened once more, to be hashed and sent.
+        archive = open_source(temp)
+        return Payload(path=temp, size=archive.size, temporary=True, file=archive)
     except InputFileError:
         temp.unlink(missing_ok=True)
         raise
@@ -254,23 +274,23 @@ def _write_error(workdir: Path, exc: OSError) -> InputFileError:
     )
 
 
-def _header(entry: _Entry, info: os.stat_result) -> tarfile.TarInfo:
+def _header(entry: _Entry, mode: int, mtime: int, size: int) -> tarfile.TarInfo:
     import tarfile
 
     member = tarfile.TarInfo(entry.name)
-    member.mode = stat.S_IMODE(info.st_mode)
-    member.mtime = int(info.st_mtime)
+    member.mode = stat.S_IMODE(mode)
+    member.mtime = mtime
     member.uid = member.gid = 0
     member.uname = member.gname = ""
     if entry.is_dir:
         member.type = tarfile.DIRTYPE
     else:
         member.type = tarfile.REGTYPE
-        member.size = info.st_size
+        member.size = size
     return member
 
 
-def _add(tar: tarfile.TarFile, entry: _Entry, workdir: Path) -> None:
+def _add(tar: tarfile.TarFile, entry: _Entry, opener: Opener) -> None:
     shown = quoted(str(entry.source))
     if entry.is_dir:
         try:
@@ -281,34 +301,23 @@ def _add(tar: tarfile.TarFile, entry: _Entry, workdir: Path) -> None:
                 "check that the artifact's directory still exists",
                 path=str(entry.source),
             ) from None
-        tar.addfile(_header(entry, info))
+        tar.addfile(_header(entry, info.st_mode, int(info.st_mtime), 0))
         return
+    source = opener(entry.source)
     try:
-        # O_NONBLOCK: if the file was swapped for a FIFO since it was checked, do not hang.
-        fd = os.open(entry.source, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        raise InputFileError(
-            f"file {shown} cannot be opened: {exc.strerror or exc}",
-            "check that the file still exists and is readable",
-            path=str(entry.source),
-        ) from None
-    with os.fdopen(fd, "rb") as source:
-        info = os.fstat(source.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise InputFileError(
-                f"file {shown} is {describe_mode(info.st_mode)}",
-                "artifact files must be regular files",
-                path=str(entry.source),
-            )
-        member = _header(entry, info)
+        member = _header(entry, source.mode, source.mtime, source.size)
         try:
-            tar.addfile(member, _Reader(source, entry.source))
+            tar.addfile(member, _Reader(source))
         except _SourceError as exc:
             raise InputFileError(
                 f"file {shown} cannot be read: {exc.reason}",
                 "make sure nothing writes the artifact while it is uploaded",
                 path=str(entry.source),
             ) from None
+        # What was read is what the header promised: the file as it was when opened.
+        source.check("while it was archived")
+    finally:
+        source.close()
 
 
 class _Counting:
@@ -346,19 +355,23 @@ class _SourceError(Exception):
 
 
 class _Reader:
-    """Wraps an artifact file so read errors are told apart from archive write errors."""
+    """An artifact file read from its descriptor at explicit offsets (the position of a
+    descriptor the caller shares is left alone); read errors are told apart from archive
+    write errors."""
 
-    def __init__(self, handle: BinaryIO, path: Path) -> None:
-        self._handle = handle
-        self._path = path
+    def __init__(self, source: SourceFile) -> None:
+        self._source = source
+        self._offset = 0
 
     def read(self, size: int = -1) -> bytes:
+        want = self._source.size - self._offset if size < 0 else size
         try:
-            data = self._handle.read(size)
+            data = os.pread(self._source.fd, want, self._offset)
         except OSError as exc:
             raise _SourceError(str(exc.strerror or exc)) from None
-        if size > 0 and len(data) < size:
+        if len(data) < want:
             # tarfile asks for exactly what the header promised; a short read means the
-            # file shrank after its size was taken.
+            # file shrank after it was opened.
             raise _SourceError("it shrank while being archived")
+        self._offset += len(data)
         return data

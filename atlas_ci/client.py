@@ -58,6 +58,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from atlas_ci.sourcefile import SourceFile
     from atlas_ci.transfer import PutOutcome, PutResponse
 
 
@@ -233,7 +234,7 @@ class AtlasClient(ApiSession):
     def upload(
         self,
         upload_path: str,
-        path: Path,
+        path: Path | SourceFile,
         size: int,
         *,
         progress: Callable[[int], None] | None = None,
@@ -281,7 +282,7 @@ class AtlasClient(ApiSession):
     def _put_once(
         self,
         upload_path: str,
-        path: Path,
+        path: Path | SourceFile,
         size: int,
         progress: Callable[[int], None] | None,
         digest: FileDigest | None,

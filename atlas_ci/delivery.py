@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, TypedDict
 
 from atlas_ci.answers import Ambiguous, UploadConflict, UploadFailed, Version
 from atlas_ci.errors import AtlasCIError, RegistryRefused, RegistryUnavailable
+from atlas_ci.sourcefile import FileChanged
 
 if TYPE_CHECKING:
     from atlas_ci.archive import Payload
@@ -251,7 +252,7 @@ class Delivery:
             try:
                 sha = self.api.upload(
                     version.upload_path,
-                    payload.path,
+                    payload.file,
                     payload.size,
                     progress=progress,
                     digest=digest,
@@ -259,6 +260,8 @@ class Delivery:
                 )
             except (UploadConflict, UploadFailed) as exc:
                 return self._after_failed_put(job, version.version, digest, exc)
+            except FileChanged as exc:
+                return self._after_change(job, version.version, digest, exc)
             sha = sha or digest.result()
             state = self.file_state(job, version.version, sha)
             if state in ("ready", "unsupported"):
@@ -309,6 +312,56 @@ class Delivery:
                 self._check_hint(job, number),
             ) from None
         raise exc from None
+
+    def _after_change(self, job: Job, number: int, digest: FileDigest, exc: FileChanged) -> str:
+        """The sha256 sent when the registry holds exactly the bytes hashed; else raise,
+        saying what the registry holds now."""
+        slug = f"{self.settings.artifact}/{job.artifact_type} version {number}"
+        hint = f"{exc.hint}, then re-run (a re-run makes a new version)"
+        if not exc.delivered:  # the body was stopped short: the registry kept nothing
+            raise FileChanged(
+                f"{exc.message}; {slug} was created and stays pending (the registry did not "
+                "get the whole file)",
+                hint,
+                path=exc.path,
+            ) from None
+        local = digest.result()
+        try:
+            state = self.file_state(job, number, local)
+        except RegistryRefused:  # it holds a file whose sha256 is not the one hashed
+            raise FileChanged(
+                f"{exc.message}; {slug} is ready on the registry with a file that is not the "
+                f"one hashed (sha256 {local}): do not use it",
+                hint,
+                path=exc.path,
+            ) from None
+        if state == "ready" and self._stored_sha256(job, number) == local:
+            self.say(
+                f"warning: {exc.message}, after the registry had read it: {slug} holds the "
+                f"file as it was hashed (sha256 {local})"
+            )
+            return local
+        held = {"ready": "is ready on the registry", "pending": "stays pending"}.get(
+            state, "may have its file on the registry"
+        )
+        raise FileChanged(
+            f"{exc.message}; {slug} {held}, and whether its file is the one hashed (sha256 "
+            f"{local}) cannot be told",
+            f"{self._check_hint(job, number)}; {exc.hint}",
+            path=exc.path,
+        ) from None
+
+    def _stored_sha256(self, job: Job, number: int) -> str | None:
+        """The sha256 the registry reports for version ``number``'s file, if it does."""
+        s = self.settings
+        params = {"version": str(number), "include_pending": "1"}
+        try:
+            found = self.api.search(s.user, s.name, job.artifact_type, params)
+        except AtlasCIError:
+            return None
+        listed = [v for v in (found.versions if found else []) if v.get("version") == number]
+        stored = listed[0].get("sha256") if len(listed) == 1 else None
+        return stored if isinstance(stored, str) else None
 
     def file_state(self, job: Job, number: int, sha256: str) -> str:
         """What the registry says of version ``number``'s file.

@@ -28,7 +28,7 @@ from pathlib import Path
 from atlas_ci.errors import InputFileError
 from atlas_ci.textfile import open_regular
 
-__all__ = ["CHUNK", "HASH_READ", "SWITCH_INTERVAL", "FileDigest"]
+__all__ = ["CHUNK", "HASH_READ", "SWITCH_INTERVAL", "FileDigest", "pread_into"]
 
 CHUNK = 1 << 20
 """The block size of the upload's writes where it cannot use sendfile (see transfer.py)."""
@@ -87,6 +87,11 @@ class FileDigest:
         self._name = name
         self._owns_fd = owns_fd
         self._stop = threading.Event()
+        # How far the hash has got, for a sender that must not run far ahead of it.
+        self._progress = threading.Condition()
+        self._hashed = 0
+        self._wanted: int | None = None  # what a waiter waits for: woken only once it is there
+        self._ended = False
         self._digest = ""
         self._error: BaseException | None = None
         self.seconds: float | None = None  # how long the whole hash took, once it is done
@@ -129,13 +134,17 @@ class FileDigest:
                 offset = 0
                 while offset < self._size and not self._stop.is_set():
                     want = min(HASH_READ, self._size - offset)
-                    n = _pread_into(self._fd, view[:want], offset)
+                    n = pread_into(self._fd, view[:want], offset)
                     if not n:
                         raise InputFileError(
                             f"{self._name} got shorter while it was read", path=self._name
                         )
                     digest.update(view[:n])  # hashlib lets go of the GIL for big updates
                     offset += n
+                    with self._progress:
+                        self._hashed = offset
+                        if self._wanted is not None and offset >= self._wanted:
+                            self._progress.notify_all()
             buf.close()
             if offset == self._size:  # not cancelled half way
                 self._digest = digest.hexdigest()
@@ -148,6 +157,19 @@ class FileDigest:
                     os.close(self._fd)
             finally:
                 _switch.leave(self)
+                with self._progress:
+                    self._ended = True
+                    self._progress.notify_all()
+
+    def wait_hashed(self, offset: int) -> int:
+        """Wait until at least ``offset`` bytes are hashed or the hash ended; how many are."""
+        with self._progress:
+            self._wanted = offset
+            try:
+                self._progress.wait_for(lambda: self._hashed >= offset or self._ended)
+            finally:
+                self._wanted = None
+            return self._hashed
 
     def result(self) -> str:
         """The hex digest; waits for the thread. Raises what the thread met."""
@@ -164,7 +186,8 @@ class FileDigest:
         self._thread.join()
 
 
-def _pread_into(fd: int, view: memoryview, offset: int) -> int:
+def pread_into(fd: int, view: memoryview, offset: int) -> int:
+    """Read into ``view`` from ``offset`` of ``fd`` (the file position is left alone)."""
     if hasattr(os, "preadv"):
         return os.preadv(fd, [view], offset)
     data = os.pread(fd, len(view), offset)

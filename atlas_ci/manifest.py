@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,13 @@ from atlas_ci.textfile import MiB, describe_mode, quoted, read_text, unsendable
 
 MAX_MANIFEST_BYTES = 64 * MiB
 MAX_ARTIFACT_JSON_BYTES = 64 * MiB
+MAX_JSON_VALUES = 1_000_000
+"""The most JSON values (objects, arrays, strings, numbers...) a manifest or an artifact JSON
+may hold. The byte cap alone does not bound the parse: 64 MiB of ``{},`` are 21 million
+dicts, 1.6 GB. A million values parse in well under 200 MB whatever their kind, and a
+Packer manifest spends about 15 on a build: some 60,000 builds (Packer appends every run)."""
+
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
 
 
 @dataclass(frozen=True)
@@ -180,7 +188,35 @@ def load_artifact_json(
     ]
 
 
+def _count_values(text: str) -> int:
+    """An upper bound of the JSON values (and object keys) in ``text``, close to exact.
+
+    Each value but the first follows a ``,`` or a ``:``, or opens an array; each object
+    holds a ``:`` per member. Counting ``[``, ``{`` and ``,`` bounds that cheaply. Only
+    when that says the text may be over the cap are the ones inside strings taken off: one
+    match per string, so first the strings are counted (each is a value or a key itself).
+    """
+    quick = text.count(",") + text.count("[") + text.count("{") + 1
+    if quick <= MAX_JSON_VALUES:
+        return quick
+    strings = text.count('"') // 2
+    if strings > MAX_JSON_VALUES:
+        return strings
+    inside = 0
+    for match in _STRING.finditer(text):
+        start, end = match.span()
+        inside += sum(text.count(mark, start, end) for mark in ",[{")
+    return quick - inside
+
+
 def _parse_json(text: str, label: str, path: str, *, plain: bool) -> object:
+    if _count_values(text) > MAX_JSON_VALUES:
+        raise InputFileError(
+            f"{label} holds more than {MAX_JSON_VALUES:,} JSON values, more than this tool reads",
+            "remove the builds of old runs (Packer's manifest post-processor appends every "
+            "run), or check that this is the right file",
+            path=path,
+        )
     try:
         if plain:
             return json.loads(text)

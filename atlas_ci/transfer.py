@@ -11,8 +11,13 @@ Two ways to send, one result:
   requests frames it with ``Content-Length`` and never chunks it. The hash runs in a
   thread here too.
 
-Both read the file from offset 0 on every call, so a retry only has to call again. The
-file is never read whole.
+Both read the file's one descriptor (``pread`` and ``sendfile`` at explicit offsets) from
+offset 0 on every call, so a retry only has to call again. The file is never read whole.
+The body never runs more than :data:`AHEAD` bytes past the hash, and its last byte waits
+until the hash is done and ``fstat`` shows the file unchanged since it was opened (size,
+mtime); the file is checked again once the server has answered. So the sha256 returned is
+that of the bytes the server read, or the call raises
+:class:`~atlas_ci.sourcefile.FileChanged` (``delivered`` when the whole body had gone).
 
 Time. The body must make progress within the read timeout (a multi-GB file may take
 longer than ``--timeout`` in all, and should); from its last byte on (or from the server's
@@ -25,8 +30,9 @@ query string (a presigned URL carries a credential there):
 * :class:`atlas_ci.errors.TransportError` - no connection (``sent`` False), or refused,
   reset, closed without an answer, timed out, TLS failure (``tls``), bad response;
 * :class:`atlas_ci.errors.RegistryRefused` - the URL is not an absolute http(s) URL;
-* :class:`atlas_ci.errors.InputFileError` - the file cannot be opened, is not a regular
-  file, or its size is not ``size``.
+* :class:`atlas_ci.errors.InputFileError` - the file cannot be opened or is not a regular
+  file; its subclass :class:`~atlas_ci.sourcefile.FileChanged` - its size is not ``size``,
+  or it changed during the upload.
 
 A status that is not 2xx (3xx included: redirects are never followed on this write) is
 not an error here: it comes back in :class:`PutResponse` for the caller to judge.
@@ -34,14 +40,13 @@ not an error here: it comes back in :class:`PutResponse` for the caller to judge
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import http.client
-import io
 import mmap
 import os
 import select
 import socket
-import stat
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -55,8 +60,9 @@ from requests.structures import CaseInsensitiveDict
 
 from atlas_ci import USER_AGENT
 from atlas_ci.answers import printable
-from atlas_ci.digest import CHUNK, FileDigest
-from atlas_ci.errors import InputFileError, RegistryRefused, TransportError
+from atlas_ci.digest import CHUNK, FileDigest, pread_into
+from atlas_ci.errors import RegistryRefused, TransportError
+from atlas_ci.sourcefile import FileChanged, SourceFile, open_source
 from atlas_ci.transport import SEND_ERRORS, Deadline, describe, send_failure, timed_out
 
 __all__ = ["ProgressFn", "PutOutcome", "PutResponse", "put_file"]
@@ -94,7 +100,7 @@ class PutOutcome:
 
 def put_file(
     url: str,
-    path: Path,
+    file: Path | SourceFile,
     size: int,
     *,
     session: requests.Session,
@@ -105,12 +111,15 @@ def put_file(
     proxies: Mapping[str, str] | None = None,
     digest: FileDigest | None = None,
 ) -> PutOutcome:
-    """PUT the ``size`` bytes of ``path`` to ``url`` with ``Content-Length: size``.
+    """PUT the ``size`` bytes of ``file`` to ``url`` with ``Content-Length: size``.
 
-    No token, no ``Content-Type``, no chunking, no redirect followed. The URL's query
-    string is kept. With ``hash_file``, the SHA-256 is computed alongside the send, or
-    taken from ``digest``, a :class:`~atlas_ci.digest.FileDigest` of the same file the
-    caller started earlier (it is waited for, never cancelled, and can serve retries).
+    ``file`` is read only through its descriptor (a path is opened once, here). No token,
+    no ``Content-Type``, no chunking, no redirect followed. The URL's query string is
+    kept. With ``hash_file``, the SHA-256 is computed alongside the send, or taken from
+    ``digest``, a :class:`~atlas_ci.digest.FileDigest` of the same descriptor the caller
+    started earlier (it is waited for, never cancelled, and can serve retries). The body
+    never runs more than :data:`AHEAD` bytes past the hash, and its last byte goes only once
+    the hash is done and the file is unchanged since it was opened (module docstring).
     See the module docstring for the exceptions raised.
     """
     target = _Target.parse(url)
@@ -118,24 +127,86 @@ def put_file(
     proxy = requests.utils.select_proxy(target.url, env["proxies"])
     if digest is not None and digest.size != size:
         raise ValueError(f"the digest covers {digest.size} bytes, not {size}")
-    with _open_exact(path, size) as file:
-        own = FileDigest(file.fileno(), size, str(path)) if hash_file and not digest else None
+    with contextlib.ExitStack() as stack:
+        source = file if isinstance(file, SourceFile) else stack.enter_context(open_source(file))
+        if source.size != size:
+            raise FileChanged(
+                f"file {source.shown} is {source.size} bytes, not the {size} bytes measured",
+                _SENT_HINT,
+                path=str(source.path),
+            )
+        source.check("before the upload", hint=_SENT_HINT)
+        own = FileDigest(source.fd, size, str(source.path)) if hash_file and not digest else None
+        hasher = own or (digest if hash_file else None)
+        guard = _Guard(source, size, hasher)
         try:
             if _sendfile_usable(target, session, proxy):
-                response, sent = _put_sendfile(target, file, size, timeout, progress)
+                response, sent = _put_sendfile(target, guard, timeout, progress)
             else:
                 response, sent = _put_session(
-                    target, file, size, session, timeout, progress, env["verify"], proxy
+                    target, guard, session, timeout, progress, env["verify"], proxy
                 )
         except BaseException:
             if own is not None:
                 own.cancel()
             raise
-        hasher = own or (digest if hash_file else None)
         if own is not None and sent < size:
             own.cancel()  # the digest only stands for a body that went out whole
         sha256 = hasher.result() if hasher is not None and sent == size else None
+        if sent == size:
+            # The server has read every byte now: had the file changed before, the bytes
+            # it read may not be those hashed.
+            source.check("while it was uploaded", hint=_SENT_HINT, delivered=True)
     return PutOutcome(response=response, sha256=sha256, size=sent)
+
+
+AHEAD = 64 << 20
+"""How far the body may run past the hash (a sender faster than the hash waits for it)."""
+RESUME = 32 << 20
+_SENT_HINT = "make sure nothing writes the artifact while it is uploaded"
+
+
+class _Guard:
+    """The file to send and what keeps its bytes equal to the ones hashed.
+
+    The body may go :data:`AHEAD` bytes past the hash, and no further; its last byte waits
+    until the hash is done and the file is checked unchanged since it was opened, so a
+    registry never receives a whole body that differs from what was hashed (it keeps no
+    partial one). Held up, it goes on once the hash has moved :data:`RESUME` further.
+    """
+
+    def __init__(self, source: SourceFile, size: int, digest: FileDigest | None) -> None:
+        self.source = source
+        self.size = size
+        self._digest = digest
+
+    def until(self, offset: int) -> int:
+        """How far the body may go from ``offset`` now; waits until it may go further."""
+        last = self.size - 1
+        if offset >= last:
+            if self._digest is not None:
+                self._digest.result()  # raises what the hash met
+            self.source.check("during the upload", hint=_SENT_HINT)
+            return self.size
+        if self._digest is None:
+            return last
+        # Once held up, go on only when the hash has moved RESUME further: fewer wake-ups.
+        hashed = self._digest.wait_hashed(offset + 1 - AHEAD + RESUME)
+        if hashed + AHEAD <= offset:  # the hash ended short of it
+            self._digest.result()  # raises what it met
+        return min(last, hashed + AHEAD)
+
+    def shrank(self) -> FileChanged:
+        """The error for a read that found the end of the file before ``size``."""
+        try:
+            self.source.check("during the upload", hint=_SENT_HINT)
+        except FileChanged as exc:
+            return exc
+        return FileChanged(
+            f"file {self.source.shown} got shorter during the upload",
+            _SENT_HINT,
+            path=str(self.source.path),
+        )
 
 
 # -- the URL ----------------------------------------------------------------------------
@@ -193,42 +264,6 @@ class _Target:
         return text
 
 
-# -- the file and its hash --------------------------------------------------------------
-
-
-def _open_exact(path: Path, size: int) -> io.FileIO:
-    """``path`` opened unbuffered, after checking it is still a file of ``size`` bytes.
-
-    O_NONBLOCK: a FIFO put where the file was after it was checked would block the open
-    until a writer comes, that is for ever; opened this way it is seen and refused.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as e:
-        raise InputFileError(
-            f"cannot open {path} for upload: {e.strerror}", path=str(path)
-        ) from None
-    file = io.FileIO(fd, "r", closefd=True)
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        file.close()
-        raise InputFileError(
-            f"{path} is no longer a regular file",
-            hint="something replaced the file during the upload; run again",
-            path=str(path),
-        )
-    os.set_blocking(fd, True)
-    actual = info.st_size
-    if actual != size:
-        file.close()
-        raise InputFileError(
-            f"{path} is {actual} bytes, not the {size} bytes measured before the upload",
-            hint="something changed the file; run again",
-            path=str(path),
-        )
-    return file
-
-
 # -- the sendfile path ------------------------------------------------------------------
 
 
@@ -248,12 +283,12 @@ def _sendfile_usable(target: _Target, session: requests.Session, proxy: str | No
 
 def _put_sendfile(
     target: _Target,
-    file: io.FileIO,
-    size: int,
+    guard: _Guard,
     timeout: tuple[float, float],
     progress: ProgressFn | None,
 ) -> tuple[PutResponse, int]:
     connect_timeout, read_timeout = timeout
+    size = guard.size
     try:
         sock = socket.create_connection((target.host, target.port), timeout=connect_timeout)
     except TimeoutError:
@@ -277,7 +312,7 @@ def _put_sendfile(
         try:
             sock.settimeout(read_timeout)
             sock.sendall(head)
-            sent, cut = _sendfile_body(sock, file, size, read_timeout, progress)
+            sent, cut = _sendfile_body(sock, guard, read_timeout, progress)
         except (BrokenPipeError, ConnectionResetError) as e:
             cut = e  # hung up before the body: an answer (a 401, say) may still be there
         except TimeoutError:
@@ -308,8 +343,7 @@ def _put_sendfile(
 
 def _sendfile_body(
     sock: socket.socket,
-    file: io.FileIO,
-    size: int,
+    guard: _Guard,
     read_timeout: float,
     progress: ProgressFn | None,
 ) -> tuple[int, OSError | None]:
@@ -322,13 +356,16 @@ def _sendfile_body(
     poller = select.poll()
     poller.register(sock.fileno(), select.POLLOUT | select.POLLIN)
     wait_ms = max(1, int(read_timeout * 1000))
-    out_fd, in_fd = sock.fileno(), file.fileno()
+    out_fd, in_fd, size = sock.fileno(), guard.source.fd, guard.size
     offset = 0
+    allowed = 0
     next_report = PROGRESS_EVERY
     try:
         while offset < size:
+            if offset >= allowed:
+                allowed = guard.until(offset)
             try:
-                n = os.sendfile(out_fd, in_fd, offset, min(size - offset, _SENDFILE_MAX))
+                n = os.sendfile(out_fd, in_fd, offset, min(allowed - offset, _SENDFILE_MAX))
             except (BrokenPipeError, ConnectionResetError) as e:
                 return offset, e
             except BlockingIOError:
@@ -348,7 +385,7 @@ def _sendfile_body(
                         poller.modify(sock.fileno(), select.POLLOUT)
                 continue
             if n == 0:
-                raise InputFileError("the upload file got shorter during the upload")
+                raise guard.shrank()
             offset += n
             if progress is not None and offset >= next_report and offset < size:
                 progress(offset)
@@ -436,20 +473,21 @@ class _Body:
     It has ``__len__`` and ``read`` but no ``__iter__`` (which would make requests chunk
     an empty body) and no ``fileno`` (which would make requests stat the file). ``read``
     returns a view of an mmap buffer valid until the next call, at least 1 MiB at a time
-    whatever urllib3's block size. ``tell``/``seek`` let urllib3 rewind on its own retries.
+    whatever urllib3's block size, read at explicit offsets of the descriptor (``pread``).
+    ``tell``/``seek`` let urllib3 rewind on its own retries.
     """
 
     def __init__(
         self,
-        file: io.FileIO,
-        size: int,
+        guard: _Guard,
         progress: ProgressFn | None,
         deadline: Deadline | None = None,
     ) -> None:
         self._deadline = deadline
-        self._file = file
-        self._size = size
+        self._guard = guard
+        self._size = guard.size
         self._pos = 0
+        self._allowed = 0
         self._progress = progress
         self._next_report = PROGRESS_EVERY
         self.told_whole = False  # progress() was given the whole size
@@ -465,7 +503,6 @@ class _Body:
     def seek(self, pos: int, whence: int = 0) -> int:
         if whence != 0:
             raise OSError(errno.EINVAL, "only absolute seeks")
-        self._file.seek(pos)
         self._pos = pos
         self._next_report = pos + PROGRESS_EVERY
         self.told_whole = False
@@ -481,9 +518,12 @@ class _Body:
                 self._progress(self._pos)  # said now: a signal from here on finds it sent
                 self.told_whole = True
             return self._view[:0]
-        got = self._file.readinto(self._view[:want])
+        if self._pos >= self._allowed:
+            self._allowed = self._guard.until(self._pos)
+        want = min(want, self._allowed - self._pos)
+        got = pread_into(self._guard.source.fd, self._view[:want], self._pos)
         if not got:
-            raise InputFileError("the upload file got shorter during the upload")
+            raise self._guard.shrank()
         self._pos += got
         if self._progress is not None and self._next_report <= self._pos < self._size:
             self._progress(self._pos)
@@ -497,16 +537,16 @@ class _Body:
 
 def _put_session(
     target: _Target,
-    file: io.FileIO,
-    size: int,
+    guard: _Guard,
     session: requests.Session,
     timeout: tuple[float, float],
     progress: ProgressFn | None,
     verify: bool | str | None,
     proxy: str | None,
 ) -> tuple[PutResponse, int]:
+    size = guard.size
     deadline = Deadline(timeout[1], armed=False)
-    body = _Body(file, size, progress, deadline)
+    body = _Body(guard, progress, deadline)
     try:
         prepared = _prepare_put(session, target, body, size)
         with deadline:

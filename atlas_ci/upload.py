@@ -21,6 +21,7 @@ from atlas_ci.errors import (
 )
 from atlas_ci.manifest import Artifact
 from atlas_ci.settings import Settings
+from atlas_ci.sourcefile import SourceFile, open_source
 
 if TYPE_CHECKING:
     from atlas_ci.answers import Version
@@ -99,30 +100,50 @@ def version_body(settings: Settings, job: Job, has_file: bool) -> VersionBody:
 
 
 class Digests:
-    """One background sha256 per payload, started as early as its file is known.
+    """Each artifact file opened once, and one background sha256 per payload.
 
     On two cores the hash is the slowest part of an upload over plain http, so it starts
-    before the HTTP stack is imported when it can, runs while the registry calls do, and
-    serves the PUT, the dry run and every later check of the same file.
+    before the HTTP stack is imported when it can (a pass-through file), runs while the
+    registry calls do, and serves the PUT, the dry run and every later check of the same
+    descriptor. A file opened early is handed to the archive step, not opened again.
     """
 
-    def __init__(self) -> None:
-        self._running: dict[tuple[str, int], FileDigest] = {}
+    def __init__(self, inside: Path | None = None) -> None:
+        self._inside = inside
+        self._early: dict[Path, SourceFile] = {}
+        self._running: dict[int, tuple[SourceFile, FileDigest]] = {}
 
-    def start(self, path: Path, size: int) -> FileDigest:
-        key = (str(path), size)
+    def open(self, path: Path) -> SourceFile:
+        """The artifact file at ``path``: the descriptor opened early, else opened now."""
+        early = self._early.pop(path, None)
+        return early if early is not None else open_source(path, inside=self._inside)
+
+    def start(self, file: SourceFile) -> FileDigest:
+        key = id(file)  # the entry keeps ``file`` alive, so its id is not reused
         if key not in self._running:
-            self._running[key] = FileDigest.start(path, size)
-        return self._running[key]
+            self._running[key] = (file, FileDigest(file.fd, file.size, str(file.path)))
+        return self._running[key][1]
 
     def start_passthrough(self, files: tuple[Path, ...]) -> None:
         """Start now if the file will be uploaded as is (one gzip file): no archive to wait for."""
-        if len(files) == 1 and archive.is_gzip(files[0]):
-            self.start(files[0], files[0].stat().st_size)
+        if len(files) == 1:
+            file = self._early[files[0]] = self.open(files[0])
+            if archive.is_gzip(file):
+                self.start(file)
+
+    def finish(self, payload: Payload) -> None:
+        """Stop hashing ``payload`` (if it still is) and let go of its file."""
+        running = self._running.pop(id(payload.file), None)
+        if running is not None:
+            running[1].cancel()
+        payload.close()
 
     def cancel(self) -> None:
-        for digest in self._running.values():
+        for _, digest in self._running.values():
             digest.cancel()
+        for file in self._early.values():
+            file.close()
+        self._early.clear()
 
 
 def run_upload(
@@ -143,7 +164,8 @@ def run_upload(
         raise Interrupted(
             "interrupted; nothing was created on the registry", signum=signum
         ) from None
-    digests = Digests()
+    inside = settings.workspace if not settings.allow_outside_workspace else None
+    digests = Digests(inside)
     try:
         if jobs:
             digests.start_passthrough(jobs[0].artifact.files)
@@ -211,18 +233,31 @@ class _Flow:
     def one(self, job: Job, tmp: Path) -> BuildResult:
         """Archive, create the version, deliver the file: one build."""
         from atlas_ci.pgzip import open_gzip_writer
-        from atlas_ci.result import FileInfo
 
         started = time.monotonic()
-        slug = f"{self.settings.artifact}/{job.artifact_type}"
         payload = archive.prepare_payload(
-            job.artifact.files, tmp, level=6, gzip_writer=open_gzip_writer
+            job.artifact.files,
+            tmp,
+            level=6,
+            gzip_writer=open_gzip_writer,
+            opener=self.digests.open,
         )
-        digest = self.digests.start(payload.path, payload.size) if payload is not None else None
+        try:
+            return self._send(job, payload, started)
+        finally:
+            if payload is not None:  # a dry run's archive goes as soon as it is hashed, too
+                self.digests.finish(payload)
+
+    def _send(self, job: Job, payload: Payload | None, started: float) -> BuildResult:
+        from atlas_ci.result import FileInfo
+
+        slug = f"{self.settings.artifact}/{job.artifact_type}"
+        digest = self.digests.start(payload.file) if payload is not None else None
         if self.settings.dry_run:
             file_info = None
             if payload is not None and digest is not None:
                 file_info = FileInfo(size=payload.size, sha256=digest.result())
+                payload.file.check("while it was hashed")
                 self.say(
                     f"Dry run: would upload {slug} ({payload.size} bytes, "
                     f"sha256 {file_info.sha256})"
@@ -231,6 +266,8 @@ class _Flow:
                 self.say(f"Dry run: would create a version of {slug} without a file")
             return self._result(job, None, file_info, started)
         body = version_body(self.settings, job, payload is not None)
+        if payload is not None:
+            payload.file.check("before its version was created")
         self.state.creating = slug
         version = self.delivery.create_version(job, body, payload is not None)
         self.state.creating = None
@@ -264,8 +301,6 @@ class _Flow:
         seconds = max(time.monotonic() - put_started, 1e-9)
         rate = human_bytes(payload.size / seconds)
         self.say(f"  sent {human_bytes(payload.size)} in {seconds:.1f}s ({rate}/s), sha256 {sha}")
-        if payload.temporary:
-            payload.path.unlink(missing_ok=True)
         return FileInfo(size=payload.size, sha256=sha)
 
     def _result(

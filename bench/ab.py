@@ -5,7 +5,8 @@
 Day-to-day speed on these shared machines moves by up to 2x, so "before" and "after"
 figures from two full runs of bench/run.py cannot be compared. This runs the real command
 of both checkouts against the same bench/sink.py, alternated with a one-core hashlib
-process of the same file (the row's reference), and prints medians and ratios. REV is
+process of the same file (the row's reference), and prints medians and ratios, and each
+process's CPU seconds (user + system, all threads) per GiB uploaded. REV is
 checked out in a temporary worktree (removed at the end); both trees get their bytecode
 compiled first, as the image's pip does.
 """
@@ -72,11 +73,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         reference = median([p.wall for p in results["hashlib"]])
         print(f"{size / MIB:.0f} MiB .box, {args.runs} runs each, medians of whole processes")
+        gib = size / (1024 * MIB)
         for name, procs in results.items():
             walls = [p.wall for p in procs]
+            cpus = [p.cpu / gib for p in procs]  # user + system, all threads of the process
             print(
                 f"  {name:>16}: {median(walls):.3f} s  {median(walls) / reference:.3f}x hashlib"
-                f"  (runs {min(walls):.2f}-{max(walls):.2f} s)"
+                f"  (runs {min(walls):.2f}-{max(walls):.2f} s);"
+                f"  CPU {median(cpus):.3f} s per GiB (runs {min(cpus):.2f}-{max(cpus):.2f})"
             )
     finally:
         if sink is not None:

@@ -4,6 +4,7 @@ Each prints one JSON line; ``seconds`` is the time inside the library call (the 
 own wall time and peak RSS are measured by the parent).
 
     child.py put URL PATH SIZE hash|nohash|early [CAFILE]
+    child.py put-hashing-sent URL PATH SIZE
 
 ``early`` starts the hash (atlas_ci.digest) first thing, before requests is imported, as
 the upload command can: the imports then overlap the hash instead of adding to it.
@@ -57,6 +58,39 @@ def put(url: str, path: str, size: str, hashing: str, cafile: str = "") -> dict[
     if digest is not None:
         result["hash_seconds"] = digest.seconds
     return result
+
+
+def put_hashing_sent(url: str, path: str, size: str) -> dict[str, object]:
+    """The alternative to sendfile + a hash thread: each 1 MiB chunk is read into a buffer,
+    hashed, and that buffer sent (the hash is of the sent bytes by construction)."""
+    import hashlib
+    import mmap
+    import os
+    import socket
+    import urllib.parse
+
+    length = int(size)
+    parts = urllib.parse.urlsplit(url)
+    started = time.perf_counter()
+    digest = hashlib.sha256()
+    buf = mmap.mmap(-1, 1 << 20)
+    with socket.create_connection((parts.hostname, parts.port or 80)) as sock:
+        head = f"PUT {parts.path}?{parts.query} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        head += f"Content-Length: {length}\r\nConnection: close\r\n\r\n"
+        sock.sendall(head.encode("latin-1"))
+        fd = os.open(path, os.O_RDONLY)
+        with memoryview(buf) as view:
+            offset = 0
+            while offset < length:
+                n = os.preadv(fd, [view[: min(len(view), length - offset)]], offset)
+                digest.update(view[:n])
+                sock.sendall(view[:n])
+                offset += n
+        os.close(fd)
+        status = sock.makefile("rb").readline().split()[1]
+    if status != b"201":
+        raise SystemExit(f"upload failed: {status!r}")
+    return {"seconds": time.perf_counter() - started, "sha256": digest.hexdigest()}
 
 
 def sha256(path: str) -> dict[str, object]:
@@ -118,6 +152,7 @@ def ingest_from_memory(out: str, size: str) -> dict[str, object]:
 def main(argv: list[str]) -> None:
     commands = {
         "put": put,
+        "put-hashing-sent": put_hashing_sent,
         "sha256": sha256,
         "archive": archive,
         "ingest-from-memory": ingest_from_memory,

@@ -66,7 +66,10 @@ def test_single_gzip_file_is_uploaded_byte_identical(tmp_path: Path, work: Path)
     content = gzip.compress(b"vagrant box" * 1000, compresslevel=9, mtime=123)
     box = touch(tmp_path / "package.box", content)
     payload = prepare_payload([box], work)
-    assert payload == Payload(path=box, size=len(content), temporary=False)
+    assert payload is not None
+    with payload.file:
+        assert payload == Payload(path=box, size=len(content), temporary=False, file=payload.file)
+        assert os.pread(payload.file.fd, len(content) + 1, 0) == content  # the box, opened
     assert box.read_bytes() == content
     assert list(work.iterdir()) == []
 
@@ -388,7 +391,7 @@ def test_gzip_with_name_header_passes_through(tmp_path: Path, work: Path) -> Non
 
 
 def test_unreadable_file_in_is_gzip_is_an_input_error(tmp_path: Path) -> None:
-    with pytest.raises(InputFileError, match="cannot be read"):
+    with pytest.raises(InputFileError, match="cannot be opened"):
         is_gzip(tmp_path / "missing")
 
 

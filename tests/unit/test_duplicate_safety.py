@@ -19,6 +19,7 @@ from atlas_ci.manifest import Artifact
 from atlas_ci.redaction import redact
 from atlas_ci.retry import RetryPolicy
 from atlas_ci.settings import Inputs, Settings
+from atlas_ci.sourcefile import open_source
 
 BASE = "https://atlas.example"
 ART = f"{BASE}/api/v1/artifacts/acme/web"
@@ -200,14 +201,18 @@ def test_two_pending_candidates_that_both_match_are_ambiguous_and_neither_is_ado
 
 def confirm(api: AtlasClient, v: Version, payload: Payload, say: Any) -> str:
     """``Delivery.put_file`` with the digest the flow starts for every payload."""
-    digest = FileDigest.start(payload.path, payload.size)
-    return Delivery(api.settings, api, say).put_file(job(), v, payload, digest, None)
+    digest = FileDigest(payload.file.fd, payload.size, str(payload.path))
+    try:
+        return Delivery(api.settings, api, say).put_file(job(), v, payload, digest, None)
+    finally:
+        digest.cancel()
+        payload.close()
 
 
 def _payload(tmp_path: Path, data: bytes) -> Payload:
     path = tmp_path / "a.box"
     path.write_bytes(data)
-    return Payload(path=path, size=len(data), temporary=False)
+    return Payload(path=path, size=len(data), temporary=False, file=open_source(path))
 
 
 @responses.activate

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from atlas_ci.registry import model
 from atlas_ci.registry.model import (
     Conflict,
     Invalid,
@@ -292,3 +293,11 @@ def test_idempotency_keys_are_forgotten_after_a_day_not_before(storage: Storage)
 def test_build_ids_beyond_64_bits_are_invalid(storage: Storage) -> None:
     with pytest.raises(Invalid):
         new_version(storage, build_id=2**63)
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x01", "\x1f", "\x7f"])
+def test_validate_name_refuses_every_control_character_nul_first(char: str) -> None:
+    """The storage-level name check is the last line behind the HTTP layer's NUL refusal: a
+    check loosened to ``0 < ord(c) < 0x20`` would let ``a\\x00`` through to a database."""
+    with pytest.raises(model.Invalid, match="control characters"):
+        model.validate_name("username", f"a{char}")

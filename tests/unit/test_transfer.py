@@ -584,5 +584,5 @@ def test_a_file_swapped_for_a_fifo_is_refused_not_waited_on(
         worker.join(10)
     assert not stuck, "the open of a FIFO blocked"
     [error] = caught
-    assert isinstance(error, InputFileError) and "regular file" in str(error)
+    assert isinstance(error, InputFileError) and "regular file" in error.one_line()
     assert sink.received == []

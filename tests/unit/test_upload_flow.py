@@ -26,13 +26,7 @@ def test_passthrough_hash_starts_before_any_request_and_serves_the_put(
     box = make_box(tmp_path / "out" / "web.box")
     write_manifest(tmp_path, [file_build("vbox", "virtualbox-iso", "virtualbox", ["out/web.box"])])
     started: list[str] = []
-    real_start = FileDigest.start
-
-    def counting_start(path: Path | str, size: int) -> FileDigest:
-        started.append(str(path))
-        return real_start(path, size)
-
-    monkeypatch.setattr(FileDigest, "start", staticmethod(counting_start))
+    monkeypatch.setattr(upload, "FileDigest", _counting(started))
     seen_at_auth: list[int] = []
 
     def authenticate(_request: Any) -> tuple[int, dict[str, str], str]:
@@ -70,6 +64,15 @@ def test_passthrough_hash_starts_before_any_request_and_serves_the_put(
     assert json.loads(post.request.body)["artifact_version"]["file"] is True
 
 
+def _counting(started: list[str]) -> type[FileDigest]:
+    class Counting(FileDigest):
+        def __init__(self, fd: int, size: int, name: str) -> None:
+            started.append(name)
+            super().__init__(fd, size, name)
+
+    return Counting
+
+
 def test_digests_start_once_per_file_and_early_only_for_passthrough(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -77,22 +80,20 @@ def test_digests_start_once_per_file_and_early_only_for_passthrough(
     (tmp_path / "vm" / "a.vmdk").write_bytes(b"a" * 5000)
     (tmp_path / "vm" / "b.vmx").write_text("x")
     started: list[str] = []
-    real_start = FileDigest.start
-
-    def counting_start(path: Path | str, size: int) -> FileDigest:
-        started.append(str(path))
-        return real_start(path, size)
-
-    monkeypatch.setattr(FileDigest, "start", staticmethod(counting_start))
+    monkeypatch.setattr(upload, "FileDigest", _counting(started))
     digests = upload.Digests()
     try:
-        digests.start_passthrough((tmp_path / "vm" / "a.vmdk",))  # not gzip: nothing started
+        vmdk = tmp_path / "vm" / "a.vmdk"
+        digests.start_passthrough((vmdk,))  # not gzip: opened, nothing started
         assert started == []
+        with digests.open(vmdk) as early, digests.open(vmdk) as later:
+            assert early is not later  # the early descriptor is handed over once
         box = make_box(tmp_path / "x.box")
         digests.start_passthrough((box,))
-        first = digests.start(box, box.stat().st_size)
-        assert digests.start(box, box.stat().st_size) is first
+        file = digests.open(box)
+        first = digests.start(file)
+        assert digests.start(file) is first
         assert first.result() == hashlib.sha256(box.read_bytes()).hexdigest()
-        assert started == [str(box)]  # the early start served both later asks
+        assert started == [str(box)]  # the early start served the later ask
     finally:
         digests.cancel()
