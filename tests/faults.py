@@ -21,6 +21,9 @@ Faults (``Fault.kind``):
   client's read timeout) and close.
 - ``cut``: forward the head and only ``after_bytes`` bytes of the body (fewer than all of
   it), then close both sides.
+- ``cut_answer``: forward, then relay the upstream's head and only ``after_bytes`` bytes of
+  its body (fewer than all of it), and close cleanly: a download that stopped half way, with
+  every byte before the cut delivered (a reset could drop bytes the client had not read yet).
 - ``malformed``: answer 200 with a body that is not JSON, without forwarding.
 - ``malformed_after``: forward, then replace the upstream's answer by a 2xx that is not JSON.
 - ``slow``: forward the body at ``rate`` bytes/s (a slow sink); ``proxy.slow_started`` is set
@@ -59,6 +62,7 @@ KINDS = (
     "reset_after",
     "stall",
     "cut",
+    "cut_answer",
     "malformed",
     "malformed_after",
     "slow",
@@ -274,6 +278,12 @@ class _Handler(socketserver.BaseRequestHandler):
             _reset(sock)
             return False
         response = self._forward(proxy, request, fault)
+        if kind == "cut_answer":
+            keep = max(0, min(fault.after_bytes, len(response.body) - 1))
+            with contextlib.suppress(OSError):
+                sock.sendall(response.head + response.body[:keep])
+                sock.shutdown(socket.SHUT_WR)
+            return False
         if kind == "reset_after":
             _reset(sock)
             return False

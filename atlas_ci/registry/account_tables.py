@@ -1,6 +1,7 @@
 """The tables of :mod:`.accounts`: users and organizations (one namespace table), memberships,
-tokens and public artifacts. Apart from that module so the schema steps of
-:mod:`.storage` can name them without importing the accounts (which import the storage).
+tokens and public artifacts; and the web pages' sign-in sessions. Apart from that module so the
+schema steps of :mod:`.storage` can name them without importing the accounts (which import the
+storage).
 """
 
 SCHEMA = """
@@ -33,3 +34,19 @@ CREATE TABLE IF NOT EXISTS public_artifacts (
     PRIMARY KEY (namespace, name)
 )
 """
+
+SESSIONS = """
+CREATE TABLE IF NOT EXISTS sessions (
+    hash       TEXT PRIMARY KEY,
+    token_id   TEXT REFERENCES tokens (id) ON DELETE CASCADE,
+    admin_hash TEXT,
+    created    TEXT NOT NULL,
+    expires    TEXT NOT NULL,
+    CHECK ((token_id IS NULL) <> (admin_hash IS NULL))
+);
+CREATE INDEX IF NOT EXISTS sessions_by_token ON sessions (token_id);
+CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions (expires)
+"""
+"""A signed-in browser (:mod:`.sessions`): the sha256 of its cookie, never the cookie, and the
+token it signed in with: a user token's id, or the sha256 of an administrator token (those live
+in the server's flags, not in this database)."""

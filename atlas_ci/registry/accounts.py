@@ -35,7 +35,7 @@ TOKEN_PREFIX = "atlas_"  # noqa: S105 (a prefix, not a secret)
 """Every generated token starts so, which lets a secret scanner or a reader recognise one."""
 LAST_USED_STEP = datetime.timedelta(seconds=60)
 """``last_used`` is written at most once a minute per token: a read stays a read."""
-RESERVED = frozenset({"api", "binstore"})
+RESERVED = frozenset({"api", "binstore", "-"})
 """First path segments the server routes itself; no namespace may take them."""
 ADMIN_NAME = "atlas-ci"
 """The user name an administrator token authenticates as (what the registry always said); no
@@ -263,7 +263,8 @@ class Accounts:
         ]
 
     def revoke(self, token_id: str) -> None:
-        """Delete the token: the next request with it is 401."""
+        """Delete the token: the next request with it is 401, and its web page sessions end
+        (their rows go with it, see :mod:`.sessions`)."""
         with self.storage.transaction() as conn:
             if conn.execute("DELETE FROM tokens WHERE id = ?", (token_id,)).rowcount:
                 return

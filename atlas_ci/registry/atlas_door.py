@@ -7,17 +7,15 @@ answers with :mod:`.wire`'s JSON; access was decided before it runs (:mod:`.gate
 
 from __future__ import annotations
 
-import errno
 import secrets
 
-from atlas_ci.registry import vagrant, wire
+from atlas_ci.registry import receiving, vagrant, wire
 from atlas_ci.registry.accounts import Accounts
 from atlas_ci.registry.boxes import Boxes
-from atlas_ci.registry.http import Answer, HTTPError, JsonAnswer, ReadInto
+from atlas_ci.registry.http import Answer, HTTPError, JsonAnswer
 from atlas_ci.registry.model import Conflict, Invalid, NotFound
 from atlas_ci.registry.request import Door, Request, existing_artifact
 from atlas_ci.registry.routes import Route
-from atlas_ci.registry.uploads import Upload
 
 
 def _upload_path(request: Request, secret: str | None) -> str | None:
@@ -120,37 +118,14 @@ def upload(request: Request, route: Route) -> Answer:
     except Conflict as exc:
         raise HTTPError(409, str(exc)) from None
     try:
-        _receive(request, pending, request.content_length)
-        version = request.storage.finish_upload(pending)
+        with receiving.storing("file"):
+            receiving.receive(request, pending, request.content_length, "file")
+            version = request.storage.finish_upload(pending)
     except Conflict as exc:
         raise HTTPError(409, str(exc)) from None
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise HTTPError(507, "the registry is out of disk space") from None
-        if exc.errno == errno.EFBIG:
-            raise HTTPError(413, "the file is larger than the registry can store") from None
-        raise
     finally:
         pending.abort()
     return JsonAnswer(200, {"slug": version.slug, "size": version.size, "sha256": version.sha256})
-
-
-def _receive(request: Request, upload: Upload, length: int) -> None:
-    """Stream ``length`` body bytes into ``upload``; a short body answers 400 and closes."""
-    upload.reserve(length)  # a full disk answers 507 before the client sends the body
-
-    def into_upload(read_into: ReadInto, length: int) -> int:
-        upload.receive(read_into, length)
-        return upload.size
-
-    request.stream_body(into_upload, length)
-    if upload.size < length:
-        request.note = f"upload incomplete: {upload.size} of {length} bytes"
-        raise HTTPError(
-            400,
-            f"upload incomplete: received {upload.size} of {length} bytes; "
-            "PUT the whole file again to the same upload_path",
-        )
 
 
 DOOR: Door = {

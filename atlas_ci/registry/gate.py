@@ -1,5 +1,6 @@
-"""Who is asking and whether they may: a request's token made an :class:`~.identity.Identity`,
-and :func:`.policy.decide` asked before any front door runs.
+"""Who is asking and whether they may: a request's token (or a web page session, see
+:mod:`.sessions`) made an :class:`~.identity.Identity`, and :func:`.policy.decide` asked before
+any front door runs.
 
 The server asks :meth:`Gate.admit` for every routed request (the route table says which access
 each endpoint needs, :data:`.routes.Access`); a door whose namespace is in its body, or that
@@ -17,6 +18,7 @@ from atlas_ci.registry.http import HTTPError
 from atlas_ci.registry.identity import Identity, Unauthenticated, grant_holder, identify
 from atlas_ci.registry.model import Conflict, NotFound, Version
 from atlas_ci.registry.routes import Route
+from atlas_ci.registry.sessions import Sessions
 from atlas_ci.registry.storage import Storage
 
 AUTH_REQUIRED = "authentication required: pass a token (X-Atlas-Token or Authorization: Bearer)"
@@ -29,6 +31,7 @@ class Gate:
         self.admin_tokens = admin_tokens
         self.accounts = accounts
         self.storage = storage
+        self.sessions = Sessions(storage, accounts, admin_tokens)
 
     def identify(self, token: str | None) -> Identity:
         """The holder of ``token`` (None: anonymous); 401 for a token nobody holds."""
@@ -36,6 +39,10 @@ class Gate:
             return identify(token, self.admin_tokens, self.accounts)
         except Unauthenticated as exc:
             raise HTTPError(401, str(exc)) from None
+
+    def session_identity(self, cookie: str) -> Identity | None:
+        """Who a web page session signs in (see :mod:`.sessions`); None: nobody, or ended."""
+        return self.sessions.identity(cookie)
 
     def _decide(
         self, identity: Identity, operation: policy.Operation, user: str, name: str | None

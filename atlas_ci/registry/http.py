@@ -1,8 +1,9 @@
 """HTTP/1.1 as the registry speaks it: connections, framing, bodies in and answers out, the log.
 
 One thread per connection (:class:`ConnectionServer`, at most ``max_connections``; past that a
-503, see :mod:`.connections`), keep-alive. Every response carries ``Content-Length``; a response
-sent before the request body was read closes the connection, and so does any request whose
+503, see :mod:`.connections`), keep-alive. Every response but a 304 (never a body) carries
+``Content-Length``; a file answer is whole or a byte range (:mod:`.ranges`); a response sent
+before the request body was read closes the connection, and so does any request whose
 framing is in doubt (:mod:`.framing`). One access-log line per request, secrets cut by the
 subclass's :meth:`HTTPHandler.loggable_target`.
 
@@ -23,17 +24,20 @@ import logging
 import socket
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import BinaryIO, Literal, cast
 
 from atlas_ci import __version__
-from atlas_ci.registry import framing
+from atlas_ci.registry import framing, ranges, sendfile
 from atlas_ci.registry.connections import DeadlineIO, HeaderTimeout, Refuser, refusal
 
 CHUNK_SIZE = 1 << 20
 """Bytes per read when streaming a file in or out: memory stays constant whatever the size."""
 MAX_JSON_BODY = 1 << 20
+MAX_FORM_BODY = 16 << 10
+"""A form a web page posts (sign-in: one token field) is far smaller."""
 DRAIN_SMALL_BODY = 64 << 10
 """An unread request body up to this size is discarded so the connection can stay open."""
 LINGER_SECONDS = 2.0
@@ -74,7 +78,8 @@ class JsonAnswer:
 
 @dataclasses.dataclass(frozen=True)
 class FileAnswer:
-    """A file sent whole: ``file`` open at offset 0, ``size`` bytes, closed once sent."""
+    """A file of ``size`` bytes, open, closed once sent: whole, or the range the request asks
+    for (:meth:`HTTPHandler.send_file` decides, with :mod:`.ranges`)."""
 
     file: BinaryIO
     size: int
@@ -86,7 +91,17 @@ class FileAnswer:
     """Called once the whole file went out to a GET (a box download is counted so)."""
 
 
-Answer = JsonAnswer | FileAnswer
+@dataclasses.dataclass(frozen=True)
+class BodyAnswer:
+    """A complete response of any other type (a web page, the stylesheet, a redirect)."""
+
+    status: int
+    content_type: str
+    body: bytes
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+Answer = JsonAnswer | FileAnswer | BodyAnswer
 
 
 def printable(text: str) -> str:
@@ -304,6 +319,25 @@ class HTTPHandler(BaseHTTPRequestHandler):
         except RecursionError:
             raise HTTPError(422, "the JSON body is nested too deeply") from None
 
+    def read_form(self) -> dict[str, str]:
+        """An ``application/x-www-form-urlencoded`` body (413 over 16 KiB, 415 of another type):
+        each field's first value."""
+        kind = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if kind != "application/x-www-form-urlencoded":
+            raise HTTPError(415, "send the form as application/x-www-form-urlencoded")
+        size = self.content_length or 0
+        if size > MAX_FORM_BODY:
+            raise HTTPError(413, f"the form is larger than {MAX_FORM_BODY} bytes")
+        raw = self._read_exact(size).decode("utf-8", "replace")
+        try:
+            pairs = urllib.parse.parse_qsl(raw, max_num_fields=32)
+        except ValueError:
+            raise HTTPError(400, "the form has more than 32 fields") from None
+        fields: dict[str, str] = {}
+        for name, value in pairs:
+            fields.setdefault(name, value)
+        return fields
+
     def stream_body(self, sink: BodySink, length: int) -> int:
         """Hand ``length`` body bytes to ``sink`` as they arrive (``100 Continue`` first, if the
         client waits for it); what it took. A body cut short closes the connection."""
@@ -346,11 +380,12 @@ class HTTPHandler(BaseHTTPRequestHandler):
     def send_head(
         self,
         status: int,
-        content_type: str,
-        length: int,
+        content_type: str | None,
+        length: int | None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        """Status line and headers; decides whether the connection survives the response."""
+        """Status line and headers (None: no Content-Type, no Content-Length, as for a 304);
+        decides whether the connection survives the response."""
         if (
             0 < self.body_left <= DRAIN_SMALL_BODY
             and not self.expect_continue
@@ -366,8 +401,10 @@ class HTTPHandler(BaseHTTPRequestHandler):
             or self.server.draining
         )
         self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(length))
+        if content_type is not None:
+            self.send_header("Content-Type", content_type)
+        if length is not None:
+            self.send_header("Content-Length", str(length))
         for key, value in self.always_headers:
             self.send_header(key, value)
         for key, value in (headers or {}).items():
@@ -381,6 +418,11 @@ class HTTPHandler(BaseHTTPRequestHandler):
         """Send what a door answered; a file answer's file is closed once sent."""
         if isinstance(answer, JsonAnswer):
             self.send_json(answer.status, answer.payload, answer.headers)
+        elif isinstance(answer, BodyAnswer):
+            self.send_head(answer.status, answer.content_type, len(answer.body), answer.headers)
+            if self.command != "HEAD":
+                self.wfile.write(answer.body)
+                self.bytes_out += len(answer.body)
         else:
             with answer.file:
                 self.send_file(answer)
@@ -396,31 +438,36 @@ class HTTPHandler(BaseHTTPRequestHandler):
             self.bytes_out += len(body)
 
     def send_file(self, answer: FileAnswer) -> None:
-        """A file, whole (no body for HEAD): every file answer goes out here."""
-        headers = {"ETag": f'"{answer.etag}"'} if answer.etag else {}
-        headers.update(answer.headers)
-        self.send_head(200, answer.content_type, answer.size, headers)
+        """A file, whole or the range asked for, or 304/412/416 as :mod:`.ranges` decides (no
+        body for HEAD): every file answer goes out here."""
+        etag = f'"{answer.etag}"' if answer.etag else None
+        fields = {name: self.headers.get_all(name) or [] for name in ranges.FIELDS}
+        decided = ranges.decide(self.command, answer.size, etag, fields)
+        headers = {**decided.headers, **answer.headers}
+        if decided.status in (412, 416):
+            self.send_json(decided.status, {"errors": [decided.reason]}, headers)
+            return
+        if not decided.has_file_body:  # 304: headers only, no Content-Length
+            self.send_head(decided.status, None, None, headers)
+            return
+        self.send_head(decided.status, answer.content_type, decided.length, headers)
         if self.command == "HEAD":
             return
         self.wfile.flush()
-        if answer.size:  # socket.sendfile refuses a count of 0
-            self._send_blob(answer.file, answer.size)
-        if answer.on_sent is not None and not self.close_connection:
-            answer.on_sent()
+        if decided.length:  # an empty file: nothing to send
+            self._send_blob(answer.file, decided.offset, decided.length)
+        if answer.on_sent is not None and decided.status == 200 and not self.close_connection:
+            answer.on_sent()  # the whole file went out (a range is a part, not a download)
 
-    def _send_blob(self, blob: BinaryIO, size: int) -> None:
-        """The kernel copies page cache to socket (sendfile); the access log counts what went.
+    def _send_blob(self, blob: BinaryIO, offset: int, count: int) -> None:
+        """The kernel copies page cache to socket (:mod:`.sendfile`); the access log counts
+        what went. The connection's timeout bounds each wait; a client that leaves half way
+        is raised to the caller."""
 
-        Python's ``socket.sendfile`` falls back to read/send where it cannot; the socket's
-        timeout still bounds each wait. A client that leaves half way is raised to the caller.
-        """
-        try:
-            sent = self.connection.sendfile(blob, 0, size)
-        except OSError:
-            self.bytes_out += blob.tell()  # sendfile moves the file position as it goes
-            raise
-        self.bytes_out += sent
-        if sent < size:
+        def went(moved: int) -> None:
+            self.bytes_out += moved
+
+        if sendfile.send_range(self.connection, blob, offset, count, went) < count:
             self.close_connection = True  # shorter than announced: the client must see
 
     # -- access log ----------------------------------------------------------------------------

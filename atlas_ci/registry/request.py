@@ -15,6 +15,7 @@ from atlas_ci.registry.http import Answer, BodySink, HTTPError
 from atlas_ci.registry.identity import Identity
 from atlas_ci.registry.model import Artifact, Version
 from atlas_ci.registry.routes import Route
+from atlas_ci.registry.sessions import Sessions
 from atlas_ci.registry.storage import Storage
 
 
@@ -24,6 +25,8 @@ class Request(Protocol):
     identity: Identity
     """Who asks (admitted by the gate for the route's access)."""
     content_length: int | None
+    command: str
+    """The method (``HEAD`` is answered as ``GET`` without the body)."""
     note: str
     """Appended to the request's access-log line, in parentheses."""
 
@@ -32,6 +35,15 @@ class Request(Protocol):
 
     def header(self, name: str) -> str | None:
         """A header that may be sent once (None when absent); 400 when sent twice."""
+        ...
+
+    @property
+    def sessions(self) -> Sessions:
+        """The web pages' sign-in sessions (the pages door signs in and out with them)."""
+        ...
+
+    def read_form(self) -> dict[str, str]:
+        """A url-encoded form body, each field's first value (413 over 16 KiB)."""
         ...
 
     def read_json(self) -> object:

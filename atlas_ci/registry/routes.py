@@ -22,7 +22,17 @@ Access = Literal["read", "write", "token", "upload_url", "public"]
 namespace the path names (``write`` with no namespace in the path: the door asks again once the
 body names it); ``token``: any authenticated token; ``upload_url``: the path's secret is the
 credential; ``public``: nothing before the door (its service decides for the asker it is given:
-a listing, a search, a box PUT whose upload URL the box service checks)."""
+a listing, a search, a box PUT whose upload URL the box service checks, every web page, whose
+every listing and lookup asks the services with the viewer's identity)."""
+
+PAGE = "GET text/html"
+"""The key of the endpoint a browser's GET or HEAD reaches: one whose ``Accept`` prefers HTML
+(:func:`wants_html`). Where a path also answers ``GET`` (Vagrant's catalog), every other GET gets
+that; where it has only a page, every other request goes on as if the row were not there (an API
+client still gets the 404 it always got)."""
+_NOT_NAMESPACES = frozenset({"api", "binstore", "-"})
+"""First path segments that are never a namespace: no web page route matches under them (an
+unknown ``/api/...`` path stays the API's 401 or 404)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +132,10 @@ _VAGRANT_CLOUD: tuple[tuple[tuple[str, ...], dict[str, Endpoint]], ...] = (
 )
 
 
+def _page(name: str) -> Endpoint:
+    return Endpoint("pages", name, "public")
+
+
 # (path template, method -> endpoint). "{x}" captures one decoded segment; the first template
 # that matches the path wins.
 ROUTES: tuple[tuple[tuple[str, ...], dict[str, Endpoint]], ...] = (
@@ -154,8 +168,17 @@ ROUTES: tuple[tuple[tuple[str, ...], dict[str, Endpoint]], ...] = (
     ),
     (("binstore", "{secret}"), {"PUT": _atlas("upload", "upload_url")}),
     *_VAGRANT_CLOUD,
-    # Vagrant's box catalog; after every literal route ("api", "binstore" are reserved names).
-    (("{user}", "{name}"), {"GET": _files("box_catalog")}),
+    # The web pages' own paths under "/-/", which no namespace can take.
+    (("-", "style.css"), {"GET": _page("stylesheet")}),
+    (("-", "icon.svg"), {"GET": _page("icon")}),
+    (("-", "sign-in"), {"GET": _page("sign_in_form"), "POST": _page("sign_in")}),
+    (("-", "sign-out"), {"POST": _page("sign_out")}),
+    ((), {PAGE: _page("home")}),
+    (("{user}",), {PAGE: _page("namespace")}),
+    # Vagrant's box catalog, or a browser's box page; after every literal route ("api",
+    # "binstore" are reserved names).
+    (("{user}", "{name}"), {"GET": _files("box_catalog"), PAGE: _page("box")}),
+    (("{user}", "{name}", "{type}"), {PAGE: _page("artifact")}),
 )
 
 
@@ -170,8 +193,31 @@ def split_target(target: str) -> tuple[list[str], str]:
     return [segment for segment in path.split("/") if segment], query
 
 
-def resolve(method: str, raw_segments: list[str], query: str) -> Route:
-    """Match a request to a route; :class:`HTTPError` 404 or 405 when none fits."""
+def wants_html(accept: str | None) -> bool:
+    """Whether an ``Accept`` header prefers a web page: ``text/html`` (or XHTML) named with a
+    weight above 0 and above ``application/json``'s. A browser's does; Vagrant's, curl's and
+    every API client's do not (``*/*`` alone is not a preference for HTML)."""
+    html = json = 0.0
+    for item in (accept or "").split(",")[:64]:
+        kind, *params = (part.strip().lower() for part in item.split(";"))
+        weight = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        if kind in ("text/html", "application/xhtml+xml"):
+            html = max(html, weight)
+        elif kind == "application/json":
+            json = max(json, weight)
+    return html > 0 and html > json
+
+
+def resolve(method: str, raw_segments: list[str], query: str, *, html: bool = False) -> Route:
+    """Match a request to a route (``html``: its Accept prefers a page, see :data:`PAGE`);
+    :class:`HTTPError` 404 or 405 when none fits."""
     try:
         segments = [urllib.parse.unquote(s, errors="strict") for s in raw_segments]
     except UnicodeDecodeError:
@@ -184,6 +230,8 @@ def resolve(method: str, raw_segments: list[str], query: str) -> Route:
     for template, methods in ROUTES:
         if len(template) != len(segments):
             continue
+        if segments and segments[0].lower() in _NOT_NAMESPACES and template[0].startswith("{"):
+            continue
         params: dict[str, str] = {}
         for pattern, segment in zip(template, segments, strict=True):
             if pattern.startswith("{"):
@@ -191,8 +239,13 @@ def resolve(method: str, raw_segments: list[str], query: str) -> Route:
             elif pattern != segment:
                 break
         else:
+            if lookup == "GET" and html and PAGE in methods:
+                return Route(methods[PAGE], params, query)
+            routed = {m for m in methods if m != PAGE}
+            if not routed:
+                continue  # a web page only, and this request does not ask for one
             if lookup not in methods:
-                allowed = sorted(set(methods) | ({"HEAD"} if "GET" in methods else set()))
+                allowed = sorted(routed | ({"HEAD"} if "GET" in routed else set()))
                 raise HTTPError(
                     405,
                     f"{method} is not allowed here; use {', '.join(allowed)}",

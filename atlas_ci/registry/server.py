@@ -16,6 +16,7 @@ import re
 from atlas_ci.registry import (
     atlas_door,
     files_door,
+    pages_door,
     routes,
     vagrant_cloud_door,
     vagrant_cloud_json,
@@ -27,6 +28,7 @@ from atlas_ci.registry.http import ConnectionServer, HTTPError, HTTPHandler
 from atlas_ci.registry.identity import ANONYMOUS, Identity, presented_token
 from atlas_ci.registry.model import Busy, OutOfSpace, Version
 from atlas_ci.registry.request import Door
+from atlas_ci.registry.sessions import Sessions, cookie_value
 from atlas_ci.registry.storage import Storage
 
 EXTENSIONS = "idempotency-key, write-check"
@@ -36,6 +38,7 @@ EXTENSIONS = "idempotency-key, write-check"
 DOORS: dict[str, Door] = {
     "atlas": atlas_door.DOOR,
     "files": files_door.DOOR,
+    "pages": pages_door.DOOR,
     "vagrant_cloud": vagrant_cloud_door.DOOR,
 }
 """Every front door by the name the route table gives it."""
@@ -91,7 +94,8 @@ class RegistryHandler(HTTPHandler):
     def _route(self) -> None:
         raw_segments, query = routes.split_target(self.path)
         try:
-            route = routes.resolve(self.command, raw_segments, query)
+            html = routes.wants_html(self.headers.get("Accept"))
+            route = routes.resolve(self.command, raw_segments, query, html=html)
         except HTTPError:
             if raw_segments[:1] == ["api"] and self._identify().anonymous:
                 # No token, no hint at which endpoints exist.
@@ -102,14 +106,24 @@ class RegistryHandler(HTTPHandler):
         if route.access == "upload_url":  # the upload URL is its own credential
             self.identity = gate.upload_holder(route.params["secret"])
         else:
-            self.identity = self._identify()
+            self.identity = self._identify(route)
             gate.authorize(self.identity, route)
         self.send_answer(DOORS[route.door][route.name](self, route))
 
-    def _identify(self) -> Identity:
+    def _identify(self, route: routes.Route | None = None) -> Identity:
         # Each header once: a proxy in front could act on the other copy.
         token = presented_token(self.header("X-Atlas-Token"), self.header("Authorization"))
-        return self.server.gate.identify(token)
+        gate = self.server.gate
+        if token is None and route is not None and self._session_counts(route):
+            cookie = cookie_value(self.header("Cookie"))
+            found = None if cookie is None else gate.session_identity(cookie)
+            return found or ANONYMOUS  # an ended session is no error: the pages show as public
+        return gate.identify(token)
+
+    def _session_counts(self, route: routes.Route) -> bool:
+        """A web page session signs in reads (GET, HEAD: the pages and the downloads they link)
+        and the pages' own forms; never an API write, whatever a browser is made to send."""
+        return self.command in ("GET", "HEAD") or route.door == "pages"
 
     # -- what a door sees (request.Request) ----------------------------------------------------
 
@@ -135,6 +149,10 @@ class RegistryHandler(HTTPHandler):
 
     def resumable(self, found: list[Version]) -> list[Version]:
         return self.server.gate.resumable(self.identity, found)
+
+    @property
+    def sessions(self) -> Sessions:
+        return self.server.gate.sessions
 
 
 class RegistryServer(ConnectionServer):

@@ -119,6 +119,7 @@ STEPS: schema.Steps = (
     (4, "users, organizations, memberships, tokens, public artifacts", account_tables.SCHEMA),
     (5, "who each pending upload URL was handed to", _SCHEMA_UPLOAD_GRANTS),
     (6, "boxes: named versions, providers, upload secrets", box_tables.ensure),
+    (7, "the web pages' sign-in sessions", account_tables.SESSIONS),
 )
 """The schema's upgrade steps (see :mod:`.schema`): append one, never edit one that shipped."""
 SCHEMA_VERSION = STEPS[-1][0]
@@ -131,6 +132,7 @@ TABLES = (
     "namespaces",
     "memberships",
     "tokens",
+    "sessions",
     "public_artifacts",
     "upload_grants",
     *box_tables.TABLES,
@@ -422,6 +424,26 @@ class Storage:
         if search.version == "latest":
             found = found[:1]
         return found
+
+    def newest_versions(
+        self, user: str, name: str, artifact_type: str, limit: int
+    ) -> list[Version]:
+        """The newest ``limit`` ready versions of one type, newest first."""
+        return self._select_versions(
+            "\"user\" = ? AND name = ? AND type = ? AND state = 'ready' "
+            "ORDER BY version DESC LIMIT ?",
+            (user, name, artifact_type, limit),
+        )
+
+    def artifact_types(self, user: str, name: str) -> list[tuple[str, int]]:
+        """Each type ``user/name`` has ready versions of, and how many, by type."""
+        with self._connection() as conn:
+            rows = conn.execute(
+                'SELECT type, COUNT(*) FROM versions WHERE "user" = ? AND name = ? '
+                "AND state = 'ready' GROUP BY type ORDER BY type",
+                (user, name),
+            ).fetchall()
+        return [(str(kind), int(count)) for kind, count in rows]
 
     def latest_with_file(self, user: str, name: str, artifact_type: str) -> Version | None:
         """The highest ready version that has a file."""

@@ -17,15 +17,15 @@ host and query and keeps its path, so the path alone says which upload it comple
 
 from __future__ import annotations
 
-import errno
 import logging
 
+from atlas_ci.registry import receiving
 from atlas_ci.registry import vagrant_cloud_json as rep
 from atlas_ci.registry import vagrant_cloud_requests as parse
 from atlas_ci.registry.accounts import Accounts
 from atlas_ci.registry.box_model import Box, BoxProvider, BoxVersion
 from atlas_ci.registry.boxes import Boxes, status_of
-from atlas_ci.registry.http import Answer, FileAnswer, HTTPError, JsonAnswer, ReadInto
+from atlas_ci.registry.http import Answer, FileAnswer, HTTPError, JsonAnswer
 from atlas_ci.registry.model import Busy, OutOfSpace, StorageError
 from atlas_ci.registry.request import Door, Operation, Request
 from atlas_ci.registry.routes import Route
@@ -305,27 +305,9 @@ def receive_box(request: Request, route: Route) -> Answer:
     boxes = _boxes(request)
     upload = boxes.begin_upload(route.params["secret"])
     try:
-        upload.reserve(length)  # a full disk answers 507 before the client sends the body
-
-        def into_upload(read_into: ReadInto, length: int) -> int:
-            upload.receive(read_into, length)
-            return upload.size
-
-        request.stream_body(into_upload, length)
-        if upload.size < length:
-            request.note = f"upload incomplete: {upload.size} of {length} bytes"
-            raise HTTPError(
-                400,
-                f"upload incomplete: received {upload.size} of {length} bytes; "
-                "PUT the whole box again to the same upload_path",
-            )
-        provider = boxes.finish_upload(upload)
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise HTTPError(507, "the registry is out of disk space") from None
-        if exc.errno == errno.EFBIG:
-            raise HTTPError(413, "the box is larger than the registry can store") from None
-        raise
+        with receiving.storing("box"):
+            receiving.receive(request, upload, length, "box")
+            provider = boxes.finish_upload(upload)
     finally:
         upload.abort()
     return _ok({"checksum": provider.sha256, "checksum_type": "sha256", "size": provider.size})

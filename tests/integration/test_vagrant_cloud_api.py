@@ -184,6 +184,12 @@ def test_bad_input_gets_a_clear_4xx(team: Team) -> None:
         "virtualbox",
     )
     refused(call(team, "PUT", f"{path}/release", team.writer), 422)  # no provider has a file
+    empty = {"version": {"version": "2.0.0"}}
+    ok(call(team, "POST", "/box/acme/bad/versions", team.writer, empty))
+    refused(call(team, "PUT", "/box/acme/bad/version/2.0.0/release", team.writer), 422)  # none
+    assert ok(call(team, "GET", "/box/acme/bad/version/2.0.0", team.writer))["status"] == (
+        "unreleased"
+    )
     refused(
         call(team, "POST", "/authenticate", None, {"user": {"login": "a", "password": "b"}}),
         400,
