@@ -454,21 +454,24 @@ class HTTPHandler(BaseHTTPRequestHandler):
         if self.command == "HEAD":
             return
         self.wfile.flush()
-        if decided.length:  # an empty file: nothing to send
-            self._send_blob(answer.file, decided.offset, decided.length)
-        if answer.on_sent is not None and decided.status == 200 and not self.close_connection:
+        # An empty file: nothing to send. Not close_connection: a client asking to close
+        # (HTTP/1.0, a proxy) still got the whole file.
+        whole = not decided.length or self._send_blob(answer.file, decided.offset, decided.length)
+        if answer.on_sent is not None and decided.status == 200 and whole:
             answer.on_sent()  # the whole file went out (a range is a part, not a download)
 
-    def _send_blob(self, blob: BinaryIO, offset: int, count: int) -> None:
+    def _send_blob(self, blob: BinaryIO, offset: int, count: int) -> bool:
         """The kernel copies page cache to socket (:mod:`.sendfile`); the access log counts
         what went. The connection's timeout bounds each wait; a client that leaves half way
-        is raised to the caller."""
+        is raised to the caller. Whether all ``count`` bytes went."""
 
         def went(moved: int) -> None:
             self.bytes_out += moved
 
         if sendfile.send_range(self.connection, blob, offset, count, went) < count:
             self.close_connection = True  # shorter than announced: the client must see
+            return False
+        return True
 
     # -- access log ----------------------------------------------------------------------------
 

@@ -131,6 +131,9 @@ def parse_search(query: str) -> BoxQuery:
         params = dict(urllib.parse.parse_qsl(query, keep_blank_values=True, errors="strict"))
     except UnicodeDecodeError:
         raise BadRequest("the query string is not valid UTF-8", 400) from None
+    if "\x00" in params.get("q", ""):
+        # PostgreSQL cannot compare text holding a NUL: refused alike on both backends.
+        raise BadRequest("q holds a NUL character (%00); remove it", 400)
     sort = next((s for s in SORTS if s == (params.get("sort") or "downloads")), None)
     if sort is None:
         raise BadRequest(
