@@ -9,49 +9,15 @@ runs the same against a real ``atlas-ci serve`` on both backends.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
-from tests.artifacts import action_env, make_box, run_entrypoint, write_manifest
+from tests.artifacts import action_env, run_entrypoint
+from tests.box_builds import two_builds, vagrant_or_skip
 from tests.vagrant_cloud_recorder import VagrantCloudRecorder
 
 TOKEN = "vc-e2e-token-0123456789"
-VAGRANT = shutil.which("vagrant")
-
-
-def vagrant() -> str:
-    if VAGRANT is not None:
-        return VAGRANT
-    if os.environ.get("CI"):
-        pytest.fail("vagrant is not installed; CI must install it (apt-get install vagrant)")
-    pytest.skip("vagrant is not installed (CI installs it and runs this test)")
-
-
-def two_builds(workspace: Path) -> dict[str, str]:
-    """A virtualbox and a libvirt build of one run; provider -> the sha256 of its box."""
-    sums = {}
-    builds = []
-    for name, builder, provider in (
-        ("vbox", "virtualbox-iso", "virtualbox"),
-        ("kvm", "qemu", "libvirt"),
-    ):
-        box = make_box(workspace / "out" / f"{name}.box", provider=provider, disk=16384)
-        sums[provider] = hashlib.sha256(box.read_bytes()).hexdigest()
-        builds.append(
-            {
-                "name": name,
-                "builder_type": builder,
-                "files": [{"name": f"out/{name}.box"}],
-                "artifact_id": provider,
-            }
-        )
-    write_manifest(workspace, builds)
-    return sums
 
 
 def outputs(files: Path) -> str:
@@ -61,7 +27,7 @@ def outputs(files: Path) -> str:
 def test_the_action_publishes_two_providers_released_once_and_vagrant_adds_them(
     tmp_path: Path,
 ) -> None:
-    binary = vagrant()
+    binary = vagrant_or_skip()
     workspace, files = tmp_path / "ws", tmp_path / "files"
     workspace.mkdir()
     files.mkdir()

@@ -5,20 +5,18 @@ step (a fault proxy in front of the registry) finishes the job and creates nothi
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.artifacts import action_env, make_box, run_cli, run_entrypoint, write_manifest
+from tests.artifacts import action_env, run_cli, run_entrypoint
+from tests.box_builds import two_builds, vagrant_or_skip
 from tests.faults import Fault, FaultProxy
 from tests.registry_proc import RegistryProcess
 
-VAGRANT = shutil.which("vagrant")
 TIMEOUT = 30
 STEPS = {
     "token check": ("GET", "/api/v1/authenticate$"),
@@ -35,36 +33,6 @@ FAULTS = {
     "answer lost": Fault("reset_after"),  # processed; the client never hears of it
     "503": Fault("status", status=503),  # nothing processed
 }
-
-
-def vagrant() -> str:
-    if VAGRANT is not None:
-        return VAGRANT
-    if os.environ.get("CI"):
-        pytest.fail("vagrant is not installed; CI must install it (apt-get install vagrant)")
-    pytest.skip("vagrant is not installed (CI installs it and runs this test)")
-
-
-def two_builds(workspace: Path) -> dict[str, str]:
-    """A virtualbox and a libvirt build of one run; provider -> the sha256 of its box."""
-    sums = {}
-    builds = []
-    for name, builder, provider in (
-        ("vbox", "virtualbox-iso", "virtualbox"),
-        ("kvm", "qemu", "libvirt"),
-    ):
-        box = make_box(workspace / "out" / f"{name}.box", provider=provider, disk=16384)
-        sums[provider] = hashlib.sha256(box.read_bytes()).hexdigest()
-        builds.append(
-            {
-                "name": name,
-                "builder_type": builder,
-                "files": [{"name": f"out/{name}.box"}],
-                "artifact_id": provider,
-            }
-        )
-    write_manifest(workspace, builds)
-    return sums
 
 
 def box_of(registry: RegistryProcess) -> dict[str, object]:
@@ -90,7 +58,7 @@ def published(registry: RegistryProcess) -> dict[str, object]:
 def test_the_action_publishes_two_providers_released_once_and_vagrant_adds_them(
     registry: RegistryProcess, tmp_path: Path
 ) -> None:
-    binary = vagrant()
+    binary = vagrant_or_skip()
     workspace, files = tmp_path / "ws", tmp_path / "files"
     workspace.mkdir()
     files.mkdir()
