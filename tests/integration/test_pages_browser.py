@@ -170,17 +170,25 @@ def _text(browser: Any) -> str:
 
 
 def _navigate(browser: Any, element: Any) -> None:
-    """Click ``element`` and wait for the page it leads to (a form post's answer included)."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
+    """Click ``element`` and wait for the page it leads to (a form post's answer included).
+
+    A new document has a new ``performance.timeOrigin``. While the old one unloads,
+    chromedriver can answer any command with a passing error ("Node with given id does not
+    belong to the document", "no such execution context"), so the wait retries through those
+    until the new document has loaded, or fails after 15 s.
+    """
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    old = browser.find_element(By.TAG_NAME, "html")
+    before = browser.execute_script("return performance.timeOrigin")
     element.click()
-    WebDriverWait(browser, 15).until(expected_conditions.staleness_of(old))
-    WebDriverWait(browser, 15).until(
-        lambda b: b.execute_script("return document.readyState") == "complete"
-    )
+
+    def loaded(b: Any) -> bool:
+        origin = b.execute_script("return performance.timeOrigin")
+        ready = b.execute_script("return document.readyState")
+        return bool(origin != before and ready == "complete")
+
+    WebDriverWait(browser, 15, ignored_exceptions=(WebDriverException,)).until(loaded)
 
 
 def _click(browser: Any, text: str) -> None:
