@@ -43,3 +43,16 @@ def two_builds(workspace: Path) -> dict[str, str]:
         )
     write_manifest(workspace, builds)
     return sums
+
+
+def vagrant_env(home: Path, server_url: str, token: str) -> dict[str, str]:
+    """The environment real Vagrant runs in: a home of its own, the registry as its server."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "VAGRANT_HOME": str(home / "vagrant.d"),
+        "VAGRANT_SERVER_URL": server_url,
+        "VAGRANT_CLOUD_TOKEN": token,
+        "VAGRANT_CHECKPOINT_DISABLE": "1",
+        "VAGRANT_NO_COLOR": "1",
+    }

@@ -22,6 +22,7 @@ from atlas_ci.registry.identity import ADMIN
 from atlas_ci.registry.server import RegistryServer
 from atlas_ci.registry.storage import STEPS
 from tests.artifacts import file_build, make_box, run_cli, write_manifest
+from tests.box_builds import vagrant_env
 from tests.integration.registry_admin import admin, new_token
 from tests.integration.registry_api import (
     TIMEOUT,
@@ -248,15 +249,7 @@ def test_builds_of_one_version_make_one_box_version_real_vagrant_pins(
     file = requests.get(libvirt["url"], headers=registry.headers, timeout=TIMEOUT)
     assert hashlib.sha256(file.content).hexdigest() == libvirt["checksum"]
 
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp_path),
-        "VAGRANT_HOME": str(tmp_path / "vagrant.d"),
-        "VAGRANT_SERVER_URL": registry.url,
-        "VAGRANT_CLOUD_TOKEN": registry.token,
-        "VAGRANT_CHECKPOINT_DISABLE": "1",
-        "VAGRANT_NO_COLOR": "1",
-    }
+    env = vagrant_env(tmp_path, registry.url, registry.token)
     for provider in ("libvirt", "virtualbox"):
         added = subprocess.run(
             [vagrant, "box", "add", "acme/web", "--box-version", "~> 1.0", "--provider", provider],

@@ -5,7 +5,6 @@ step (a fault proxy in front of the registry) finishes the job and creates nothi
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 import requests
 
 from tests.artifacts import action_env, run_cli, run_entrypoint
-from tests.box_builds import two_builds, vagrant_or_skip
+from tests.box_builds import two_builds, vagrant_env, vagrant_or_skip
 from tests.faults import Fault, FaultProxy
 from tests.registry_proc import RegistryProcess
 
@@ -86,19 +85,11 @@ def test_the_action_publishes_two_providers_released_once_and_vagrant_adds_them(
     box_puts = [i for i, (m, t) in enumerate(targets) if t.startswith("/binstore/")]
     assert len(releases) == 1 and len(box_puts) == 2 and max(box_puts) < releases[0]
 
-    vagrant_env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp_path),
-        "VAGRANT_HOME": str(tmp_path / "vagrant.d"),
-        "VAGRANT_SERVER_URL": registry.url,
-        "VAGRANT_CLOUD_TOKEN": registry.token,
-        "VAGRANT_CHECKPOINT_DISABLE": "1",
-        "VAGRANT_NO_COLOR": "1",
-    }
+    env = vagrant_env(tmp_path, registry.url, registry.token)
     for provider in ("virtualbox", "libvirt"):
         done = subprocess.run(
             [binary, "box", "add", "acme/web", "--box-version", "~> 1.0", "--provider", provider],
-            env=vagrant_env,
+            env=env,
             cwd=tmp_path,
             capture_output=True,
             text=True,
